@@ -1,0 +1,1 @@
+//! cert-core (placeholder; being written).

@@ -1,0 +1,1 @@
+//! gateway library (placeholder).

@@ -1,0 +1,2 @@
+//! The gateway binary (placeholder).
+fn main() {}

@@ -1,0 +1,1 @@
+//! route-core (placeholder; being written).
