@@ -1,1 +1,68 @@
-//! route-core (placeholder; being written).
+//! Subdomain routing and a streaming reverse proxy: the data path of the gateway.
+//!
+//! The pieces, in the order a request meets them:
+//!
+//! | piece | what it does |
+//! |---|---|
+//! | [`HopByHopLayer`] | **first** in the stack: strips hop-by-hop headers (and the names listed in `Connection`), records a real WebSocket upgrade as [`UpgradeRequest`] |
+//! | *(session layer, elsewhere)* | injects identity headers: after the strip, so `Connection` cannot remove them |
+//! | [`Router`] | host ([`request_host`]) and path ([`try_normalize_path`]) normalised once, looked up in a swappable [`RouteTable`]; 400 / 404 / 421 as JSON; the URI is rewritten to the normalised path and [`RouteMatch`] inserted |
+//! | *(authorization, elsewhere)* | per route |
+//! | [`ProxyService`] | made by [`Proxy::service`]: one shared pooled client, streaming bodies, forwarded headers ([`ForwardedHeaders`]) from [`ConnectionInfo`], WebSocket tunnels, 413 / 502 / 504 |
+//!
+//! Every answer this crate makes up is a [`Rejection`]: JSON `{"error": …, "code": …}`.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use route_core::{Body, HopByHopLayer, Proxy, ProxyConfig, RouteTable, Router, UpstreamConfig};
+//! use tower_layer::Layer;
+//! use tower_service::Service;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let proxy = Proxy::new(ProxyConfig::default());
+//! let mut table = RouteTable::new();
+//! table.insert("data.example.com", proxy.service(UpstreamConfig::new("data", vec!["http://127.0.0.1:9".parse()?]))?)?;
+//! let table = Arc::new(arc_swap::ArcSwap::from_pointee(table));
+//! let mut gateway = HopByHopLayer::new().layer(Router::new(table.clone()));
+//!
+//! // A host nobody routes gets a JSON 404, without touching any upstream.
+//! let req = http::Request::builder().uri("/").header("host", "Other.Example.com.").body(Body::empty())?;
+//! let res = gateway.call(req).await?;
+//! assert_eq!(res.status(), 404);
+//!
+//! // An IP literal gets 421.
+//! let req = http::Request::builder().uri("/").header("host", "127.0.0.1:8080").body(Body::empty())?;
+//! assert_eq!(gateway.call(req).await?.status(), 421);
+//!
+//! // Reload: swap the whole table; requests in flight keep the old one.
+//! table.store(Arc::new(RouteTable::new()));
+//! # Ok(())
+//! # }
+//! ```
+#![deny(rust_2018_idioms)]
+#![forbid(unsafe_code)]
+
+mod body;
+mod connection;
+pub mod forwarded;
+pub mod hop;
+mod host;
+mod path;
+pub mod proxy;
+mod rejection;
+pub mod router;
+mod table;
+
+pub use body::{Body, BoxError};
+pub use connection::ConnectionInfo;
+pub use forwarded::ForwardedHeaders;
+pub use hop::{is_websocket_upgrade, strip_hop_by_hop, strip_hop_by_hop_fixed, HopByHop, HopByHopLayer, UpgradeRequest};
+pub use host::{normalize_host, request_host, HostError};
+pub use path::{normalize_path, try_normalize_path, PathError};
+pub use proxy::{Proxy, ProxyConfig, ProxyError, ProxyService, UpstreamConfig};
+pub use rejection::Rejection;
+pub use router::{RouteMatch, Router, SharedRouteTable};
+pub use table::{Matched, RouteError, RouteTable};

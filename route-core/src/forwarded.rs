@@ -1,0 +1,205 @@
+//! `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded`, rebuilt from
+//! the socket (SECURITY-CASES 5).
+//!
+//! Every copy the client sent is removed and exactly one of each is written:
+//! - `X-Forwarded-For: <peer ip>` (omitted when the peer is unknown);
+//! - `X-Forwarded-Proto: https|http` (from [`ConnectionInfo::tls`]; `http` when unknown);
+//! - `X-Forwarded-Host: <normalised host>`;
+//! - `Forwarded: for=<peer ip>;host=<host>;proto=<proto>` (`for=unknown` when unknown,
+//!   IPv6 quoted as `"[::1]"`).
+//!
+//! Trusting a front proxy is opt-in, by CIDR. When the peer is inside a trusted network, its
+//! `X-Forwarded-For` and `Forwarded` chains are kept (joined into one header) and the peer is
+//! appended, and its `X-Forwarded-Proto` (`http` or `https` only) is believed.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, FORWARDED};
+use http::HeaderMap;
+use ipnet::IpNet;
+
+use crate::ConnectionInfo;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static HTTPS: HeaderValue = HeaderValue::from_static("https");
+static HTTP: HeaderValue = HeaderValue::from_static("http");
+
+/// The forwarded-header rules: which front proxies are trusted. Built once, cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct ForwardedHeaders {
+    trusted: Arc<[IpNet]>,
+}
+
+fn join(headers: &HeaderMap, name: &HeaderName, out: &mut String) {
+    for v in headers.get_all(name) {
+        if let Ok(s) = v.to_str() {
+            let s = s.trim();
+            if s.is_empty() {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            out.push_str(s);
+        }
+    }
+}
+
+fn value(s: String) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(Bytes::from(s)).ok()
+}
+
+impl ForwardedHeaders {
+    /// Rules that trust the front proxies in `trusted` (empty: trust nobody).
+    pub fn new(trusted: Vec<IpNet>) -> Self {
+        ForwardedHeaders { trusted: trusted.into() }
+    }
+
+    /// Whether `ip` is a trusted front proxy.
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        !self.trusted.is_empty() && self.trusted.iter().any(|n| n.contains(&ip))
+    }
+
+    /// Rewrites the forwarded headers of a request about to go upstream. `host` is the
+    /// normalised request host (its header value, so that it is built once).
+    pub fn apply(&self, headers: &mut HeaderMap, conn: Option<&ConnectionInfo>, host: Option<HeaderValue>) {
+        let peer = conn.map(|c| c.remote_addr.ip().to_canonical());
+        let trusted = peer.is_some_and(|ip| self.is_trusted(ip));
+        let mut https = conn.is_some_and(|c| c.tls);
+
+        let mut xff = String::new();
+        let mut fwd = String::new();
+        if trusted {
+            join(headers, &X_FORWARDED_FOR, &mut xff);
+            join(headers, &FORWARDED, &mut fwd);
+            match headers.get(&X_FORWARDED_PROTO).map(HeaderValue::as_bytes) {
+                Some(b"https") => https = true,
+                Some(b"http") => https = false,
+                _ => {}
+            }
+        }
+        headers.remove(&X_FORWARDED_FOR);
+        headers.remove(&X_FORWARDED_PROTO);
+        headers.remove(&X_FORWARDED_HOST);
+        headers.remove(FORWARDED);
+
+        if let Some(ip) = peer {
+            if !xff.is_empty() {
+                xff.push_str(", ");
+            }
+            // Writing to a String cannot fail.
+            let _ = write!(xff, "{ip}");
+            if let Some(v) = value(xff) {
+                headers.insert(X_FORWARDED_FOR.clone(), v);
+            }
+        }
+
+        if !fwd.is_empty() {
+            fwd.push_str(", ");
+        }
+        match peer {
+            Some(IpAddr::V4(ip)) => {
+                let _ = write!(fwd, "for={ip}");
+            }
+            Some(IpAddr::V6(ip)) => {
+                let _ = write!(fwd, "for=\"[{ip}]\"");
+            }
+            None => fwd.push_str("for=unknown"),
+        }
+        if let Some(h) = &host {
+            // A normalised host is a token ([a-z0-9._-]), so it needs no quoting.
+            if let Ok(h) = h.to_str() {
+                fwd.push_str(";host=");
+                fwd.push_str(h);
+            }
+        }
+        fwd.push_str(";proto=");
+        fwd.push_str(if https { "https" } else { "http" });
+        if let Some(v) = value(fwd) {
+            headers.insert(FORWARDED, v);
+        }
+
+        headers.insert(X_FORWARDED_PROTO.clone(), if https { HTTPS.clone() } else { HTTP.clone() });
+        if let Some(h) = host {
+            headers.insert(X_FORWARDED_HOST.clone(), h);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(addr: &str, tls: bool) -> ConnectionInfo {
+        ConnectionInfo {
+            remote_addr: addr.parse().unwrap(),
+            local_addr: "127.0.0.1:443".parse().unwrap(),
+            tls,
+            sni: None,
+        }
+    }
+
+    fn spoofed() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        h.append("x-forwarded-for", HeaderValue::from_static("7.7.7.7"));
+        h.append("X-Forwarded-Proto", HeaderValue::from_static("https"));
+        h.append("x-forwarded-host", HeaderValue::from_static("evil.com"));
+        h.append("forwarded", HeaderValue::from_static("for=6.6.6.6;host=evil.com"));
+        h
+    }
+
+    #[test]
+    fn client_copies_are_replaced() {
+        let mut h = spoofed();
+        let rules = ForwardedHeaders::default();
+        rules.apply(&mut h, Some(&info("203.0.113.9:5000", false)), Some(HeaderValue::from_static("a.com")));
+        assert_eq!(h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), ["203.0.113.9"]);
+        assert_eq!(h.get_all("x-forwarded-proto").iter().collect::<Vec<_>>(), ["http"]);
+        assert_eq!(h.get_all("x-forwarded-host").iter().collect::<Vec<_>>(), ["a.com"]);
+        assert_eq!(
+            h.get_all("forwarded").iter().collect::<Vec<_>>(),
+            ["for=203.0.113.9;host=a.com;proto=http"]
+        );
+    }
+
+    #[test]
+    fn trusted_front_proxy_chain_is_extended() {
+        let mut h = spoofed();
+        let rules = ForwardedHeaders::new(vec!["10.0.0.0/8".parse().unwrap()]);
+        rules.apply(&mut h, Some(&info("10.1.2.3:5000", false)), Some(HeaderValue::from_static("a.com")));
+        assert_eq!(h["x-forwarded-for"], "6.6.6.6, 7.7.7.7, 10.1.2.3");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["forwarded"], "for=6.6.6.6;host=evil.com, for=10.1.2.3;host=a.com;proto=https");
+    }
+
+    #[test]
+    fn ipv6_and_unknown_peer() {
+        let mut h = HeaderMap::new();
+        ForwardedHeaders::default().apply(&mut h, Some(&info("[::1]:1", true)), None);
+        assert_eq!(h["x-forwarded-for"], "::1");
+        assert_eq!(h["forwarded"], "for=\"[::1]\";proto=https");
+        assert_eq!(h["x-forwarded-proto"], "https");
+
+        let mut h = spoofed();
+        ForwardedHeaders::new(vec!["0.0.0.0/0".parse().unwrap()]).apply(&mut h, None, None);
+        assert!(h.get("x-forwarded-for").is_none());
+        assert!(h.get("x-forwarded-host").is_none());
+        assert_eq!(h["forwarded"], "for=unknown;proto=http");
+        assert_eq!(h["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn v4_mapped_peer_is_canonical() {
+        let mut h = HeaderMap::new();
+        let rules = ForwardedHeaders::new(vec!["10.0.0.0/8".parse().unwrap()]);
+        h.insert("x-forwarded-for", HeaderValue::from_static("1.1.1.1"));
+        rules.apply(&mut h, Some(&info("[::ffff:10.0.0.1]:1", false)), None);
+        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.0.0.1");
+    }
+}

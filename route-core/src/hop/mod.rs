@@ -1,0 +1,112 @@
+//! Hop-by-hop headers: removed before anything else sees the request.
+//!
+//! A hop-by-hop header describes one connection, not the message, so a proxy must not
+//! forward it (RFC 9110 §7.6.1). [`strip_hop_by_hop`] removes `Connection`, `Keep-Alive`,
+//! every `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding` and `Upgrade`, plus every header that
+//! `Connection` names.
+//!
+//! [`HopByHopLayer`] must be the **first** layer of the stack, before the session layer
+//! injects identity headers: otherwise `Connection: close, X-Hasura-Role` from a client would
+//! make a later strip remove the injected identity (SECURITY-CASES 4). Once the layer has run
+//! there is no `Connection` header left, so the proxy's own defensive strip
+//! ([`strip_hop_by_hop_fixed`]) only removes the fixed list and never a header the gateway
+//! added.
+//!
+//! A real WebSocket upgrade (HTTP/1.1 `GET` with `Connection: upgrade` and exactly one
+//! `Upgrade: websocket`) is recorded as an [`UpgradeRequest`] extension; the proxy writes the
+//! `Connection`/`Upgrade` pair again itself when the route allows WebSockets. Every other
+//! upgrade, `h2c` above all (SECURITY-CASES 20), is simply dropped, so it is forwarded as a
+//! plain request.
+
+mod layer;
+mod service;
+
+pub use layer::HopByHopLayer;
+pub use service::HopByHop;
+
+use http::header::{HeaderName, HeaderValue, CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderMap, Method, Request, Version};
+
+/// The extension that marks a request as a genuine WebSocket upgrade.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpgradeRequest {
+    /// The protocol the client asked for (`websocket`).
+    pub protocol: HeaderValue,
+}
+
+impl UpgradeRequest {
+    /// A WebSocket upgrade.
+    pub fn websocket() -> Self {
+        UpgradeRequest { protocol: HeaderValue::from_static("websocket") }
+    }
+}
+
+fn is_fixed_hop(name: &HeaderName) -> bool {
+    let s = name.as_str();
+    matches!(s, "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade")
+        || s.starts_with("proxy-")
+}
+
+/// Removes the fixed hop-by-hop list (`Connection`, `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`,
+/// `Transfer-Encoding`, `Upgrade`) without reading `Connection`. Allocation-free unless a
+/// `Proxy-*` header other than the standard ones is present.
+pub fn strip_hop_by_hop_fixed(headers: &mut HeaderMap) {
+    if !headers.keys().any(is_fixed_hop) {
+        return;
+    }
+    for name in [CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    let proxied: Vec<HeaderName> =
+        headers.keys().filter(|n| n.as_str().starts_with("proxy-")).cloned().collect();
+    for name in proxied {
+        headers.remove(name);
+    }
+}
+
+/// Removes every header named in `Connection`, then the fixed hop-by-hop list.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(CONNECTION) {
+        let mut listed: Vec<HeaderName> = Vec::new();
+        for value in headers.get_all(CONNECTION) {
+            for token in value.as_bytes().split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.is_empty() {
+                    continue;
+                }
+                // Invalid names cannot be present in the map, so they are skipped.
+                if let Ok(name) = HeaderName::from_bytes(token) {
+                    listed.push(name);
+                }
+            }
+        }
+        for name in listed {
+            headers.remove(name);
+        }
+    }
+    strip_hop_by_hop_fixed(headers);
+}
+
+fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    })
+}
+
+/// Whether the request is a genuine HTTP/1.1 WebSocket upgrade.
+pub fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
+    if req.version() != Version::HTTP_11 || req.method() != Method::GET {
+        return false;
+    }
+    let mut upgrades = req.headers().get_all(UPGRADE).iter();
+    let (Some(up), None) = (upgrades.next(), upgrades.next()) else {
+        return false;
+    };
+    up.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket")
+        && has_token(req.headers(), CONNECTION, "upgrade")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,238 @@
+use std::convert::Infallible;
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, UPGRADE};
+use http::{Request, Response, StatusCode, Version};
+use http_body::Body as HttpBody;
+use hyper::body::Incoming;
+use tower_service::Service;
+
+use super::balance::{Balancer, Target};
+use super::body::{BodyTooLarge, ClientBodyError, DownstreamBody};
+use super::connector::ConnectTimeout;
+use super::future::ResponseFuture;
+use super::{Shared, UpstreamConfig};
+use crate::hop::{strip_hop_by_hop, strip_hop_by_hop_fixed};
+use crate::{request_host, Body, BoxError, ConnectionInfo, Rejection, UpgradeRequest};
+
+pub(crate) static UPGRADE_TOKEN: HeaderValue = HeaderValue::from_static("upgrade");
+pub(crate) static WEBSOCKET: HeaderValue = HeaderValue::from_static("websocket");
+
+/// One route's proxy: `Service<Request<B>, Response = Response<Body>, Error = Infallible>`.
+/// Cheap to clone (one `Arc`). See the [module docs](crate::proxy).
+#[derive(Clone)]
+pub struct ProxyService {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for ProxyService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyService")
+            .field("route", &self.inner.route)
+            .field("upstreams", &self.inner.balancer.targets.iter().map(|t| &t.label).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) route: Arc<str>,
+    pub(crate) balancer: Balancer,
+    pub(crate) response_timeout: Duration,
+    pub(crate) body_limit: Option<u64>,
+    pub(crate) websocket: bool,
+    pub(crate) http2: bool,
+}
+
+/// Displays an error with its whole `source()` chain, for log lines.
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn StdError + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut src = self.0.source();
+        while let Some(s) = src {
+            write!(f, ": {s}")?;
+            src = s.source();
+        }
+        Ok(())
+    }
+}
+
+fn find<T: StdError + 'static>(err: &(dyn StdError + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if e.is::<T>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// What a failure is answered with, and whether it was a failure to connect.
+pub(crate) fn classify(err: &(dyn StdError + 'static), connecting: bool) -> (Rejection, bool) {
+    if find::<BodyTooLarge>(err) {
+        (Rejection::BODY_TOO_LARGE, false)
+    } else if find::<ClientBodyError>(err) {
+        (Rejection::INVALID_BODY, false)
+    } else if find::<ConnectTimeout>(err) {
+        (Rejection::CONNECT_TIMEOUT, true)
+    } else if connecting {
+        (Rejection::UPSTREAM_UNREACHABLE, true)
+    } else {
+        (Rejection::BAD_GATEWAY, false)
+    }
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// The value for `X-Forwarded-Host`: the normalised host, reusing the `Host` header's bytes
+/// when it is already normal.
+fn forwarded_host<B>(req: &Request<B>) -> Option<HeaderValue> {
+    let host = request_host(req).ok()?;
+    if let Some(raw) = req.headers().get(HOST) {
+        if raw.as_bytes() == host.as_bytes() {
+            return Some(raw.clone());
+        }
+    }
+    HeaderValue::from_str(&host).ok()
+}
+
+impl Inner {
+    pub(crate) fn target(&self, idx: usize) -> &Target {
+        &self.balancer.targets[idx]
+    }
+
+    /// Logs a failure naming the route and upstream, marks the upstream down after a
+    /// connect failure, and builds the rejection.
+    pub(crate) fn fail(&self, idx: usize, rejection: Rejection, mark_down: bool, err: &dyn fmt::Display) -> Response<Body> {
+        if mark_down {
+            self.balancer.mark_down(idx);
+        }
+        tracing::warn!(
+            route = %self.route,
+            upstream = %self.target(idx).label,
+            status = rejection.status.as_u16(),
+            code = rejection.code,
+            error = %err,
+            "proxy request failed"
+        );
+        rejection.response()
+    }
+
+    pub(crate) fn fail_error(&self, idx: usize, err: &(dyn StdError + 'static), connecting: bool) -> Response<Body> {
+        let (rejection, down) = classify(err, connecting);
+        self.fail(idx, rejection, down, &Chain(err))
+    }
+
+    pub(crate) fn fail_client(&self, idx: usize, err: &hyper_util::client::legacy::Error) -> Response<Body> {
+        self.fail_error(idx, err, err.is_connect())
+    }
+
+    /// Relays an upstream response that is not an upgrade.
+    pub(crate) fn relay(&self, idx: usize, res: Response<Incoming>) -> Response<Body> {
+        if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // Nothing asked for an upgrade on this path (h2c and friends were stripped).
+            return self.fail(idx, Rejection::BAD_GATEWAY, false, &"unrequested 101 Switching Protocols");
+        }
+        let (mut parts, body) = res.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        parts.version = Version::HTTP_11;
+        Response::from_parts(parts, Body::new(body))
+    }
+}
+
+impl ProxyService {
+    pub(crate) fn new(shared: Arc<Shared>, cfg: UpstreamConfig, targets: Vec<Target>, down: Duration) -> Self {
+        let epoch = shared.epoch;
+        ProxyService {
+            inner: Arc::new(Inner {
+                shared,
+                route: cfg.route.into(),
+                balancer: Balancer::new(targets, epoch, down),
+                response_timeout: cfg.response_timeout,
+                body_limit: cfg.body_limit,
+                websocket: cfg.websocket,
+                http2: cfg.http2,
+            }),
+        }
+    }
+
+    /// The route name this service was built for.
+    pub fn route(&self) -> &str {
+        &self.inner.route
+    }
+}
+
+impl<B> Service<Request<B>> for ProxyService
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> ResponseFuture {
+        let inner = &*self.inner;
+        if let Some(limit) = inner.body_limit {
+            let declared = content_length(req.headers()).or(req.body().size_hint().exact());
+            if declared.is_some_and(|n| n > limit) {
+                tracing::debug!(route = %inner.route, limit, "declared request body over the limit");
+                return ResponseFuture::done(Rejection::BODY_TOO_LARGE.response());
+            }
+        }
+        let x_forwarded_host = forwarded_host(&req);
+        let (mut parts, body) = req.into_parts();
+        let idx = inner.balancer.pick();
+        let Some(uri) = inner.target(idx).uri(parts.uri.path_and_query()) else {
+            return ResponseFuture::done(Rejection::INVALID_PATH.response());
+        };
+
+        let headers = &mut parts.headers;
+        strip_hop_by_hop_fixed(headers);
+        if inner.http2 {
+            headers.remove(HOST);
+        } else if !headers.contains_key(HOST) {
+            if let Some(v) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+                headers.insert(HOST, v);
+            }
+        }
+        inner.shared.forwarded.apply(headers, parts.extensions.get::<ConnectionInfo>(), x_forwarded_host);
+
+        parts.uri = uri;
+        parts.version = if inner.http2 { Version::HTTP_2 } else { Version::HTTP_11 };
+        let body = Body::new(DownstreamBody::new(body, inner.body_limit));
+
+        let upgrade = parts.extensions.remove::<UpgradeRequest>().is_some() && inner.websocket && !inner.http2;
+        if upgrade {
+            let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+            parts.extensions.clear();
+            parts.headers.insert(CONNECTION, UPGRADE_TOKEN.clone());
+            parts.headers.insert(UPGRADE, WEBSOCKET.clone());
+            let req = Request::from_parts(parts, body);
+            return ResponseFuture::boxed(Box::pin(super::upgrade::tunnel(self.inner.clone(), idx, req, on_upgrade)));
+        }
+        // Downstream extensions (hyper's upgrade handle, an HTTP/2 `:protocol`…) must not
+        // change what the client sends upstream.
+        parts.extensions.clear();
+        let future = inner.shared.client.request(Request::from_parts(parts, body));
+        ResponseFuture::requesting(
+            tokio::time::timeout(inner.response_timeout, future),
+            self.inner.clone(),
+            idx,
+        )
+    }
+}

@@ -1,0 +1,82 @@
+//! The WebSocket path: a dedicated, unpooled HTTP/1.1 connection per upgrade request.
+
+use std::sync::Arc;
+
+use http::header::{CONNECTION, UPGRADE};
+use http::{Request, Response, StatusCode};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tower_service::Service;
+
+use super::service::{Inner, UPGRADE_TOKEN, WEBSOCKET};
+use crate::hop::strip_hop_by_hop;
+use crate::{Body, Rejection};
+
+pub(super) async fn tunnel(
+    inner: Arc<Inner>,
+    idx: usize,
+    mut req: Request<Body>,
+    on_upgrade: Option<OnUpgrade>,
+) -> Response<Body> {
+    let mut connector = inner.shared.connector.clone();
+    let stream = match connector.call(req.uri().clone()).await {
+        Ok(s) => s,
+        Err(e) => return inner.fail_error(idx, &*e, true),
+    };
+    // hyper's connection-level client sends the URI as it is: make it origin-form.
+    let pq = req.uri().path_and_query().cloned();
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = pq;
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+    let (mut sender, conn) = match hyper::client::conn::http1::Builder::new().handshake(stream).await {
+        Ok(pair) => pair,
+        Err(e) => return inner.fail_error(idx, &e, false),
+    };
+    tokio::spawn(async move {
+        // Ends when the response is done (the sender is dropped below) or the tunnel closes.
+        let _ = conn.with_upgrades().await;
+    });
+    let sent = tokio::time::timeout(inner.response_timeout, sender.send_request(req)).await;
+    // Never reuse this connection: after a non-101 answer it closes once the body is relayed.
+    drop(sender);
+    let mut res = match sent {
+        Ok(Ok(res)) => res,
+        Ok(Err(e)) => return inner.fail_error(idx, &e, false),
+        Err(_) => {
+            return inner.fail(idx, Rejection::RESPONSE_TIMEOUT, false, &"no upgrade response in time");
+        }
+    };
+    if res.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return inner.relay(idx, res);
+    }
+    let agreed = res
+        .headers()
+        .get(UPGRADE)
+        .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket"));
+    let Some(downstream) = on_upgrade.filter(|_| agreed) else {
+        return inner.fail(idx, Rejection::BAD_GATEWAY, false, &"101 without a usable WebSocket upgrade");
+    };
+    let upstream = hyper::upgrade::on(&mut res);
+    let route = inner.route.clone();
+    let label = inner.target(idx).label.clone();
+    tokio::spawn(async move {
+        match (downstream.await, upstream.await) {
+            (Ok(d), Ok(u)) => {
+                let (mut d, mut u) = (TokioIo::new(d), TokioIo::new(u));
+                if let Err(e) = tokio::io::copy_bidirectional(&mut d, &mut u).await {
+                    tracing::debug!(%route, upstream = %label, error = %e, "websocket tunnel closed");
+                }
+            }
+            (d, u) => {
+                tracing::warn!(%route, upstream = %label, client = d.is_ok(), upstream_ok = u.is_ok(), "websocket upgrade failed");
+            }
+        }
+    });
+    let (mut parts, _) = res.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.insert(CONNECTION, UPGRADE_TOKEN.clone());
+    parts.headers.insert(UPGRADE, WEBSOCKET.clone());
+    Response::from_parts(parts, Body::empty())
+}

@@ -1,0 +1,98 @@
+//! Every response this crate makes up itself: one small table of JSON rejections.
+//!
+//! Bodies are `'static` JSON strings, so a rejection allocates nothing but the response.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Response, StatusCode};
+
+/// A rejection: a status plus a fixed JSON body `{"error": …, "code": …}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// The HTTP status of the answer.
+    pub status: StatusCode,
+    /// The machine-readable kebab-case code (also in the body).
+    pub code: &'static str,
+    body: &'static str,
+}
+
+macro_rules! rejections {
+    ($( $(#[$doc:meta])* $name:ident = ($status:ident, $code:literal, $msg:literal); )*) => {
+        impl Rejection {
+            $(
+                $(#[$doc])*
+                pub const $name: Rejection = Rejection {
+                    status: StatusCode::$status,
+                    code: $code,
+                    body: concat!("{\"error\":\"", $msg, "\",\"code\":\"", $code, "\"}"),
+                };
+            )*
+        }
+    };
+}
+
+rejections! {
+    /// No `Host` header and no URI authority.
+    MISSING_HOST = (BAD_REQUEST, "missing-host", "the request has no Host");
+    /// Two `Host` headers.
+    DUPLICATE_HOST = (BAD_REQUEST, "duplicate-host", "the request has more than one Host header");
+    /// Absolute-form URI authority differs from `Host`.
+    HOST_MISMATCH = (BAD_REQUEST, "host-mismatch", "the request URI authority differs from the Host header");
+    /// A syntactically invalid host.
+    INVALID_HOST = (BAD_REQUEST, "invalid-host", "the Host header is not a valid host name");
+    /// An IP literal as host: this gateway only serves names.
+    IP_HOST = (MISDIRECTED_REQUEST, "misdirected-request", "this server does not serve IP address hosts");
+    /// No route for the host.
+    UNKNOWN_HOST = (NOT_FOUND, "unknown-host", "no route for this host");
+    /// The host is known but no path prefix of it matches.
+    NO_ROUTE = (NOT_FOUND, "no-route", "no route for this path");
+    /// A path the gateway refuses to interpret (encoded slash, backslash, NUL, control bytes…).
+    INVALID_PATH = (BAD_REQUEST, "invalid-path", "the request path is not acceptable");
+    /// The client's request body was malformed (a bad chunk) or broke off.
+    INVALID_BODY = (BAD_REQUEST, "invalid-body", "the request body could not be read");
+    /// The request body is larger than the route allows.
+    BODY_TOO_LARGE = (PAYLOAD_TOO_LARGE, "payload-too-large", "the request body is too large");
+    /// The upstream refused or reset the connection, or answered something unusable.
+    BAD_GATEWAY = (BAD_GATEWAY, "bad-gateway", "the upstream service failed");
+    /// Connecting to the upstream failed (refused, unreachable).
+    UPSTREAM_UNREACHABLE = (BAD_GATEWAY, "upstream-unreachable", "the upstream service is unreachable");
+    /// Connecting to the upstream took longer than its connect timeout.
+    CONNECT_TIMEOUT = (GATEWAY_TIMEOUT, "upstream-connect-timeout", "connecting to the upstream service timed out");
+    /// The upstream did not answer (headers) within its response timeout.
+    RESPONSE_TIMEOUT = (GATEWAY_TIMEOUT, "upstream-timeout", "the upstream service did not answer in time");
+}
+
+static JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+impl Rejection {
+    /// The JSON body of this rejection.
+    pub fn body(&self) -> &'static str {
+        self.body
+    }
+
+    /// Builds the response, in any body type that can be made from `Bytes`.
+    pub fn response<B: From<Bytes>>(&self) -> Response<B> {
+        let mut res = Response::new(B::from(Bytes::from_static(self.body.as_bytes())));
+        *res.status_mut() = self.status;
+        res.headers_mut().insert(CONTENT_TYPE, JSON.clone());
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_json_with_code() {
+        let r = Rejection::IP_HOST;
+        assert_eq!(r.status, StatusCode::MISDIRECTED_REQUEST);
+        assert_eq!(
+            r.body(),
+            r#"{"error":"this server does not serve IP address hosts","code":"misdirected-request"}"#
+        );
+        let res: Response<Bytes> = Rejection::UNKNOWN_HOST.response();
+        assert_eq!(res.status(), 404);
+        assert_eq!(res.headers()[CONTENT_TYPE], "application/json");
+    }
+}

@@ -1,0 +1,111 @@
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use http::{Request, Response, Uri};
+use tower_service::Service;
+
+use super::future::ResponseFuture;
+use crate::{request_host, try_normalize_path, Rejection, RouteTable};
+
+/// The route table as the router holds it: swapped whole on reload, read without locks.
+pub type SharedRouteTable<S> = Arc<arc_swap::ArcSwap<RouteTable<S>>>;
+
+/// The extension the router inserts into each routed request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteMatch {
+    /// The pattern that matched, e.g. `*.example.com` or `example.com/api`.
+    pub pattern: Arc<str>,
+}
+
+/// Routes each request to the service of the route its host (and path) match. See the
+/// [module docs](crate::router).
+pub struct Router<S> {
+    table: SharedRouteTable<S>,
+}
+
+impl<S> Clone for Router<S> {
+    fn clone(&self) -> Self {
+        Router { table: self.table.clone() }
+    }
+}
+
+impl<S> std::fmt::Debug for Router<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router").field("routes", &self.table.load().len()).finish()
+    }
+}
+
+impl<S> Router<S> {
+    /// A router over a shared, swappable table.
+    pub fn new(table: SharedRouteTable<S>) -> Self {
+        Router { table }
+    }
+
+    /// The shared table: `store` a new one to reload.
+    pub fn table(&self) -> &SharedRouteTable<S> {
+        &self.table
+    }
+}
+
+/// The URI with its path replaced, query kept. Only called when the path changed.
+fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
+    let pq = match uri.query() {
+        Some(q) => PathAndQuery::try_from(format!("{path}?{q}")).ok()?,
+        None => PathAndQuery::try_from(path).ok()?,
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(pq);
+    Uri::from_parts(parts).ok()
+}
+
+impl<S, B, RB> Service<Request<B>> for Router<S>
+where
+    S: Service<Request<B>, Response = Response<RB>, Error = Infallible> + Clone,
+    RB: From<Bytes>,
+{
+    type Response = Response<RB>;
+    type Error = Infallible;
+    type Future = ResponseFuture<S, B, RB>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Readiness is the route's, checked in the future once the route is known.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let host = match request_host(&req) {
+            Ok(h) => h,
+            Err(e) => return ResponseFuture::rejected(e.rejection().response()),
+        };
+        let path = match try_normalize_path(req.uri().path()) {
+            Ok(p) => p,
+            Err(_) => return ResponseFuture::rejected(Rejection::INVALID_PATH.response()),
+        };
+        let table = self.table.load();
+        let Some(entry) = table.lookup_host(&host) else {
+            return ResponseFuture::rejected(Rejection::UNKNOWN_HOST.response());
+        };
+        let Some(found) = entry.lookup(&path) else {
+            return ResponseFuture::rejected(Rejection::NO_ROUTE.response());
+        };
+        let service = found.route.clone();
+        let route = RouteMatch { pattern: found.pattern.clone() };
+        drop(table);
+        let new_uri = match path {
+            std::borrow::Cow::Owned(p) => match with_path(req.uri(), &p) {
+                Some(u) => Some(u),
+                None => return ResponseFuture::rejected(Rejection::INVALID_PATH.response()),
+            },
+            std::borrow::Cow::Borrowed(_) => None,
+        };
+        drop(host);
+        if let Some(u) = new_uri {
+            *req.uri_mut() = u;
+        }
+        req.extensions_mut().insert(route);
+        ResponseFuture::ready(service, req)
+    }
+}

@@ -1,0 +1,287 @@
+//! The route table: host (exact, apex or `*.suffix` wildcard) and optional path prefix → route.
+//!
+//! Lookup cost does not depend on the number of routes: one hash probe for the exact name,
+//! then one probe per label suffix of the host for wildcards (a host has a handful of labels),
+//! then a scan of that host's path prefixes (usually none or a few).
+//!
+//! Wildcards are keyed by their suffix, the labels after `*.`, which is the reversed-label
+//! order read from the right: `*.example.com` is found for `a.b.example.com` by probing
+//! `b.example.com` then `example.com`. The longest suffix is probed first, so the most
+//! specific route wins. A wildcard matches one or more labels and never the bare suffix:
+//! `*.example.com` does not match `example.com` (add the apex as an exact route).
+//!
+//! Path prefixes are matched on the normalised path at segment boundaries: `/api` matches
+//! `/api` and `/api/x`, never `/apix`. The longest prefix wins. [`RouteTable::insert`] is the
+//! prefix `/`. The most specific **host** entry decides alone: if it has no matching prefix
+//! the request gets 404, it does not fall back to a less specific wildcard, so a route's
+//! policy can never be bypassed by choosing a path.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::host::normalize_host;
+
+/// Why a route could not be added.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// The host pattern is not a valid name, apex or `*.suffix`.
+    #[error("invalid host pattern {0:?}")]
+    InvalidHost(String),
+    /// The path prefix does not start with `/` or is not already normalised.
+    #[error("invalid path prefix {0:?}")]
+    InvalidPrefix(String),
+    /// The same host pattern and prefix were added twice.
+    #[error("duplicate route {0:?}")]
+    Duplicate(String),
+}
+
+/// What a successful lookup returns: the route and the pattern it was registered under.
+#[derive(Debug)]
+pub struct Matched<'a, S> {
+    /// The route's pattern, e.g. `*.example.com` or `example.com/api`.
+    pub pattern: &'a Arc<str>,
+    /// The route.
+    pub route: &'a S,
+}
+
+#[derive(Debug)]
+struct PathRoute<S> {
+    /// Normalised, without trailing `/` (the root prefix is `/`).
+    prefix: Box<str>,
+    pattern: Arc<str>,
+    route: S,
+}
+
+#[derive(Debug)]
+pub(crate) struct HostEntry<S> {
+    /// Sorted by prefix length, longest first.
+    paths: Vec<PathRoute<S>>,
+}
+
+impl<S> HostEntry<S> {
+    pub(crate) fn lookup(&self, path: &str) -> Option<Matched<'_, S>> {
+        self.paths
+            .iter()
+            .find(|r| prefix_matches(&r.prefix, path))
+            .map(|r| Matched { pattern: &r.pattern, route: &r.route })
+    }
+}
+
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// Host (+ optional path prefix) → route `S`. Generic over the route, so that this crate
+/// knows nothing of what a route holds (policy, proxy…).
+#[derive(Debug)]
+pub struct RouteTable<S> {
+    exact: HashMap<Box<str>, HostEntry<S>>,
+    /// Keyed by the suffix after `*.`.
+    wildcard: HashMap<Box<str>, HostEntry<S>>,
+    len: usize,
+}
+
+impl<S> Default for RouteTable<S> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+enum Pattern<'a> {
+    Exact(std::borrow::Cow<'a, str>),
+    Wildcard(std::borrow::Cow<'a, str>),
+}
+
+fn parse_pattern(pattern: &str) -> Result<Pattern<'_>, RouteError> {
+    let invalid = || RouteError::InvalidHost(pattern.to_owned());
+    if pattern.contains(':') {
+        return Err(invalid());
+    }
+    let (wild, name) = match pattern.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, pattern),
+    };
+    match normalize_host(name) {
+        Ok(n) if wild => Ok(Pattern::Wildcard(n)),
+        Ok(n) => Ok(Pattern::Exact(n)),
+        Err(_) => Err(invalid()),
+    }
+}
+
+impl<S> RouteTable<S> {
+    /// An empty table: every lookup misses.
+    pub fn new() -> Self {
+        RouteTable { exact: HashMap::new(), wildcard: HashMap::new(), len: 0 }
+    }
+
+    /// Adds a route for a whole host: `data.example.com`, `example.com` or `*.example.com`.
+    /// Patterns are normalised like request hosts (case, one trailing dot); ports and IP
+    /// literals are refused.
+    pub fn insert(&mut self, pattern: &str, route: S) -> Result<(), RouteError> {
+        self.insert_prefix(pattern, "/", route)
+    }
+
+    /// Adds a route for a path prefix within a host. The prefix must start with `/` and be
+    /// normalised (see [`crate::normalize_path`]); one trailing `/` is ignored, so `/api` and
+    /// `/api/` are the same prefix.
+    pub fn insert_prefix(&mut self, pattern: &str, path_prefix: &str, route: S) -> Result<(), RouteError> {
+        let parsed = parse_pattern(pattern)?;
+        let bad_prefix = || RouteError::InvalidPrefix(path_prefix.to_owned());
+        match crate::path::try_normalize_path(path_prefix) {
+            Ok(n) if n == path_prefix => {}
+            _ => return Err(bad_prefix()),
+        }
+        if path_prefix.contains('?') {
+            return Err(bad_prefix());
+        }
+        let prefix = match path_prefix.strip_suffix('/') {
+            Some(p) if !p.is_empty() => p,
+            _ => path_prefix,
+        };
+        let (map, host, display_host) = match &parsed {
+            Pattern::Exact(h) => (&mut self.exact, h.as_ref(), h.to_string()),
+            Pattern::Wildcard(h) => (&mut self.wildcard, h.as_ref(), format!("*.{h}")),
+        };
+        let display: Arc<str> = if prefix == "/" {
+            display_host.into()
+        } else {
+            format!("{display_host}{prefix}").into()
+        };
+        let entry = map.entry(host.into()).or_insert_with(|| HostEntry { paths: Vec::new() });
+        if entry.paths.iter().any(|r| &*r.prefix == prefix) {
+            return Err(RouteError::Duplicate(display.to_string()));
+        }
+        let at = entry.paths.partition_point(|r| r.prefix.len() >= prefix.len());
+        entry.paths.insert(at, PathRoute { prefix: prefix.into(), pattern: display, route });
+        self.len += 1;
+        Ok(())
+    }
+
+    /// The route for a normalised host and normalised path, if any.
+    pub fn lookup(&self, host: &str, path: &str) -> Option<&S> {
+        self.lookup_match(host, path).map(|m| m.route)
+    }
+
+    /// Like [`RouteTable::lookup`], with the pattern that matched.
+    pub fn lookup_match(&self, host: &str, path: &str) -> Option<Matched<'_, S>> {
+        self.lookup_host(host)?.lookup(path)
+    }
+
+    /// Whether any route exists for this host (any path).
+    pub fn has_host(&self, host: &str) -> bool {
+        self.lookup_host(host).is_some()
+    }
+
+    pub(crate) fn lookup_host(&self, host: &str) -> Option<&HostEntry<S>> {
+        if let Some(e) = self.exact.get(host) {
+            return Some(e);
+        }
+        if self.wildcard.is_empty() {
+            return None;
+        }
+        // Probe each proper suffix, longest (most specific) first.
+        let mut rest = host;
+        while let Some(dot) = rest.find('.') {
+            rest = &rest[dot + 1..];
+            if let Some(e) = self.wildcard.get(rest) {
+                return Some(e);
+            }
+        }
+        None
+    }
+
+    /// The exact host names in the table (apex included, wildcards not): the names a
+    /// certificate may be ordered for.
+    pub fn hosts(&self) -> impl Iterator<Item = &str> {
+        self.exact.keys().map(|k| &**k)
+    }
+
+    /// The wildcard suffixes in the table, as patterns (`*.example.com`).
+    pub fn wildcards(&self) -> impl Iterator<Item = String> + '_ {
+        self.wildcard.keys().map(|k| format!("*.{k}"))
+    }
+
+    /// The number of routes (host and prefix pairs).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the table has no routes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> RouteTable<&'static str> {
+        let mut t = RouteTable::new();
+        t.insert("example.com", "apex").unwrap();
+        t.insert("data.example.com", "data").unwrap();
+        t.insert("*.example.com", "wild").unwrap();
+        t.insert("*.eu.example.com", "eu").unwrap();
+        t.insert_prefix("example.com", "/api", "api").unwrap();
+        t.insert_prefix("example.com", "/api/v2/", "api2").unwrap();
+        t.insert_prefix("only.example.com", "/x", "only-x").unwrap();
+        t
+    }
+
+    #[test]
+    fn exact_apex_and_wildcards() {
+        let t = table();
+        assert_eq!(t.lookup("example.com", "/"), Some(&"apex"));
+        assert_eq!(t.lookup("data.example.com", "/q"), Some(&"data"));
+        assert_eq!(t.lookup("other.example.com", "/"), Some(&"wild"));
+        assert_eq!(t.lookup("a.b.example.com", "/"), Some(&"wild"));
+        assert_eq!(t.lookup("x.eu.example.com", "/"), Some(&"eu"));
+        assert_eq!(t.lookup("eu.example.com", "/"), Some(&"wild"));
+        assert_eq!(t.lookup("example.org", "/"), None);
+        assert_eq!(t.lookup("com", "/"), None);
+        assert_eq!(t.lookup("badexample.com", "/"), None);
+        let m = t.lookup_match("z.eu.example.com", "/").unwrap();
+        assert_eq!(&**m.pattern, "*.eu.example.com");
+    }
+
+    #[test]
+    fn longest_prefix_on_segment_boundaries() {
+        let t = table();
+        assert_eq!(t.lookup("example.com", "/api"), Some(&"api"));
+        assert_eq!(t.lookup("example.com", "/api/"), Some(&"api"));
+        assert_eq!(t.lookup("example.com", "/api/x"), Some(&"api"));
+        assert_eq!(t.lookup("example.com", "/apix"), Some(&"apex"));
+        assert_eq!(t.lookup("example.com", "/api/v2"), Some(&"api2"));
+        assert_eq!(t.lookup("example.com", "/api/v2/z"), Some(&"api2"));
+        assert_eq!(t.lookup("example.com", "/api/v20"), Some(&"api"));
+        assert_eq!(&**t.lookup_match("example.com", "/api/v2").unwrap().pattern, "example.com/api/v2");
+        // The most specific host decides alone: no fallback to the wildcard.
+        assert_eq!(t.lookup("only.example.com", "/x/1"), Some(&"only-x"));
+        assert_eq!(t.lookup("only.example.com", "/y"), None);
+    }
+
+    #[test]
+    fn patterns_are_normalised_and_validated() {
+        let mut t = RouteTable::new();
+        t.insert("Data.Example.COM.", 1).unwrap();
+        assert_eq!(t.lookup("data.example.com", "/"), Some(&1));
+        assert_eq!(t.insert("data.example.com", 2), Err(RouteError::Duplicate("data.example.com".into())));
+        for bad in ["", "*", "*.", "a..b", "10.0.0.1", "a.com:80", "*.*.a.com", "a.*.com", "[::1]"] {
+            assert!(matches!(t.insert(bad, 3), Err(RouteError::InvalidHost(_))), "{bad}");
+        }
+        for bad in ["api", "/a/../b", "//a", "/a%2fb", "/a?b"] {
+            assert!(matches!(t.insert_prefix("a.com", bad, 3), Err(RouteError::InvalidPrefix(_))), "{bad}");
+        }
+        assert_eq!(t.len(), 1);
+        t.insert("*.example.com", 4).unwrap();
+        assert_eq!(t.hosts().collect::<Vec<_>>(), vec!["data.example.com"]);
+        assert_eq!(t.wildcards().collect::<Vec<_>>(), vec!["*.example.com".to_owned()]);
+    }
+}
