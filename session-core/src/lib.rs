@@ -1,1 +1,115 @@
-//! session-core (placeholder; being written).
+//! Sessions and roles for the gateway: who is calling, and may they.
+//!
+//! - [`Identity`]: the caller (user id, selected role, allowed roles), anonymous when there is
+//!   no credential.
+//! - [`extract_credential`]: `Authorization: Bearer <token>` or the session cookie, with one
+//!   [`CredentialError`] per failure.
+//! - [`Token`] / [`TokenHash`]: 256-bit random tokens; stores only see SHA-256 of them.
+//! - [`Resolver`]: the token → identity seam ([`StoreResolver`] for session stores).
+//! - [`SessionStore`]: create, resolve, touch, revoke, revoke a user, list a user
+//!   ([`MemoryStore`] built in).
+//! - [`SessionLayer`] and [`RequireRoleLayer`]: tower middleware, usable in axum too.
+//! - [`CookieConfig`]: the session cookie and the cookie that clears it.
+//!
+//! Every rejection is a JSON response built by [`rejection`]; the layers never return an
+//! error of their own.
+//!
+//! # Example
+//!
+//! ```
+//! use std::{convert::Infallible, sync::Arc, time::Duration};
+//! use bytes::Bytes;
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::Full;
+//! use session_core::{
+//!     MemoryStore, NewSession, RequireRoleLayer, SessionConfig, SessionLayer, SessionStore,
+//!     StoreResolver,
+//! };
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let store = Arc::new(MemoryStore::new());
+//! let (token, session) = store
+//!     .create(NewSession {
+//!         user_id: "alice".into(),
+//!         roles: vec!["user".into(), "admin".into()],
+//!         default_role: Some("user".into()),
+//!         ttl: Duration::from_secs(3600),
+//!     })
+//!     .await
+//!     .unwrap();
+//! assert_eq!(session.id, token.hash()); // the store keeps only the hash
+//!
+//! let resolver = Arc::new(StoreResolver::new(store.clone()));
+//! let app = ServiceBuilder::new()
+//!     .layer(SessionLayer::new(resolver, SessionConfig::default()))
+//!     .layer(RequireRoleLayer::new(["admin"]))
+//!     .service(service_fn(|req: Request<()>| async move {
+//!         let role = req.headers()["x-hasura-role"].clone();
+//!         Ok::<_, Infallible>(Response::new(Full::<Bytes>::from(role.as_bytes().to_vec())))
+//!     }));
+//!
+//! let bearer = format!("Bearer {}", token.expose());
+//! // The default role is `user`: not allowed here.
+//! let req = Request::builder().header("authorization", &bearer).body(()).unwrap();
+//! assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+//! // Asking for `admin`, one of the session's roles, is.
+//! let req = Request::builder()
+//!     .header("authorization", &bearer)
+//!     .header("x-hasura-role", "admin")
+//!     .body(())
+//!     .unwrap();
+//! assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::OK);
+//! // Revocation is immediate.
+//! store.revoke(&token.hash()).await.unwrap();
+//! let req = Request::builder().header("authorization", &bearer).body(()).unwrap();
+//! assert_eq!(app.oneshot(req).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+//! # }
+//! ```
+//!
+//! # Fuzzing
+//!
+//! The parsers' fuzz entry points live in the `fuzzing` module, compiled only with
+//! `--cfg fuzzing`; see `fuzz/README.md` at the workspace root.
+
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+use std::future::Future;
+use std::pin::Pin;
+
+mod config;
+mod credential;
+mod identity;
+pub mod rejection;
+pub mod require_role;
+mod resolver;
+mod session;
+pub mod session_layer;
+mod set_cookie;
+mod store;
+mod token;
+
+// Also compiled for this crate's unit tests, which run the entry points on seed inputs.
+#[cfg(any(fuzzing, test))]
+pub mod fuzzing;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
+
+pub use config::{ConfigError, SessionConfig};
+pub use credential::{extract_credential, Credential, CredentialError, CredentialSource};
+pub use identity::{AnonymousConfig, Identity};
+pub use rejection::json_rejection;
+pub use require_role::{RequireRole, RequireRoleLayer};
+pub use resolver::{ResolveError, Resolver, StoreResolver};
+pub use session::{
+    NewSession, Session, SessionValidationError, MAX_ROLES, MAX_ROLE_LEN, MAX_TTL, MAX_USER_ID_LEN,
+};
+pub use session_layer::{SessionLayer, SessionService};
+pub use set_cookie::{CookieConfig, SameSite};
+pub use store::{MemoryStore, SessionStore, StoreError};
+pub use token::{Token, TokenHash, MAX_TOKEN_LEN};
+
+/// A boxed, `Send` future: what the object-safe async traits return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

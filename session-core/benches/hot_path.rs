@@ -1,0 +1,189 @@
+//! The request hot path: extract → MemoryStore hit → select role → inject → authorize, with 1
+//! and with 1,000,000 live sessions, plus `create` throughput and the parts of the path.
+//!
+//! Run with `cargo bench -p session-core --bench hot_path` (add `-- --quick` for a fast pass).
+
+// A benchmark aborts on any failure; criterion's macros generate undocumented items.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::Full;
+use session_core::{
+    extract_credential, MemoryStore, NewSession, RequireRoleLayer, SessionConfig, SessionLayer,
+    SessionStore, StoreResolver, Token,
+};
+use tower::{service_fn, Layer, Service};
+
+type Body = Full<Bytes>;
+
+/// SessionLayer → RequireRoleLayer(["user", "admin"]) → an inner service answering at once.
+fn stack(
+    store: &MemoryStore,
+) -> impl Service<Request<()>, Response = Response<Body>, Error = Infallible, Future: Unpin> + Clone
+{
+    let resolver = Arc::new(StoreResolver::new(Arc::new(store.clone())));
+    let inner = service_fn(|_req: Request<()>| {
+        std::future::ready(Ok::<_, Infallible>(Response::new(Body::new(Bytes::new()))))
+    });
+    let authorized = RequireRoleLayer::new(["user", "admin"]).layer(inner);
+    SessionLayer::new(resolver, SessionConfig::default()).layer(authorized)
+}
+
+/// Polls a future that is ready at once (the memory store path allocates no future).
+fn now<F: Future + Unpin>(mut fut: F) -> F::Output {
+    let mut cx = Context::from_waker(Waker::noop());
+    match std::pin::Pin::new(&mut fut).poll(&mut cx) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("the hot path should not wait"),
+    }
+}
+
+fn new_session(i: usize) -> NewSession {
+    NewSession {
+        user_id: format!("user-{i}"),
+        roles: vec!["user".into(), "admin".into()],
+        default_role: None,
+        ttl: Duration::from_secs(3600),
+    }
+}
+
+fn create(store: &MemoryStore, i: usize) -> Token {
+    let mut cx = Context::from_waker(Waker::noop());
+    match store.create(new_session(i)).as_mut().poll(&mut cx) {
+        Poll::Ready(Ok((token, _))) => token,
+        _ => panic!("memory store create failed"),
+    }
+}
+
+/// A typical request: a handful of ordinary headers plus the bearer.
+fn request(bearer: &HeaderValue) -> Request<()> {
+    let mut req = Request::builder()
+        .uri("/graphql")
+        .header("host", "api.example.com")
+        .header("user-agent", "bench/1.0")
+        .header("accept", "application/json")
+        .header("accept-encoding", "gzip, br")
+        .header("content-type", "application/json")
+        .body(())
+        .unwrap();
+    req.headers_mut().insert("authorization", bearer.clone());
+    req
+}
+
+fn bearer(token: &Token) -> HeaderValue {
+    HeaderValue::from_str(&format!("Bearer {}", token.expose())).unwrap()
+}
+
+fn bench_hot_path(c: &mut Criterion) {
+    let mut g = c.benchmark_group("hot_path");
+    g.throughput(Throughput::Elements(1));
+
+    // One live session.
+    let store = MemoryStore::new();
+    let one = bearer(&create(&store, 0));
+    let svc = stack(&store);
+    let mut s = svc.clone();
+    assert_eq!(now(s.call(request(&one))).unwrap().status(), StatusCode::OK);
+    g.bench_function("1_session", |b| {
+        b.iter_batched(
+            || request(&one),
+            |req| now(s.call(req)),
+            BatchSize::SmallInput,
+        )
+    });
+    let mut anon = svc.clone();
+    g.bench_function("anonymous", |b| {
+        b.iter_batched(
+            || {
+                let mut r = request(&one);
+                r.headers_mut().remove("authorization");
+                r
+            },
+            |req| now(anon.call(req)),
+            BatchSize::SmallInput,
+        )
+    });
+    drop((s, anon, svc, store));
+
+    // One million live sessions.
+    let store = MemoryStore::new();
+    let started = Instant::now();
+    const N: usize = 1_000_000;
+    const SAMPLE: usize = 1 << 16;
+    let mut sample = Vec::with_capacity(SAMPLE);
+    for i in 0..N {
+        let token = create(&store, i);
+        // Keep every 15th token, spread over the whole store.
+        if i % 15 == 0 && sample.len() < SAMPLE {
+            sample.push(bearer(&token));
+        }
+    }
+    eprintln!(
+        "created {N} sessions in {:.2?} ({} stored)",
+        started.elapsed(),
+        store.len()
+    );
+    let svc = stack(&store);
+    let mut s = svc.clone();
+    let hot = sample[0].clone();
+    assert_eq!(now(s.call(request(&hot))).unwrap().status(), StatusCode::OK);
+    g.bench_function("1M_sessions_same_token", |b| {
+        b.iter_batched(
+            || request(&hot),
+            |req| now(s.call(req)),
+            BatchSize::SmallInput,
+        )
+    });
+    let mut i = 0usize;
+    g.bench_function("1M_sessions_random_token", |b| {
+        b.iter_batched(
+            || {
+                i = (i + 7919) % sample.len();
+                request(&sample[i])
+            },
+            |req| now(s.call(req)),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+
+    // Throughput of create against the 1M store.
+    let mut g = c.benchmark_group("create");
+    g.throughput(Throughput::Elements(1));
+    let mut n = N;
+    g.bench_function("memory_store_1M_live", |b| {
+        b.iter(|| {
+            n += 1;
+            create(&store, n)
+        })
+    });
+    g.finish();
+
+    // Parts of the path, to see where the time goes.
+    let mut g = c.benchmark_group("parts");
+    let headers: HeaderMap = request(&hot).headers().clone();
+    g.bench_function("extract_credential", |b| {
+        b.iter(|| extract_credential(std::hint::black_box(&headers), "gateway_session"))
+    });
+    let token = Token::generate();
+    g.bench_function("token_hash_sha256", |b| {
+        b.iter(|| std::hint::black_box(&token).hash())
+    });
+    g.bench_function("token_generate", |b| b.iter(Token::generate));
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = bench_hot_path
+}
+criterion_main!(benches);

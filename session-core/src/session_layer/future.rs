@@ -1,0 +1,144 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http::header::SET_COOKIE;
+use http::{HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::service::{Pending, Shared};
+use crate::identity::Identity;
+use crate::resolver::ResolveError;
+use crate::BoxFuture;
+
+pin_project! {
+    /// Response future of [`SessionService`](super::SessionService).
+    ///
+    /// A state machine: waiting for the resolver (only when it could not answer at once), then
+    /// the inner service, or an answer the layer made itself.
+    pub struct ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        Resolving {
+            fut: BoxFuture<'static, Result<Option<Identity>, ResolveError>>,
+            waiting: Option<(Pending, Request<ReqBody>, S)>,
+            shared: Arc<Shared>,
+        },
+        Inner {
+            #[pin]
+            fut: S::Future,
+            clear_cookie: Option<HeaderValue>,
+        },
+        Rejected {
+            response: Option<S::Response>,
+        },
+    }
+}
+
+impl<S, ReqBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    pub(crate) fn inner(fut: S::Future, clear_cookie: Option<HeaderValue>) -> Self {
+        ResponseFuture {
+            state: State::Inner { fut, clear_cookie },
+        }
+    }
+
+    pub(crate) fn rejected(response: S::Response) -> Self {
+        ResponseFuture {
+            state: State::Rejected {
+                response: Some(response),
+            },
+        }
+    }
+
+    pub(crate) fn resolving(
+        fut: BoxFuture<'static, Result<Option<Identity>, ResolveError>>,
+        pending: Pending,
+        req: Request<ReqBody>,
+        inner: S,
+        shared: Arc<Shared>,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Resolving {
+                fut,
+                waiting: Some((pending, req, inner)),
+                shared,
+            },
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: From<Bytes>,
+{
+    type Output = Result<Response<ResBody>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Resolving {
+                    fut,
+                    waiting,
+                    shared,
+                } => {
+                    let result = ready!(fut.as_mut().poll(cx));
+                    let Some((pending, mut req, mut inner)) = waiting.take() else {
+                        panic!("ResponseFuture polled after completion");
+                    };
+                    let next = match shared.decide(result, pending, &mut req) {
+                        Ok(clear) => State::Inner {
+                            fut: inner.call(req),
+                            clear_cookie: shared.clear_cookie(clear),
+                        },
+                        Err(response) => State::Rejected {
+                            response: Some(response),
+                        },
+                    };
+                    this.state.set(next);
+                }
+                StateProj::Inner { fut, clear_cookie } => {
+                    let mut response = ready!(fut.poll(cx))?;
+                    if let Some(v) = clear_cookie.take() {
+                        response.headers_mut().append(SET_COOKIE, v);
+                    }
+                    return Poll::Ready(Ok(response));
+                }
+                StateProj::Rejected { response } => {
+                    return match response.take() {
+                        Some(r) => Poll::Ready(Ok(r)),
+                        None => panic!("ResponseFuture polled after completion"),
+                    };
+                }
+            }
+        }
+    }
+}
+
+impl<S, ReqBody> std::fmt::Debug for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,325 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use tower_service::Service;
+
+use super::future::ResponseFuture;
+use super::layer::SessionLayer;
+use super::strip::{IdentityNames, RequestedRole};
+use crate::config::{ConfigError, SessionConfig};
+use crate::credential::{extract, remove_cookie, CookieState, Credential, CredentialSource};
+use crate::identity::{join_roles, Identity};
+use crate::rejection;
+use crate::resolver::{ResolveError, Resolver};
+use crate::BoxFuture;
+
+/// The session middleware (see the [module docs](crate::session_layer)).
+#[derive(Clone)]
+pub struct SessionService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> SessionService<S> {
+    /// Wraps `inner`.
+    ///
+    /// # Panics
+    ///
+    /// If [`SessionConfig::validate`] fails (see [`SessionLayer::new`]).
+    pub fn new(inner: S, resolver: Arc<dyn Resolver>, config: SessionConfig) -> Self {
+        tower_layer::Layer::layer(&SessionLayer::new(resolver, config), inner)
+    }
+
+    /// A [`SessionLayer`] with this resolver and configuration.
+    pub fn layer(resolver: Arc<dyn Resolver>, config: SessionConfig) -> SessionLayer {
+        SessionLayer::new(resolver, config)
+    }
+
+    pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
+        SessionService { inner, shared }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S> std::fmt::Debug for SessionService<S>
+where
+    S: std::fmt::Debug,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ResBody: From<Bytes>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // Use the service that was polled ready; leave a fresh clone in its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = &self.shared;
+        let pending = match shared.begin(&mut req) {
+            Begin::Reject(response) => return ResponseFuture::rejected(response),
+            Begin::Anonymous { clear_cookie } => {
+                shared.admit_anonymous(&mut req);
+                return ResponseFuture::inner(inner.call(req), shared.clear_cookie(clear_cookie));
+            }
+            Begin::Resolve(pending) => pending,
+        };
+        match shared.resolver.resolve_now(&pending.credential.token) {
+            Some(result) => match shared.decide(result, pending, &mut req) {
+                Ok(clear_cookie) => {
+                    ResponseFuture::inner(inner.call(req), shared.clear_cookie(clear_cookie))
+                }
+                Err(response) => ResponseFuture::rejected(response),
+            },
+            None => {
+                let fut = resolve_owned(shared.resolver.clone(), pending.credential.token.clone());
+                ResponseFuture::resolving(fut, pending, req, inner, shared.clone())
+            }
+        }
+    }
+}
+
+fn resolve_owned(
+    resolver: Arc<dyn Resolver>,
+    token: crate::Token,
+) -> BoxFuture<'static, Result<Option<Identity>, ResolveError>> {
+    Box::pin(async move { resolver.resolve(&token).await })
+}
+
+/// The credential found by [`Shared::begin`], waiting for its resolution.
+pub(crate) struct Pending {
+    pub(crate) credential: Credential,
+    requested: RequestedRole,
+}
+
+pub(crate) enum Begin<B> {
+    Reject(Response<B>),
+    Anonymous { clear_cookie: bool },
+    Resolve(Pending),
+}
+
+/// Everything the layer precomputes once: names, header values, the anonymous identity.
+pub(crate) struct Shared {
+    pub(crate) resolver: Arc<dyn Resolver>,
+    names: IdentityNames,
+    user_id_header: HeaderName,
+    role_header: HeaderName,
+    allowed_roles_header: HeaderName,
+    cookie_name: String,
+    clear_cookie: HeaderValue,
+    anonymous: Identity,
+    anonymous_user_id: HeaderValue,
+    anonymous_role: HeaderValue,
+    forward_credentials: bool,
+    retry_after: HeaderValue,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        resolver: Arc<dyn Resolver>,
+        config: &SessionConfig,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let anonymous = Identity::anonymous(&config.anonymous);
+        // validate() checked the anonymous identity against the header-safe rules.
+        let anonymous_user_id = HeaderValue::from_str(&anonymous.user_id)
+            .map_err(|_| ConfigError::Anonymous(crate::SessionValidationError::InvalidUserId(0)))?;
+        let anonymous_role = HeaderValue::from_str(&anonymous.role)
+            .map_err(|_| ConfigError::Anonymous(crate::SessionValidationError::InvalidRole(0)))?;
+        let retry_secs = config.retry_after.as_secs().max(1);
+        Ok(Shared {
+            resolver,
+            names: IdentityNames::new(
+                &config.identity_prefix,
+                &config.user_id_header,
+                &config.role_header,
+                &config.allowed_roles_header,
+            ),
+            user_id_header: config.user_id_header.clone(),
+            role_header: config.role_header.clone(),
+            allowed_roles_header: config.allowed_roles_header.clone(),
+            cookie_name: config.cookie.name.clone(),
+            clear_cookie: config.cookie.try_clearing_cookie()?,
+            anonymous,
+            anonymous_user_id,
+            anonymous_role,
+            forward_credentials: config.forward_credentials,
+            retry_after: HeaderValue::from(retry_secs),
+        })
+    }
+
+    pub(crate) fn clear_cookie(&self, clear: bool) -> Option<HeaderValue> {
+        clear.then(|| self.clear_cookie.clone())
+    }
+
+    /// Steps 1–3 of the module docs: strip, extract, remove forwarded credentials.
+    pub(crate) fn begin<B, ReqBody>(&self, req: &mut Request<ReqBody>) -> Begin<B>
+    where
+        B: From<Bytes>,
+    {
+        let headers = req.headers_mut();
+        let requested = self.names.strip(headers, &self.role_header);
+        let found = match extract(headers, &self.cookie_name) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::debug!(code = e.code(), "credential rejected");
+                return Begin::Reject(rejection::credential(e));
+            }
+        };
+        if !self.forward_credentials {
+            if found.bearer {
+                headers.remove(AUTHORIZATION);
+            }
+            if found.cookie != CookieState::Absent {
+                remove_cookie(headers, &self.cookie_name);
+            }
+        }
+        match found.credential {
+            Some(credential) => Begin::Resolve(Pending {
+                credential,
+                requested,
+            }),
+            None => Begin::Anonymous {
+                clear_cookie: found.cookie == CookieState::Malformed,
+            },
+        }
+    }
+
+    /// Steps 5–6 for a resolved credential. `Ok(clear_cookie)`: forward the request.
+    pub(crate) fn decide<B, ReqBody>(
+        &self,
+        result: Result<Option<Identity>, ResolveError>,
+        pending: Pending,
+        req: &mut Request<ReqBody>,
+    ) -> Result<bool, Response<B>>
+    where
+        B: From<Bytes>,
+    {
+        match result {
+            Ok(Some(identity)) => {
+                let identity = select_role(identity, &pending.requested)?;
+                if self.inject(req.headers_mut(), &identity).is_none() {
+                    tracing::error!(
+                        "the resolver returned an identity that is not a legal header value; refusing the request"
+                    );
+                    return Err(rejection::internal());
+                }
+                req.extensions_mut().insert(identity);
+                req.extensions_mut().insert(pending.credential);
+                Ok(false)
+            }
+            Ok(None) => match pending.credential.source {
+                CredentialSource::Bearer => {
+                    tracing::debug!("unknown, expired or revoked bearer token");
+                    Err(rejection::invalid_token())
+                }
+                CredentialSource::Cookie => {
+                    tracing::debug!("unknown, expired or revoked session cookie; clearing it");
+                    self.admit_anonymous(req);
+                    Ok(true)
+                }
+            },
+            Err(ResolveError::Unavailable(reason)) => {
+                tracing::warn!(%reason, "session resolver unavailable; failing closed");
+                Err(rejection::unavailable(&self.retry_after))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "session resolver failed");
+                Err(rejection::internal())
+            }
+        }
+    }
+
+    pub(crate) fn admit_anonymous<ReqBody>(&self, req: &mut Request<ReqBody>) {
+        let headers = req.headers_mut();
+        headers.insert(&self.user_id_header, self.anonymous_user_id.clone());
+        headers.insert(&self.role_header, self.anonymous_role.clone());
+        headers.insert(&self.allowed_roles_header, self.anonymous_role.clone());
+        req.extensions_mut().insert(self.anonymous.clone());
+    }
+
+    /// Writes the three identity headers; `None` if a value is not a legal header value.
+    fn inject(&self, headers: &mut HeaderMap, identity: &Identity) -> Option<()> {
+        let user_id = HeaderValue::from_str(&identity.user_id).ok()?;
+        let (role, allowed) = match identity.role_headers() {
+            Some(prebuilt) => {
+                let role = match identity
+                    .allowed_roles
+                    .iter()
+                    .position(|r| Arc::ptr_eq(r, &identity.role) || *r == identity.role)
+                    .and_then(|i| prebuilt.each.get(i))
+                {
+                    Some(v) => v.clone(),
+                    None => HeaderValue::from_str(&identity.role).ok()?,
+                };
+                (role, prebuilt.allowed.clone())
+            }
+            None => (
+                HeaderValue::from_str(&identity.role).ok()?,
+                HeaderValue::from_str(&join_roles(&identity.allowed_roles)).ok()?,
+            ),
+        };
+        headers.insert(&self.user_id_header, user_id);
+        headers.insert(&self.role_header, role);
+        headers.insert(&self.allowed_roles_header, allowed);
+        Some(())
+    }
+}
+
+/// The session's default role, or the requested one if it is allowed.
+fn select_role<B: From<Bytes>>(
+    mut identity: Identity,
+    requested: &RequestedRole,
+) -> Result<Identity, Response<B>> {
+    match requested {
+        RequestedRole::None => Ok(identity),
+        RequestedRole::Ambiguous => Err(rejection::ambiguous_role()),
+        RequestedRole::One(asked) => {
+            match identity
+                .allowed_roles
+                .iter()
+                .find(|r| r.as_bytes() == asked.as_bytes())
+            {
+                Some(role) => {
+                    identity.role = role.clone();
+                    Ok(identity)
+                }
+                None => {
+                    tracing::debug!("requested role is not one of the session's roles");
+                    Err(rejection::role_not_allowed())
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Session tokens and their SHA-256 store keys.
+//!
+//! A [`Token`] is the bearer secret a client holds. It is never stored, never logged and has no
+//! `Display`: its `Debug` prints `Token(<redacted>)`. Stores key sessions by [`TokenHash`]
+//! (SHA-256 of the token's bytes), so a leaked store holds no live credential.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::{Serialize, Serializer};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::credential::CredentialError;
+
+/// The longest token [`Token::parse`] accepts, in bytes.
+///
+/// Our own tokens are 43 bytes; the limit leaves room for other resolvers' tokens (JWTs) while
+/// bounding the hashing work an attacker can ask for.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+/// Number of random bytes in a generated token (256 bits).
+const TOKEN_BYTES: usize = 32;
+
+/// A bearer secret: either minted by [`Token::generate`] or read from a request.
+///
+/// Guarantees: the content is RFC 6750 `token68` syntax (so it is safe in a header value and a
+/// cookie value), at most [`MAX_TOKEN_LEN`] bytes. Equality is constant-time.
+#[derive(Clone)]
+pub struct Token(Arc<str>);
+
+impl Token {
+    /// Mints a new token: 32 bytes from the OS CSPRNG, base64url without padding (43 chars).
+    ///
+    /// # Panics
+    ///
+    /// If the operating system's random source fails, which on supported platforms only happens
+    /// when it is not available at all. Use [`Token::try_generate`] to handle that case.
+    pub fn generate() -> Token {
+        match Token::try_generate() {
+            Ok(token) => token,
+            // Minting a predictable token is never an option; there is no safe fallback.
+            Err(e) => panic!("the OS random number generator failed: {e}"),
+        }
+    }
+
+    /// Mints a new token like [`Token::generate`], reporting a failing OS random source.
+    pub fn try_generate() -> Result<Token, getrandom::Error> {
+        let mut bytes = [0u8; TOKEN_BYTES];
+        getrandom::fill(&mut bytes)?;
+        Ok(Token(URL_SAFE_NO_PAD.encode(bytes).into()))
+    }
+
+    /// Checks RFC 6750 `token68` syntax (`1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" )
+    /// *"="`) and the length limit, and wraps the string.
+    pub fn parse(s: &str) -> Result<Token, CredentialError> {
+        if is_token68(s.as_bytes()) {
+            Ok(Token(s.into()))
+        } else {
+            Err(CredentialError::MalformedToken)
+        }
+    }
+
+    /// The raw token. Only for answering the client (`Set-Cookie`, a login response); never log
+    /// it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The store key: SHA-256 of the token's bytes.
+    pub fn hash(&self) -> TokenHash {
+        TokenHash(Sha256::digest(self.0.as_bytes()).into())
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+impl PartialEq for Token {
+    fn eq(&self, other: &Self) -> bool {
+        // `ct_eq` on slices of different lengths returns false without comparing contents; the
+        // length of a token is not secret.
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for Token {}
+
+/// `token68` from RFC 7235 / RFC 6750, plus our length limit.
+pub(crate) fn is_token68(b: &[u8]) -> bool {
+    if b.is_empty() || b.len() > MAX_TOKEN_LEN {
+        return false;
+    }
+    let body_end = b.iter().rposition(|&c| c != b'=').map_or(0, |i| i + 1);
+    // At least one non-padding character is required.
+    body_end > 0
+        && b[..body_end].iter().all(|&c| {
+            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+/// SHA-256 of a [`Token`]: the only form of a token a store ever sees.
+///
+/// Equality is constant-time. `Debug` and `Serialize` print lowercase hex.
+#[derive(Clone, Copy)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl TokenHash {
+    /// Lowercase hex, 64 characters.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses 64 hex characters (either case).
+    pub fn from_hex(s: &str) -> Option<TokenHash> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(TokenHash(out))
+    }
+}
+
+impl PartialEq for TokenHash {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for TokenHash {}
+
+impl Hash for TokenHash {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(&self.0);
+    }
+}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenHash({})", self.to_hex())
+    }
+}
+
+impl Serialize for TokenHash {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_hex())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_tokens_are_43_base64url_chars_and_unique() {
+        let a = Token::generate();
+        let b = Token::generate();
+        assert_eq!(a.expose().len(), 43);
+        assert!(a
+            .expose()
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert_ne!(a, b);
+        assert_ne!(a.hash(), b.hash());
+    }
+
+    #[test]
+    fn generated_tokens_parse() {
+        let t = Token::generate();
+        let p = Token::parse(t.expose()).unwrap();
+        assert_eq!(t, p);
+        assert_eq!(t.hash(), p.hash());
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        let t = Token::parse("supersecretvalue").unwrap();
+        let s = format!("{t:?}");
+        assert_eq!(s, "Token(<redacted>)");
+        assert!(!s.contains("supersecret"));
+    }
+
+    #[test]
+    fn hash_is_sha256() {
+        let t = Token::parse("abc").unwrap();
+        assert_eq!(
+            t.hash().to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn hex_round_trip() {
+        let h = Token::generate().hash();
+        assert_eq!(TokenHash::from_hex(&h.to_hex()), Some(h));
+        assert_eq!(TokenHash::from_hex(&h.to_hex().to_uppercase()), Some(h));
+        assert_eq!(TokenHash::from_hex("abc"), None);
+        assert_eq!(TokenHash::from_hex(&"g".repeat(64)), None);
+        assert_eq!(
+            serde_json::to_string(&h).unwrap(),
+            format!("\"{}\"", h.to_hex())
+        );
+    }
+
+    #[test]
+    fn token68_syntax() {
+        for ok in ["a", "abc==", "A-._~+/9", "x="] {
+            assert!(Token::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "=",
+            "==",
+            "a b",
+            "a,b",
+            "a\r\nb",
+            "a=b",
+            "tok\u{e9}",
+            "a\"",
+            "a;b",
+        ] {
+            assert!(Token::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(Token::parse(&"a".repeat(MAX_TOKEN_LEN)).is_ok());
+        assert!(Token::parse(&"a".repeat(MAX_TOKEN_LEN + 1)).is_err());
+    }
+}
