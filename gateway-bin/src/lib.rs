@@ -1,1 +1,30 @@
-//! gateway library (placeholder).
+//! The `gateway` binary's library: configuration, composition, listeners and the admin API.
+//!
+//! It only composes the library crates (`session-core`, `route-core`, `cert-core`); the binary's
+//! `main.rs` parses the command line, builds and serves.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use gateway_bin::{app, config::Config};
+//!
+//! let config = Config::parse(gateway_bin::config::QUICKSTART_TOML, std::path::Path::new("."))?;
+//! let running = app::start(config, app::StartOptions::default()).await?;
+//! println!("serving on {:?}", running.http_addr);
+//! running.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod config;
+pub mod csrf;
+pub mod front;
+pub mod policy;
+pub mod reject;
+pub mod reload;
+pub mod server;
+pub mod stack;
+pub mod telemetry;

@@ -1,0 +1,347 @@
+//! The admin listener: the sessions API, Prometheus metrics and health checks.
+//!
+//! Every `/v1/*` endpoint requires `Authorization: Bearer <admin secret>`. The secret is compared
+//! in constant time (both sides are hashed first, so not even its length leaks), and every
+//! failure is counted in `gateway_admin_auth_failures_total`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::{Body as AxumBody, Bytes};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Deserialize;
+use serde_json::json;
+use session_core::{NewSession, Session, SessionStore, SessionValidationError, StoreError, Token};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::reject;
+
+/// A secret that never prints.
+#[derive(Clone)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    /// Wraps a secret; surrounding whitespace (a trailing newline in a file) is dropped.
+    pub fn new(s: &str) -> Option<Secret> {
+        let s = s.trim();
+        (!s.is_empty()).then(|| Secret(Arc::from(s)))
+    }
+
+    /// The secret itself, for a client that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Constant-time comparison.
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        let a = Sha256::digest(self.0.as_bytes());
+        let b = Sha256::digest(candidate);
+        a.ct_eq(&b).into()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// What the admin API works with.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The session store.
+    pub store: Arc<dyn SessionStore>,
+    /// The admin secret; `None` disables the `/v1` API.
+    pub secret: Option<Secret>,
+    /// The default session lifetime.
+    pub default_ttl: Duration,
+    /// The Prometheus renderer.
+    pub metrics: Option<PrometheusHandle>,
+    /// Set once every listener is bound.
+    pub ready: Arc<AtomicBool>,
+    /// Extra routes (services API, console) merged in by later parts of the gateway.
+    pub extra: Option<axum::Router>,
+}
+
+/// The admin router.
+pub fn router(state: AdminState) -> axum::Router {
+    let extra = state.extra.clone();
+    let r = axum::Router::new()
+        .route("/v1/sessions", post(create_session))
+        .route("/v1/sessions/current", delete(revoke_current))
+        .route(
+            "/v1/users/{id}/sessions",
+            get(list_sessions).delete(revoke_user),
+        )
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .fallback(|| async {
+            reject::json::<AxumBody>(StatusCode::NOT_FOUND, "not-found", "no such admin endpoint")
+        })
+        .with_state(state);
+    match extra {
+        Some(e) => r.merge(e),
+        None => r,
+    }
+}
+
+/// Proof that the request carried the admin secret.
+pub struct AdminAuth;
+
+impl FromRequestParts<AdminState> for AdminAuth {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AdminState) -> Result<Self, Response> {
+        check_admin(&parts.headers, state.secret.as_ref()).map_err(|r| *r)
+    }
+}
+
+/// Checks the admin bearer secret in `headers`.
+pub fn check_admin(
+    headers: &HeaderMap,
+    secret: Option<&Secret>,
+) -> Result<AdminAuth, Box<Response>> {
+    let Some(secret) = secret else {
+        metrics::counter!("gateway_admin_auth_failures_total").increment(1);
+        return Err(Box::new(reject::json::<AxumBody>(
+            StatusCode::UNAUTHORIZED,
+            "admin-disabled",
+            "the admin API is disabled: no admin secret is configured",
+        )));
+    };
+    let presented = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        });
+    match presented {
+        Some(p) if secret.matches(p.as_bytes()) => Ok(AdminAuth),
+        _ => {
+            metrics::counter!("gateway_admin_auth_failures_total").increment(1);
+            tracing::warn!("admin API request with a missing or wrong admin secret");
+            let mut res = reject::json::<AxumBody>(
+                StatusCode::UNAUTHORIZED,
+                "admin-unauthorized",
+                "a valid admin secret is required",
+            );
+            res.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+            Err(Box::new(res))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateSession {
+    user_id: String,
+    roles: Vec<String>,
+    default_role: Option<String>,
+    ttl_seconds: Option<u64>,
+}
+
+fn unprocessable(field: &str, message: &str) -> Response {
+    let body = json!({ "error": message, "code": "invalid-field", "field": field });
+    (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response()
+}
+
+/// The request field a validation error is about.
+fn field_of(e: &SessionValidationError) -> &'static str {
+    use SessionValidationError as E;
+    match e {
+        E::EmptyUserId | E::UserIdTooLong | E::InvalidUserId(_) => "user_id",
+        E::NoRoles
+        | E::TooManyRoles
+        | E::EmptyRole
+        | E::RoleTooLong
+        | E::InvalidRole(_)
+        | E::DuplicateRole => "roles",
+        E::DefaultRoleNotInRoles => "default_role",
+        E::InvalidTtl => "ttl_seconds",
+        _ => "body",
+    }
+}
+
+fn store_error(e: &StoreError) -> Response {
+    tracing::error!(error = %e, "session store error in the admin API");
+    let mut res = reject::json::<AxumBody>(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "session-store-unavailable",
+        "the session store is unavailable",
+    );
+    res.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("1"),
+    );
+    res
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+async fn create_session(_: AdminAuth, State(state): State<AdminState>, body: Bytes) -> Response {
+    let req: CreateSession = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return reject::json::<AxumBody>(
+                StatusCode::BAD_REQUEST,
+                "invalid-json",
+                &format!(
+                    "expected {{\"user_id\", \"roles\", \"default_role\"?, \"ttl_seconds\"?}}: {e}"
+                ),
+            )
+        }
+    };
+    let ttl = match req.ttl_seconds {
+        None => state.default_ttl,
+        Some(0) => return unprocessable("ttl_seconds", "must be a positive number of seconds"),
+        Some(s) => Duration::from_secs(s),
+    };
+    let new = NewSession {
+        user_id: req.user_id,
+        roles: req.roles,
+        default_role: req.default_role,
+        ttl,
+    };
+    if let Err(e) = new.validate() {
+        return unprocessable(field_of(&e), &e.to_string());
+    }
+    match state.store.create(new).await {
+        Ok((token, session)) => {
+            metrics::counter!("gateway_sessions_created_total", "via" => "admin").increment(1);
+            tracing::info!(user_id = %session.user_id, "session created through the admin API");
+            let body = json!({
+                "token": token.expose(),
+                "expires_at": rfc3339(session.expires_at),
+                "user_id": session.user_id,
+                "roles": session.roles,
+                "default_role": session.default_role,
+            });
+            (StatusCode::CREATED, axum::Json(body)).into_response()
+        }
+        Err(StoreError::Invalid(e)) => unprocessable(field_of(&e), &e.to_string()),
+        Err(e) => store_error(&e),
+    }
+}
+
+fn session_json(s: &Session) -> serde_json::Value {
+    json!({
+        "id": s.id.to_hex(),
+        "user_id": s.user_id,
+        "roles": s.roles,
+        "default_role": s.default_role,
+        "created_at": rfc3339(s.created_at),
+        "expires_at": rfc3339(s.expires_at),
+    })
+}
+
+async fn list_sessions(
+    _: AdminAuth,
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Response {
+    match state.store.list_user(&id).await {
+        Ok(list) => {
+            let sessions: Vec<_> = list.iter().map(session_json).collect();
+            axum::Json(json!({ "user_id": id, "sessions": sessions })).into_response()
+        }
+        Err(e) => store_error(&e),
+    }
+}
+
+async fn revoke_user(
+    _: AdminAuth,
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Response {
+    match state.store.revoke_user(&id).await {
+        Ok(n) => {
+            metrics::counter!("gateway_sessions_revoked_total").increment(n as u64);
+            tracing::info!(user_id = %id, revoked = n, "user sessions revoked through the admin API");
+            axum::Json(json!({ "user_id": id, "revoked": n })).into_response()
+        }
+        Err(e) => store_error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct CurrentToken {
+    token: String,
+}
+
+async fn revoke_current(
+    _: AdminAuth,
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let raw = headers
+        .get(crate::policy::H_TOKEN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| {
+            serde_json::from_slice::<CurrentToken>(&body)
+                .ok()
+                .map(|t| t.token)
+        });
+    let Some(raw) = raw else {
+        return reject::json::<AxumBody>(
+            StatusCode::BAD_REQUEST,
+            "missing-token",
+            "send the session token in X-Gateway-Session-Token or as {\"token\": ...}",
+        );
+    };
+    let Ok(token) = Token::parse(raw.trim()) else {
+        return reject::json::<AxumBody>(
+            StatusCode::NOT_FOUND,
+            "unknown-session",
+            "no such session",
+        );
+    };
+    match state.store.revoke(&token.hash()).await {
+        Ok(true) => {
+            metrics::counter!("gateway_sessions_revoked_total").increment(1);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(false) => {
+            reject::json::<AxumBody>(StatusCode::NOT_FOUND, "unknown-session", "no such session")
+        }
+        Err(e) => store_error(&e),
+    }
+}
+
+async fn metrics(State(state): State<AdminState>) -> Response {
+    match &state.metrics {
+        Some(h) => (
+            [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            h.render(),
+        )
+            .into_response(),
+        None => reject::json::<AxumBody>(
+            StatusCode::NOT_FOUND,
+            "metrics-disabled",
+            "metrics are not recorded in this process",
+        ),
+    }
+}
+
+async fn readyz(State(state): State<AdminState>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    }
+}

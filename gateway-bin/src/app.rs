@@ -1,0 +1,278 @@
+//! Starting, reloading and stopping a gateway.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use route_core::{Proxy, ProxyConfig, SharedRouteTable};
+use session_core::{MemoryStore, Resolver, SessionStore, StoreResolver};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::admin::{self, AdminState, Secret};
+use crate::config::{AdminSecretSource, Config, StoreKind};
+use crate::policy::SessionPolicy;
+use crate::server::{self, ConnSettings};
+use crate::stack::{self, RouteService};
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The admin secret file could not be read.
+    #[error("cannot read the admin secret file {path}: {source}")]
+    Secret {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The routes could not be built.
+    #[error(transparent)]
+    Build(#[from] stack::BuildError),
+}
+
+/// The parts of a running gateway that a reload replaces or reads.
+#[derive(Clone)]
+pub struct Shared {
+    /// The config in force.
+    pub config: Arc<ArcSwap<Config>>,
+    /// The route table in force.
+    pub table: SharedRouteTable<RouteService>,
+    /// The proxy (one shared upstream client).
+    pub proxy: Proxy,
+    /// What issuer services use.
+    pub policy: SessionPolicy,
+    /// The session store.
+    pub store: Arc<dyn SessionStore>,
+}
+
+impl Shared {
+    /// Validates and applies a new config: routes, roles and upstreams are swapped atomically.
+    /// Settings that need new sockets or a new store (listeners, sessions) keep their old
+    /// values until a restart, and a log line says so.
+    pub fn apply(&self, new: Config) -> Result<(), stack::BuildError> {
+        let table = stack::route_table(&new, &self.proxy, &self.policy)?;
+        let old = self.config.load();
+        if old.listen.http != new.listen.http
+            || old.listen.https != new.listen.https
+            || old.listen.admin != new.listen.admin
+        {
+            tracing::warn!("listener changes need a restart; the old listeners keep serving");
+        }
+        if old.sessions.cookie_name != new.sessions.cookie_name
+            || old.sessions.identity_prefix != new.sessions.identity_prefix
+        {
+            tracing::warn!("session settings need a restart; the old ones stay in force");
+        }
+        self.table.store(Arc::new(table));
+        self.config.store(Arc::new(new));
+        metrics::counter!("gateway_config_reloads_total", "result" => "ok").increment(1);
+        Ok(())
+    }
+}
+
+/// A running gateway.
+pub struct Running {
+    /// The bound plain HTTP address.
+    pub http_addr: Option<SocketAddr>,
+    /// The bound HTTPS address.
+    pub https_addr: Option<SocketAddr>,
+    /// The bound admin address.
+    pub admin_addr: Option<SocketAddr>,
+    /// What a reload replaces.
+    pub shared: Shared,
+    /// The admin secret in force (quickstart prints it).
+    pub admin_secret: Option<Secret>,
+    shutdown: watch::Sender<bool>,
+    permits: Arc<Semaphore>,
+    max_connections: usize,
+    grace: Duration,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish within the grace period, then stops.
+    /// Returns how many connections were still open when the grace period ended.
+    pub async fn shutdown(mut self) -> usize {
+        let _ = self.shutdown.send(true);
+        let left = server::drain(&self.permits, self.max_connections, self.grace).await;
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        left
+    }
+}
+
+fn load_secret(source: &AdminSecretSource) -> Result<Option<Secret>, StartError> {
+    match source {
+        AdminSecretSource::Env(name) => Ok(std::env::var(name).ok().and_then(|s| Secret::new(&s))),
+        AdminSecretSource::File(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| StartError::Secret {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(text.lines().next().and_then(Secret::new))
+        }
+    }
+}
+
+/// Options for [`start`].
+#[derive(Default)]
+pub struct StartOptions {
+    /// The config file, watched for changes and re-read on SIGHUP.
+    pub config_path: Option<PathBuf>,
+    /// An admin secret that overrides the configured source (the quickstart's).
+    pub admin_secret: Option<Secret>,
+}
+
+/// Binds every listener and starts serving. Returns once the gateway is ready.
+pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartError> {
+    let admin_secret = match opts.admin_secret {
+        Some(s) => Some(s),
+        None => load_secret(&config.admin)?,
+    };
+    if admin_secret.is_none() && config.listen.admin.is_some() {
+        tracing::warn!("no admin secret is configured: the admin /v1 API refuses every request");
+    }
+    let store: Arc<dyn SessionStore> = match config.sessions.store {
+        StoreKind::Memory => {
+            let memory = MemoryStore::new();
+            // Expired sessions are also refused on read; the sweeper only returns their memory.
+            memory.spawn_sweeper(Duration::from_secs(1));
+            Arc::new(memory)
+        }
+    };
+    let mut resolver = StoreResolver::new(store.clone());
+    if config.sessions.sliding_expiry {
+        resolver = resolver.with_sliding_expiry(config.sessions.ttl);
+    }
+    let resolver: Arc<dyn Resolver> = Arc::new(resolver);
+    let proxy = Proxy::new(ProxyConfig {
+        trusted_proxies: config.proxy.trusted_proxies.clone(),
+        pool_idle_timeout: config.proxy.pool_idle_timeout,
+        pool_max_idle_per_host: config.proxy.pool_max_idle_per_host,
+        ..ProxyConfig::default()
+    });
+    let policy = SessionPolicy {
+        store: store.clone(),
+        cookie: stack::cookie_config(&config),
+        default_ttl: config.sessions.ttl,
+    };
+    let table = Arc::new(ArcSwap::from_pointee(stack::route_table(
+        &config, &proxy, &policy,
+    )?));
+    let service = stack::gateway_service(
+        table.clone(),
+        resolver,
+        stack::session_config(&config),
+        &config.domains,
+    );
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let permits = Arc::new(Semaphore::new(config.limits.max_connections));
+    let settings = ConnSettings {
+        limits: config.limits.clone(),
+        permits: permits.clone(),
+        shutdown: shutdown_rx.clone(),
+    };
+    let mut tasks = JoinSet::new();
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let bind =
+        |addr: SocketAddr| server::bind(addr).map_err(|source| StartError::Bind { addr, source });
+    let mut http_addr = None;
+    if let Some(addr) = config.listen.http {
+        let listener = bind(addr)?;
+        http_addr = listener.local_addr().ok();
+        let svc = service.clone();
+        tasks.spawn(server::serve_plain(
+            listener,
+            move |_: &route_core::ConnectionInfo| svc.clone(),
+            settings.clone(),
+        ));
+        tracing::info!(addr = %http_addr.unwrap_or(addr), "listening for HTTP");
+    }
+    let shared = Shared {
+        config: Arc::new(ArcSwap::from_pointee(config.clone())),
+        table,
+        proxy,
+        policy,
+        store: store.clone(),
+    };
+    let mut admin_addr = None;
+    if let Some(addr) = config.listen.admin {
+        let listener = bind(addr)?;
+        admin_addr = listener.local_addr().ok();
+        let state = AdminState {
+            store,
+            secret: admin_secret.clone(),
+            default_ttl: config.sessions.ttl,
+            metrics: crate::telemetry::metrics_handle(),
+            ready: ready.clone(),
+            extra: None,
+        };
+        let app = admin::router(state);
+        let mut stop = shutdown_rx.clone();
+        tasks.spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "admin listener failed");
+            }
+        });
+        tracing::info!(addr = %admin_addr.unwrap_or(addr), "listening for the admin API");
+    }
+    if let Some(path) = opts.config_path {
+        tasks.spawn(crate::reload::watch(
+            path,
+            shared.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
+    ready.store(true, Ordering::Release);
+    Ok(Running {
+        http_addr,
+        https_addr: None,
+        admin_addr,
+        shared,
+        admin_secret,
+        shutdown: shutdown_tx,
+        permits,
+        max_connections: config.limits.max_connections,
+        grace: config.limits.shutdown_grace,
+        tasks,
+    })
+}
+
+/// Runs until SIGTERM or SIGINT, then drains.
+pub async fn run(config: Config, opts: StartOptions) -> Result<(), StartError> {
+    let running = start(config, opts).await?;
+    server::shutdown_signal().await;
+    tracing::info!("shutting down: draining connections");
+    let left = running.shutdown().await;
+    if left > 0 {
+        tracing::warn!(
+            connections = left,
+            "grace period over; closing the connections still open"
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// When a file was last modified, if it can be read.
+pub(crate) fn modified(path: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}

@@ -1,0 +1,176 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("/etc/gateway"))
+}
+
+fn issues(text: &str) -> Vec<ConfigIssue> {
+    match parse(text) {
+        Ok(_) => panic!("expected an invalid config"),
+        Err(e) => e.issues().to_vec(),
+    }
+}
+
+const MINIMAL: &str = r#"
+[project]
+domains = ["Example.COM."]
+
+[listen]
+http = "127.0.0.1:8080"
+
+[[services]]
+name = "data"
+upstreams = ["http://127.0.0.1:3000"]
+allowed_roles = ["user", "admin", "user"]
+"#;
+
+#[test]
+fn the_quickstart_config_is_valid() {
+    let c = parse(QUICKSTART_TOML).unwrap();
+    assert_eq!(c.domains, vec!["localhost"]);
+    assert_eq!(c.services.len(), 3);
+    assert!(c.service("auth").unwrap().session_issuer);
+    assert_eq!(c.service("admin").unwrap().allowed_roles, vec!["admin"]);
+}
+
+#[test]
+fn defaults_are_filled_in_and_values_normalised() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.domains, vec!["example.com"]);
+    assert_eq!(c.sessions.cookie_domain, "example.com");
+    assert!(c.sessions.cookie_secure);
+    assert_eq!(c.sessions.anonymous_role, "anonymous");
+    assert_eq!(c.sessions.anonymous_user_id, "0");
+    assert_eq!(
+        c.admin,
+        AdminSecretSource::Env("GATEWAY_ADMIN_SECRET".into())
+    );
+    let s = c.service("data").unwrap();
+    assert_eq!(
+        s.allowed_roles,
+        vec!["user", "admin"],
+        "duplicates are dropped"
+    );
+    assert_eq!(s.host_patterns(&c.domains), vec!["data.example.com"]);
+    assert!(!s.forward_credentials);
+    assert_eq!(s.max_body_bytes, c.limits.max_body_bytes);
+}
+
+#[test]
+fn apex_and_wildcard_subdomains() {
+    let text = MINIMAL.replace("name = \"data\"", "name = \"www\"\nsubdomain = \"@\"");
+    let c = parse(&text).unwrap();
+    assert_eq!(c.services[0].host_patterns(&c.domains), vec!["example.com"]);
+    let text = MINIMAL.replace("name = \"data\"", "name = \"rest\"\nsubdomain = \"*\"");
+    let c = parse(&text).unwrap();
+    assert_eq!(
+        c.services[0].host_patterns(&c.domains),
+        vec!["*.example.com"]
+    );
+}
+
+#[test]
+fn a_bad_upstream_names_the_key_and_the_line() {
+    let text = MINIMAL.replace("http://127.0.0.1:3000", "ftp://127.0.0.1:3000");
+    let i = issues(&text);
+    assert_eq!(i.len(), 1);
+    assert_eq!(i[0].key, "services[0].upstreams[0]");
+    assert_eq!(i[0].line, Some(10));
+    assert!(i[0].hint.as_deref().unwrap().contains("http://"));
+    let shown = ConfigError::Invalid(i).to_string();
+    assert!(shown.contains("line 10"), "{shown}");
+}
+
+#[test]
+fn unknown_keys_are_reported_with_their_line() {
+    let text = MINIMAL.replace("allowed_roles", "allowed_role");
+    let i = issues(&text);
+    assert_eq!(i.len(), 1);
+    assert_eq!(i[0].line, Some(11));
+    assert!(i[0].message.contains("allowed_role"), "{}", i[0].message);
+}
+
+#[test]
+fn an_admin_secret_in_the_file_is_refused_and_not_echoed() {
+    let text = format!("{MINIMAL}\n[admin]\nsecret = \"hunter2-very-secret\"\n");
+    let err = parse(&text).unwrap_err();
+    let shown = err.to_string();
+    assert!(shown.contains("admin.secret"), "{shown}");
+    assert!(
+        !shown.contains("hunter2"),
+        "the secret must never be echoed: {shown}"
+    );
+}
+
+#[test]
+fn every_problem_is_listed_at_once() {
+    let text = r#"
+[project]
+domains = ["1.2.3.4"]
+
+[listen]
+http = "not an address"
+
+[[services]]
+name = "Data!"
+upstreams = []
+allowed_roles = ["bad role"]
+
+[[services]]
+name = "x"
+upstreams = ["http://h"]
+connect_timeout = "soon"
+"#;
+    let keys: Vec<String> = issues(text).into_iter().map(|i| i.key).collect();
+    for k in [
+        "project.domains[0]",
+        "listen.http",
+        "services[0].name",
+        "services[0].upstreams",
+        "services[0].allowed_roles[0]",
+        "services[1].connect_timeout",
+    ] {
+        assert!(keys.iter().any(|x| x == k), "missing {k} in {keys:?}");
+    }
+}
+
+#[test]
+fn duplicate_services_and_routes_are_refused() {
+    let text =
+        format!("{MINIMAL}\n[[services]]\nname = \"data\"\nupstreams = [\"http://127.0.0.1:1\"]\n");
+    let i = issues(&text);
+    assert!(
+        i.iter().any(|i| i.message.contains("defined twice")),
+        "{i:?}"
+    );
+}
+
+#[test]
+fn identity_headers_must_stay_under_the_prefix() {
+    let text = format!("{MINIMAL}\n[sessions]\nrole_header = \"x-role\"\n");
+    let i = issues(&text);
+    assert!(i.iter().any(|i| i.key == "sessions.role_header"), "{i:?}");
+}
+
+#[test]
+fn tls_on_needs_an_https_listener() {
+    let text = format!("{MINIMAL}\n[tls]\nmode = \"dev-ca\"\n");
+    let i = issues(&text);
+    assert!(i.iter().any(|i| i.key == "listen.https"), "{i:?}");
+}
+
+#[test]
+fn domain_and_label_rules() {
+    assert_eq!(normalize_domain("Example.com."), Some("example.com".into()));
+    assert_eq!(normalize_domain("127.0.0.1"), None);
+    assert_eq!(normalize_domain("a..b"), None);
+    assert_eq!(normalize_domain("-a.com"), None);
+    assert!(is_dns_label("data-1"));
+    assert!(!is_dns_label("Data"));
+    assert!(is_role_token("user"));
+    assert!(!is_role_token("a,b"));
+    assert!(!is_role_token("a\r\nb"));
+    assert!(parse_upstream("http://127.0.0.1:3000").is_ok());
+    assert!(parse_upstream("http://h/?q=1").is_err());
+    assert!(parse_upstream("127.0.0.1:3000").is_err());
+}

@@ -1,0 +1,312 @@
+//! Listeners and connections: accepting under a connection cap, HTTP/1.1 and HTTP/2 with
+//! header limits and timeouts, an idle timeout, and a graceful drain.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use pin_project_lite::pin_project;
+use route_core::{Body, ConnectionInfo};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
+use tower::Service;
+
+use crate::config::Limits;
+
+/// Binds a listener with `SO_REUSEADDR`, so a restarted gateway can bind at once.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// What every connection of a listener shares.
+#[derive(Clone)]
+pub struct ConnSettings {
+    /// The limits from the config.
+    pub limits: Limits,
+    /// Shared by every listener: one permit per open client connection.
+    pub permits: Arc<Semaphore>,
+    /// Flips to `true` when the gateway starts draining.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Makes the per-connection service; called once per accepted connection.
+pub trait MakeService: Clone + Send + Sync + 'static {
+    /// The service for one connection.
+    type Service: Service<
+            Request<Incoming>,
+            Response = http::Response<Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static;
+    /// Builds it for a connection.
+    fn make(&self, info: &ConnectionInfo) -> Self::Service;
+}
+
+impl<F, S> MakeService for F
+where
+    F: Fn(&ConnectionInfo) -> S + Clone + Send + Sync + 'static,
+    S: Service<
+            Request<Incoming>,
+            Response = http::Response<Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Service = S;
+    fn make(&self, info: &ConnectionInfo) -> S {
+        self(info)
+    }
+}
+
+/// Accepts plain TCP connections until shutdown.
+pub async fn serve_plain<M>(listener: TcpListener, make: M, settings: ConnSettings)
+where
+    M: MakeService,
+    <M::Service as Service<Request<Incoming>>>::Future: Send + 'static,
+{
+    let local = listener.local_addr().ok();
+    let mut shutdown = settings.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        let (stream, remote) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = settings.permits.clone().try_acquire_owned() else {
+            metrics::counter!("gateway_connections_refused_total").increment(1);
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let info = ConnectionInfo {
+            remote_addr: remote,
+            local_addr: local.unwrap_or(remote),
+            tls: false,
+            sni: None,
+        };
+        let svc = make.make(&info);
+        let settings = settings.clone();
+        tokio::spawn(async move {
+            metrics::gauge!("gateway_active_connections").increment(1.0);
+            serve_connection(stream, info, svc, &settings).await;
+            metrics::gauge!("gateway_active_connections").decrement(1.0);
+            drop(permit);
+        });
+    }
+}
+
+/// Serves one connection (plain or TLS) until it ends, idles out, or the gateway drains.
+pub async fn serve_connection<I, S>(io: I, info: ConnectionInfo, svc: S, settings: &ConnSettings)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<
+            Request<Incoming>,
+            Response = http::Response<Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let limits = &settings.limits;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper answers 431 when a request head outgrows the read buffer, so the buffer size is the
+    // header limit (hyper-util's auto builder does not expose `max_header_size`). Bodies
+    // stream through it in chunks of at most this size.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.max_headers)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    let activity = Arc::new(AtomicU64::new(0));
+    let epoch = Instant::now();
+    let io = IdleIo {
+        inner: io,
+        activity: activity.clone(),
+        epoch,
+    };
+    let info = Arc::new(info);
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert((*info).clone());
+        let mut svc = svc.clone();
+        async move { svc.call(req).await }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut shutdown = settings.shutdown.clone();
+    let idle = limits.idle_timeout;
+    let mut draining = *shutdown.borrow();
+    if draining {
+        conn.as_mut().graceful_shutdown();
+    }
+    let check_every = idle
+        .min(Duration::from_secs(1))
+        .max(Duration::from_millis(50));
+    let mut tick = tokio::time::interval_at(Instant::now() + check_every, check_every);
+    loop {
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = shutdown.wait_for(|s| *s), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = tick.tick(), if !draining => {
+                let last = Duration::from_millis(activity.load(Ordering::Relaxed));
+                if epoch.elapsed().saturating_sub(last) >= idle {
+                    draining = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// Records when bytes last moved, for the idle timeout.
+    struct IdleIo<T> {
+        #[pin]
+        inner: T,
+        activity: Arc<AtomicU64>,
+        epoch: Instant,
+    }
+}
+
+impl<T> IdleIo<T> {
+    fn touch(activity: &AtomicU64, epoch: Instant) {
+        activity.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+impl<T: AsyncRead> AsyncRead for IdleIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let res = this.inner.poll_read(cx, buf);
+        if buf.filled().len() > before {
+            Self::touch(this.activity, *this.epoch);
+        }
+        res
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for IdleIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let res = this.inner.poll_write(cx, buf);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            Self::touch(this.activity, *this.epoch);
+        }
+        res
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let res = this.inner.poll_write_vectored(cx, bufs);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            Self::touch(this.activity, *this.epoch);
+        }
+        res
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
+
+/// Waits until every connection has closed, or `grace` has passed. Returns how many were
+/// still open at the end.
+pub async fn drain(permits: &Semaphore, max: usize, grace: Duration) -> usize {
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    match tokio::time::timeout(grace, permits.acquire_many(all)).await {
+        Ok(_) => 0,
+        Err(_) => max.saturating_sub(permits.available_permits()),
+    }
+}
+
+/// A future that resolves on SIGTERM or SIGINT.
+pub fn shutdown_signal() -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let term = signal(SignalKind::terminate());
+            let int = signal(SignalKind::interrupt());
+            match (term, int) {
+                (Ok(mut t), Ok(mut i)) => {
+                    tokio::select! {
+                        _ = t.recv() => {}
+                        _ = i.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    })
+}

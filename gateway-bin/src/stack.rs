@@ -1,0 +1,157 @@
+//! Composes the request path from the library crates:
+//!
+//! ```text
+//! Front (access log, metrics, SNI = Host) → HopByHop → SessionLayer → Csrf → Router
+//!     → per service: RoutePolicy → RequireRole → Proxy
+//! ```
+//!
+//! Hop-by-hop headers go first, so that `Connection: X-Hasura-Role` can never remove what the
+//! session layer injects (SECURITY-CASES 4).
+
+use std::sync::Arc;
+
+use route_core::{
+    HopByHop, HopByHopLayer, Proxy, ProxyService, RouteTable, Router, SharedRouteTable,
+    UpstreamConfig,
+};
+use session_core::{
+    AnonymousConfig, CookieConfig, RequireRole, RequireRoleLayer, Resolver, SessionConfig,
+    SessionLayer, SessionService,
+};
+use tower::Layer;
+
+use crate::config::{Config, Service};
+use crate::csrf::{Csrf, CsrfLayer};
+use crate::front::{Front, FrontLayer};
+use crate::policy::{RoutePolicy, SessionPolicy};
+
+/// One service's pipeline, as stored in the route table.
+pub type RouteService = RoutePolicy<RequireRole<ProxyService>>;
+
+/// The whole request path for one listener.
+pub type GatewayService = Front<HopByHop<SessionService<Csrf<Router<RouteService>>>>>;
+
+/// Why a route table could not be built from a (valid) config.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The proxy refused a service's upstream settings.
+    #[error("service `{service}`: {message}")]
+    Upstream {
+        /// The service.
+        service: String,
+        /// Why.
+        message: String,
+    },
+    /// The route table refused a host pattern.
+    #[error("service `{service}`: host `{pattern}`: {message}")]
+    Route {
+        /// The service.
+        service: String,
+        /// The pattern.
+        pattern: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The cookie settings derived from the config.
+pub fn cookie_config(config: &Config) -> CookieConfig {
+    let s = &config.sessions;
+    CookieConfig {
+        name: s.cookie_name.clone(),
+        domain: Some(s.cookie_domain.clone()).filter(|d| !d.is_empty()),
+        same_site: s.same_site,
+        secure: s.cookie_secure,
+        path: "/".into(),
+    }
+}
+
+/// The session layer's settings derived from the config.
+pub fn session_config(config: &Config) -> SessionConfig {
+    let s = &config.sessions;
+    SessionConfig {
+        identity_prefix: s.identity_prefix.clone(),
+        user_id_header: s.user_id_header.clone(),
+        role_header: s.role_header.clone(),
+        allowed_roles_header: s.allowed_roles_header.clone(),
+        cookie: cookie_config(config),
+        anonymous: AnonymousConfig {
+            user_id: s.anonymous_user_id.clone(),
+            role: s.anonymous_role.clone(),
+        },
+        // Credentials are always taken off here; RoutePolicy puts them back per service.
+        forward_credentials: false,
+        ..SessionConfig::default()
+    }
+}
+
+/// Builds one service's pipeline.
+pub fn route_service(
+    config: &Config,
+    service: &Service,
+    proxy: &Proxy,
+    policy: &SessionPolicy,
+) -> Result<RouteService, BuildError> {
+    let upstream = UpstreamConfig {
+        route: service.name.clone(),
+        urls: service.upstreams.clone(),
+        connect_timeout: service.connect_timeout,
+        response_timeout: service.response_timeout,
+        body_limit: Some(service.max_body_bytes),
+        websocket: service.websocket,
+        http2: service.http2,
+    };
+    let proxied = proxy.service(upstream).map_err(|e| BuildError::Upstream {
+        service: service.name.clone(),
+        message: e.to_string(),
+    })?;
+    let role = RequireRoleLayer::new(service.allowed_roles.iter().cloned())
+        .forbid_authenticated(config.sessions.forbid_authenticated_without_role)
+        .layer(proxied);
+    Ok(RoutePolicy::new(
+        role,
+        policy.clone(),
+        &service.name,
+        service.forward_credentials,
+        service.session_issuer,
+    ))
+}
+
+/// Builds the route table for every service of `config`.
+pub fn route_table(
+    config: &Config,
+    proxy: &Proxy,
+    policy: &SessionPolicy,
+) -> Result<RouteTable<RouteService>, BuildError> {
+    let mut table = RouteTable::new();
+    for service in &config.services {
+        let svc = route_service(config, service, proxy, policy)?;
+        for pattern in service.host_patterns(&config.domains) {
+            let inserted = match &service.path_prefix {
+                Some(prefix) => table.insert_prefix(&pattern, prefix, svc.clone()),
+                None => table.insert(&pattern, svc.clone()),
+            };
+            inserted.map_err(|e| BuildError::Route {
+                service: service.name.clone(),
+                pattern: pattern.clone(),
+                message: e.to_string(),
+            })?;
+        }
+    }
+    Ok(table)
+}
+
+/// Builds the request path over a shared (swappable) route table.
+pub fn gateway_service(
+    table: SharedRouteTable<RouteService>,
+    resolver: Arc<dyn Resolver>,
+    session: SessionConfig,
+    domains: &[String],
+) -> GatewayService {
+    let router = Router::new(table);
+    let csrf = CsrfLayer::new(domains).layer(router);
+    let session = SessionLayer::new(resolver, session).layer(csrf);
+    let hop = HopByHopLayer::new().layer(session);
+    FrontLayer::new().layer(hop)
+}

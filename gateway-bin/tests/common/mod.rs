@@ -1,0 +1,411 @@
+//! Shared helpers for the end-to-end tests: a recording upstream, and the real `gateway`
+//! binary started on free ports with a config written to a temporary directory.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+pub const DOMAIN: &str = "example.test";
+pub const ADMIN_SECRET: &str = "test-admin-secret-0123456789abcdef";
+
+/// A free TCP port on 127.0.0.1 (bound and released; the OS does not hand it out again soon).
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// What the recording upstream received.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: String,
+    pub uri: String,
+    pub headers: HeaderMap,
+    pub body_len: usize,
+}
+
+impl Recorded {
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect()
+    }
+    pub fn one(&self, name: &str) -> Option<String> {
+        let v = self.all(name);
+        assert!(
+            v.len() <= 1,
+            "header {name} appears {} times: {v:?}",
+            v.len()
+        );
+        v.into_iter().next()
+    }
+}
+
+/// A hyper upstream that records every request and answers 200 with a JSON echo.
+///
+/// Paths with special answers:
+/// - `/login?user=U&roles=a,b[&default=r][&ttl=s]`: the issuer contract headers
+/// - `/logout`: `X-Gateway-Session-End: true`
+/// - `/set-session-cookie`: a `Set-Cookie` for the session cookie and one for another cookie
+/// - `/slow?ms=N`: answers after N milliseconds
+#[derive(Clone)]
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let s = s.clone();
+                        async move { Ok::<_, Infallible>(answer(req, s).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Upstream { addr, seen }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn last(&self) -> Recorded {
+        self.seen
+            .lock()
+            .last()
+            .cloned()
+            .expect("the upstream saw no request")
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().len()
+    }
+}
+
+fn query(uri: &http::Uri) -> HashMap<String, String> {
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+async fn answer(req: Request<Incoming>, seen: Arc<Mutex<Vec<Recorded>>>) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let rec = Recorded {
+        method: parts.method.to_string(),
+        uri: parts.uri.to_string(),
+        headers: parts.headers.clone(),
+        body_len: body.len(),
+    };
+    seen.lock().push(rec);
+    let mut headers = serde_json::Map::new();
+    for (k, v) in &parts.headers {
+        headers.insert(k.to_string(), String::from_utf8_lossy(v.as_bytes()).into());
+    }
+    let json = serde_json::json!({ "path": parts.uri.path(), "headers": headers }).to_string();
+    let mut res = Response::new(Full::new(Bytes::from(json)));
+    res.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    let q = query(&parts.uri);
+    match parts.uri.path() {
+        "/login" => {
+            let h = res.headers_mut();
+            if let Some(u) = q.get("user") {
+                h.insert("x-gateway-session-user-id", u.parse().unwrap());
+            }
+            if let Some(r) = q.get("roles") {
+                h.insert("x-gateway-session-roles", r.parse().unwrap());
+            }
+            if let Some(d) = q.get("default") {
+                h.insert("x-gateway-session-default-role", d.parse().unwrap());
+            }
+            if let Some(t) = q.get("ttl") {
+                h.insert("x-gateway-session-ttl", t.parse().unwrap());
+            }
+        }
+        "/logout" => {
+            res.headers_mut()
+                .insert("x-gateway-session-end", "true".parse().unwrap());
+        }
+        "/set-session-cookie" => {
+            res.headers_mut()
+                .append("set-cookie", "gw_session=forged; Path=/".parse().unwrap());
+            res.headers_mut()
+                .append("set-cookie", "theme=dark; Path=/".parse().unwrap());
+        }
+        "/slow" => {
+            let ms = q.get("ms").and_then(|m| m.parse().ok()).unwrap_or(500);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        _ => {}
+    }
+    res
+}
+
+/// The standard test config: services `data` (anonymous, user, admin), `admin` (admin only),
+/// `auth` (session issuer), `open` (every role, forwards credentials) and `rogue` (not an
+/// issuer, but its upstream sends issuer headers).
+pub fn standard_config(http: u16, admin: u16, up: &str, extra: &str) -> String {
+    format!(
+        r#"
+[project]
+domains = ["{DOMAIN}"]
+
+[listen]
+http = "127.0.0.1:{http}"
+admin = "127.0.0.1:{admin}"
+
+[limits]
+header_read_timeout = "2s"
+idle_timeout = "5s"
+max_body_bytes = 1048576
+max_connections = 64
+shutdown_grace = "5s"
+
+[sessions]
+cookie_name = "gw_session"
+
+[log]
+format = "json"
+level = "info"
+
+[[services]]
+name = "data"
+upstreams = ["{up}"]
+allowed_roles = ["anonymous", "user", "admin"]
+
+[[services]]
+name = "admin"
+upstreams = ["{up}"]
+allowed_roles = ["admin"]
+
+[[services]]
+name = "auth"
+upstreams = ["{up}"]
+session_issuer = true
+
+[[services]]
+name = "open"
+upstreams = ["{up}"]
+forward_credentials = true
+
+[[services]]
+name = "rogue"
+upstreams = ["{up}"]
+{extra}
+"#
+    )
+}
+
+/// The real gateway binary, killed on drop.
+pub struct Gateway {
+    pub child: Option<Child>,
+    pub http: u16,
+    pub admin: u16,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+}
+
+impl Gateway {
+    pub fn start(config: &str, http: u16, admin: u16) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("gateway.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let log_path = dir.path().join("gateway.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env("GATEWAY_ADMIN_SECRET", ADMIN_SECRET)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let g = Gateway {
+            child: Some(child),
+            http,
+            admin,
+            dir,
+            config_path,
+            log_path,
+        };
+        g.wait_ready();
+        g
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.http)).is_ok()
+                && TcpStream::connect(("127.0.0.1", self.admin)).is_ok()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the gateway did not start; log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.http, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.admin, path)
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the gateway did not exit after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A reqwest client that never follows redirects and keeps no cookies.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+pub fn host(sub: &str) -> String {
+    format!("{sub}.{DOMAIN}")
+}
+
+/// Creates a session through the admin API and returns its token.
+pub async fn create_session(
+    g: &Gateway,
+    user: &str,
+    roles: &[&str],
+    default_role: Option<&str>,
+) -> String {
+    let res = client()
+        .post(g.admin_url("/v1/sessions"))
+        .bearer_auth(ADMIN_SECRET)
+        .json(&serde_json::json!({ "user_id": user, "roles": roles, "default_role": default_role }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "create session failed");
+    let v: serde_json::Value = res.json().await.unwrap();
+    v["token"].as_str().unwrap().to_owned()
+}
+
+/// Sends raw bytes and returns what came back until the server closed or 3 s passed.
+pub fn raw(port: u16, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                // One response is enough when the server keeps the connection open.
+                if out.windows(4).any(|w| w == b"\r\n\r\n") && response_complete(&out) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn response_complete(buf: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(buf);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    let len = head.lines().find_map(|l| {
+        l.to_ascii_lowercase()
+            .strip_prefix("content-length:")
+            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+    });
+    match len {
+        Some(n) => body.len() >= n,
+        None => false,
+    }
+}
+
+/// The status code of a raw HTTP response.
+pub fn status_of(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,442 @@
+//! The whole story against the real binary: anonymous, login through the issuer service, an
+//! authenticated request, a refused role, logout; plus the admin API and the CLI.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_login_authenticated_forbidden_logout() {
+    let up = Upstream::start().await;
+    let (http, admin) = (free_port(), free_port());
+    let g = Gateway::start(&standard_config(http, admin, &up.url(), ""), http, admin);
+    let c = client();
+
+    // Anonymous: user 0, role anonymous.
+    let res = c
+        .get(g.url("/hello"))
+        .header("host", host("data"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let seen = up.last();
+    assert_eq!(seen.one("x-hasura-user-id").as_deref(), Some("0"));
+    assert_eq!(seen.one("x-hasura-role").as_deref(), Some("anonymous"));
+
+    // Login: the issuer's headers become a session, a cookie and a token header.
+    let res = c
+        .post(g.url("/login?user=42&roles=user,editor&default=user"))
+        .header("host", host("auth"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    for h in [
+        "x-gateway-session-user-id",
+        "x-gateway-session-roles",
+        "x-gateway-session-default-role",
+    ] {
+        assert!(
+            res.headers().get(h).is_none(),
+            "{h} must not reach the client"
+        );
+    }
+    let token = res.headers()["x-gateway-session-token"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(token.len(), 43, "256 bits in base64url");
+    assert!(res.headers().get("x-gateway-session-expires-at").is_some());
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.starts_with(&format!("gw_session={token}")),
+        "{cookie}"
+    );
+    for attr in [
+        "Secure",
+        "HttpOnly",
+        "SameSite=Lax",
+        "Path=/",
+        &format!("Domain={DOMAIN}"),
+    ] {
+        assert!(cookie.contains(attr), "cookie lacks {attr}: {cookie}");
+    }
+
+    // Authenticated by bearer: the upstream sees the session's user and default role.
+    let res = c
+        .get(g.url("/me"))
+        .header("host", host("data"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let seen = up.last();
+    assert_eq!(seen.one("x-hasura-user-id").as_deref(), Some("42"));
+    assert_eq!(seen.one("x-hasura-role").as_deref(), Some("user"));
+    assert_eq!(
+        seen.one("x-hasura-allowed-roles").as_deref(),
+        Some("user,editor")
+    );
+    assert!(
+        seen.one("authorization").is_none(),
+        "the bearer token is not forwarded by default"
+    );
+
+    // Authenticated by cookie.
+    let res = c
+        .get(g.url("/me"))
+        .header("host", host("data"))
+        .header("cookie", format!("theme=dark; gw_session={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let seen = up.last();
+    assert_eq!(seen.one("x-hasura-user-id").as_deref(), Some("42"));
+    let cookies = seen.all("cookie").join("; ");
+    assert!(
+        cookies.contains("theme=dark"),
+        "other cookies pass: {cookies}"
+    );
+    assert!(
+        !cookies.contains(&token),
+        "the session cookie is not forwarded: {cookies}"
+    );
+
+    // A role the service does not allow: 401 and nothing proxied.
+    let before = up.count();
+    let res = c
+        .get(g.url("/"))
+        .header("host", host("admin"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "authorization-required");
+    assert_eq!(up.count(), before, "nothing was proxied");
+
+    // Logout: the session ends and the cookie is cleared.
+    let res = c
+        .post(g.url("/logout"))
+        .header("host", host("auth"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let cleared = res.headers()["set-cookie"].to_str().unwrap();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    let res = c
+        .get(g.url("/me"))
+        .header("host", host("data"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("invalid_token"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_mints_a_new_token_and_revokes_the_old_one() {
+    let up = Upstream::start().await;
+    let (http, admin) = (free_port(), free_port());
+    let g = Gateway::start(&standard_config(http, admin, &up.url(), ""), http, admin);
+    let c = client();
+    let old = create_session(&g, "7", &["user"], None).await;
+    let res = c
+        .post(g.url("/login?user=7&roles=user,admin"))
+        .header("host", host("auth"))
+        .bearer_auth(&old)
+        .send()
+        .await
+        .unwrap();
+    let new = res.headers()["x-gateway-session-token"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new, old, "a login mints a new token");
+    let res = c
+        .get(g.url("/"))
+        .header("host", host("data"))
+        .bearer_auth(&old)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401, "the pre-login token is never promoted");
+    let res = c
+        .get(g.url("/"))
+        .header("host", host("admin"))
+        .bearer_auth(&new)
+        .header("x-hasura-role", "admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        200,
+        "the new session may ask for its admin role"
+    );
+    assert_eq!(up.last().one("x-hasura-role").as_deref(), Some("admin"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_requires_the_secret_and_manages_sessions() {
+    let up = Upstream::start().await;
+    let (http, admin) = (free_port(), free_port());
+    let g = Gateway::start(&standard_config(http, admin, &up.url(), ""), http, admin);
+    let c = client();
+
+    // Missing and wrong secrets: 401, counted.
+    let res = c
+        .post(g.admin_url("/v1/sessions"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let res = c
+        .get(g.admin_url("/v1/users/1/sessions"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let metrics = c
+        .get(g.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let failures = metrics
+        .lines()
+        .find(|l| l.starts_with("gateway_admin_auth_failures_total"))
+        .unwrap_or_else(|| panic!("no failure counter in:\n{metrics}"));
+    assert!(failures.ends_with(" 2"), "{failures}");
+
+    // Validation: 422 naming the field; CR/LF in a role is refused.
+    let res = c
+        .post(g.admin_url("/v1/sessions"))
+        .bearer_auth(ADMIN_SECRET)
+        .json(&serde_json::json!({ "user_id": "1", "roles": ["user\r\nX-Injected: 1"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(body["field"].as_str().unwrap().contains("role"), "{body}");
+    let res = c
+        .post(g.admin_url("/v1/sessions"))
+        .bearer_auth(ADMIN_SECRET)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+
+    // Create, list, revoke one, revoke all.
+    let t1 = create_session(&g, "u-9", &["user"], None).await;
+    let t2 = create_session(&g, "u-9", &["user", "admin"], Some("admin")).await;
+    let res = c
+        .get(g.admin_url("/v1/users/u-9/sessions"))
+        .bearer_auth(ADMIN_SECRET)
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["sessions"].as_array().unwrap().len(), 2);
+    assert!(
+        !body.to_string().contains(&t1),
+        "listing never shows tokens"
+    );
+
+    let res = c
+        .delete(g.admin_url("/v1/sessions/current"))
+        .bearer_auth(ADMIN_SECRET)
+        .header("x-gateway-session-token", &t1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let res = c
+        .get(g.url("/"))
+        .header("host", host("data"))
+        .bearer_auth(&t1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let res = c
+        .get(g.url("/"))
+        .header("host", host("admin"))
+        .bearer_auth(&t2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    let res = c
+        .delete(g.admin_url("/v1/users/u-9/sessions"))
+        .bearer_auth(ADMIN_SECRET)
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["revoked"], 1);
+    let res = c
+        .get(g.url("/"))
+        .header("host", host("admin"))
+        .bearer_auth(&t2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+
+    // Health, readiness and metrics.
+    assert_eq!(
+        c.get(g.admin_url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.get(g.admin_url("/readyz")).send().await.unwrap().status(),
+        200
+    );
+    let metrics = c
+        .get(g.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for m in [
+        "gateway_requests_total",
+        "gateway_request_duration_seconds",
+        "gateway_sessions_created_total",
+        "gateway_sessions_revoked_total",
+    ] {
+        assert!(metrics.contains(m), "{m} missing from /metrics");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_session_commands_talk_to_the_admin_api() {
+    let up = Upstream::start().await;
+    let (http, admin) = (free_port(), free_port());
+    let g = Gateway::start(&standard_config(http, admin, &up.url(), ""), http, admin);
+    let bin = env!("CARGO_BIN_EXE_gateway");
+    let admin_url = g.admin_url("");
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .args(args)
+            .env("GATEWAY_ADMIN_URL", &admin_url)
+            .env("GATEWAY_ADMIN_SECRET", ADMIN_SECRET)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "session",
+        "create",
+        "--user-id",
+        "cli-1",
+        "--roles",
+        "user,admin",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = v["token"].as_str().unwrap().to_owned();
+
+    let out = run(&["session", "list", "--user-id", "cli-1"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["sessions"].as_array().unwrap().len(), 1);
+
+    let out = run(&["session", "revoke", "--token", &token]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let res = client()
+        .get(g.url("/"))
+        .header("host", host("data"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+
+    run(&["session", "create", "--user-id", "cli-1", "--roles", "user"]);
+    let out = run(&["user", "revoke-sessions", "--user-id", "cli-1"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["revoked"], 1);
+
+    // A wrong secret fails with a non-zero status.
+    let out = std::process::Command::new(bin)
+        .args(["session", "list", "--user-id", "x"])
+        .env("GATEWAY_ADMIN_URL", &admin_url)
+        .env("GATEWAY_ADMIN_SECRET", "nope")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn check_exits_0_for_a_valid_config_and_64_with_the_line_for_an_invalid_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        standard_config(8080, 9090, "http://127.0.0.1:3000", ""),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let bad = dir.path().join("bad.toml");
+    let text = standard_config(8080, 9090, "http://127.0.0.1:3000", "").replacen(
+        "allowed_roles = [\"admin\"]",
+        "allowed_roles = [\"ad min\"]",
+        1,
+    );
+    std::fs::write(&bad, &text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = text.lines().position(|l| l.contains("ad min")).unwrap() + 1;
+    assert!(err.contains(&format!("line {line}")), "{err}");
+    assert!(err.contains("services[1].allowed_roles[0]"), "{err}");
+}
