@@ -335,9 +335,16 @@ impl AcmeManager {
     }
 
     /// Marks `name` for renewal regardless of its expiry, and wakes the loop; returns at once.
+    /// The loop retries it (with backoff) until a new certificate is issued.
     pub fn request_renewal(&self, name: &str) -> Result<(), Error> {
         let name = self.inner.check_allowed(name)?;
-        self.inner.state.lock().entry(name).or_default().forced = true;
+        {
+            let mut state = self.inner.state.lock();
+            let st = state.entry(name).or_default();
+            st.forced = true;
+            // An explicit request is attempted now, not after the current backoff.
+            st.next_attempt = None;
+        }
         self.inner.wake.notify_one();
         Ok(())
     }
@@ -523,15 +530,17 @@ impl Inner {
                 metrics::gauge!("cert_days_to_expiry", "name" => name.to_owned())
                     .set(cert.days_to_expiry(now));
             }
+            // A forced renewal skips the expiry check but not the backoff: it keeps being
+            // retried until it succeeds.
             let forced = st.is_some_and(|s| s.forced);
             let renew_at = st.and_then(|s| s.cert.as_ref()).map(|c| c.renew_at(frac));
             if !forced {
                 if let Some(at) = renew_at.filter(|at| *at > now) {
                     return until(at);
                 }
-                if let Some(at) = st.and_then(|s| s.next_attempt).filter(|at| *at > now) {
-                    return until(at);
-                }
+            }
+            if let Some(at) = st.and_then(|s| s.next_attempt).filter(|at| *at > now) {
+                return until(at);
             }
         }
         match self.obtain(name).await {
@@ -613,7 +622,6 @@ impl Inner {
         );
         st.next_attempt = Some(now + delay);
         st.last_error = Some(e.to_string());
-        st.forced = false;
         tracing::warn!(
             name,
             error = %e,
