@@ -42,6 +42,8 @@ rejections! {
     INVALID_HOST = (BAD_REQUEST, "invalid-host", "the Host header is not a valid host name");
     /// An IP literal as host: this gateway only serves names.
     IP_HOST = (MISDIRECTED_REQUEST, "misdirected-request", "this server does not serve IP address hosts");
+    /// A TLS request whose host is not the connection's SNI name.
+    SNI_MISMATCH = (MISDIRECTED_REQUEST, "misdirected-request", "the host does not match the TLS server name of this connection");
     /// No route for the host.
     UNKNOWN_HOST = (NOT_FOUND, "unknown-host", "no route for this host");
     /// The host is known but no path prefix of it matches.

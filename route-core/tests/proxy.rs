@@ -176,7 +176,7 @@ async fn http2_both_sides() {
 
     // HTTP/1.1 client -> HTTP/2 upstream, several requests on one pooled connection.
     for i in 0..3 {
-        let req = Request::post(format!("/h2/{i}?q=1")).header("host", "h2.example.com").body(Full::new(Bytes::from_static(b"hello"))).unwrap();
+        let req = Request::post(format!("/h2/{i}?q=1")).header("host", "h2.example.com").header("te", "trailers").body(Full::new(Bytes::from_static(b"hello"))).unwrap();
         let a = send(gw.addr, req).await;
         assert_eq!(a.status, 200);
         assert_eq!(a.text(), "h2 5");
@@ -186,6 +186,9 @@ async fn http2_both_sides() {
     assert_eq!(seen[2].uri, "/h2/2?q=1");
     assert_eq!(seen[0].headers["x-forwarded-host"], "h2.example.com");
     assert_eq!(up.conns(), 1, "HTTP/2 upstream connection is shared");
+    // `TE: trailers` (gRPC) survives to HTTP/2 upstreams only.
+    assert_eq!(seen[0].headers["te"], "trailers");
+    assert!(seen[0].headers.get("host").is_none());
 
     // HTTP/2 client (prior knowledge) -> HTTP/1.1 upstream: Host comes from :authority.
     let stream = TcpStream::connect(gw.addr).await.unwrap();

@@ -4,14 +4,12 @@ use super::HopByHop;
 
 /// Applies [`HopByHop`]: put it first in the stack. See the [module docs](crate::hop).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct HopByHopLayer {
-    _private: (),
-}
+pub struct HopByHopLayer;
 
 impl HopByHopLayer {
-    /// The layer (it has no configuration).
+    /// The layer (it has no configuration; `HopByHopLayer` itself is a value too).
     pub fn new() -> Self {
-        HopByHopLayer { _private: () }
+        HopByHopLayer
     }
 }
 

@@ -42,6 +42,11 @@ impl UpgradeRequest {
     }
 }
 
+/// The client sent `TE: trailers`: the one `TE` value that HTTP/2 allows end to end (gRPC
+/// needs it). The proxy sends `te: trailers` again to HTTP/2 upstreams only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TeTrailers;
+
 fn is_fixed_hop(name: &HeaderName) -> bool {
     let s = name.as_str();
     matches!(s, "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade")
@@ -89,7 +94,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     strip_hop_by_hop_fixed(headers);
 }
 
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+pub(crate) fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
     headers.get_all(name).iter().any(|v| {
         v.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
     })

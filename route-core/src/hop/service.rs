@@ -3,7 +3,7 @@ use std::task::{Context, Poll};
 use http::Request;
 use tower_service::Service;
 
-use super::{is_websocket_upgrade, strip_hop_by_hop, HopByHopLayer, UpgradeRequest};
+use super::{has_token, is_websocket_upgrade, strip_hop_by_hop, HopByHopLayer, TeTrailers, UpgradeRequest};
 
 /// Strips hop-by-hop request headers and records a genuine WebSocket upgrade as
 /// [`UpgradeRequest`]. See the [module docs](crate::hop).
@@ -55,7 +55,13 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> S::Future {
         let upgrade = is_websocket_upgrade(&req);
+        let te_trailers = has_token(req.headers(), http::header::TE, "trailers");
         strip_hop_by_hop(req.headers_mut());
+        if te_trailers {
+            req.extensions_mut().insert(TeTrailers);
+        } else {
+            req.extensions_mut().remove::<TeTrailers>();
+        }
         if upgrade {
             req.extensions_mut().insert(UpgradeRequest::websocket());
         } else {

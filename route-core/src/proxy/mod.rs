@@ -148,8 +148,7 @@ impl std::fmt::Debug for Proxy {
 }
 
 impl Proxy {
-    /// Builds the shared client. Must be called within a tokio runtime's context only when
-    /// requests are sent (building needs none).
+    /// Builds the shared client. Building needs no runtime; sending requests needs tokio.
     pub fn new(cfg: ProxyConfig) -> Self {
         let connector = UpstreamConnector::new(cfg.connect_timeout);
         let client = Client::builder(TokioExecutor::new())

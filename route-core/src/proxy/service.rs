@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, UPGRADE};
+use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TE, UPGRADE};
 use http::{Request, Response, StatusCode, Version};
 use http_body::Body as HttpBody;
 use hyper::body::Incoming;
@@ -17,10 +17,11 @@ use super::body::{BodyTooLarge, ClientBodyError, DownstreamBody};
 use super::connector::ConnectTimeout;
 use super::future::ResponseFuture;
 use super::{Shared, UpstreamConfig};
-use crate::hop::{strip_hop_by_hop, strip_hop_by_hop_fixed};
+use crate::hop::{strip_hop_by_hop, strip_hop_by_hop_fixed, TeTrailers};
 use crate::{request_host, Body, BoxError, ConnectionInfo, Rejection, UpgradeRequest};
 
 pub(crate) static UPGRADE_TOKEN: HeaderValue = HeaderValue::from_static("upgrade");
+static TRAILERS: HeaderValue = HeaderValue::from_static("trailers");
 pub(crate) static WEBSOCKET: HeaderValue = HeaderValue::from_static("websocket");
 
 /// One route's proxy: `Service<Request<B>, Response = Response<Body>, Error = Infallible>`.
@@ -205,6 +206,9 @@ where
         strip_hop_by_hop_fixed(headers);
         if inner.http2 {
             headers.remove(HOST);
+            if parts.extensions.get::<TeTrailers>().is_some() {
+                headers.insert(TE, TRAILERS.clone());
+            }
         } else if !headers.contains_key(HOST) {
             if let Some(v) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
                 headers.insert(HOST, v);

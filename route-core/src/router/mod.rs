@@ -18,3 +18,6 @@ mod service;
 
 pub use future::ResponseFuture;
 pub use service::{Router, RouteMatch, SharedRouteTable};
+
+#[cfg(test)]
+mod tests;

@@ -8,7 +8,7 @@ use http::{Request, Response, Uri};
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use crate::{request_host, try_normalize_path, Rejection, RouteTable};
+use crate::{normalize_host, request_host, try_normalize_path, ConnectionInfo, Rejection, RouteTable};
 
 /// The route table as the router holds it: swapped whole on reload, read without locks.
 pub type SharedRouteTable<S> = Arc<arc_swap::ArcSwap<RouteTable<S>>>;
@@ -24,11 +24,12 @@ pub struct RouteMatch {
 /// [module docs](crate::router).
 pub struct Router<S> {
     table: SharedRouteTable<S>,
+    sni_check: bool,
 }
 
 impl<S> Clone for Router<S> {
     fn clone(&self) -> Self {
-        Router { table: self.table.clone() }
+        Router { table: self.table.clone(), sni_check: self.sni_check }
     }
 }
 
@@ -41,7 +42,16 @@ impl<S> std::fmt::Debug for Router<S> {
 impl<S> Router<S> {
     /// A router over a shared, swappable table.
     pub fn new(table: SharedRouteTable<S>) -> Self {
-        Router { table }
+        Router { table, sni_check: false }
+    }
+
+    /// Also answer 421 when a TLS request's host differs from the connection's SNI
+    /// ([`ConnectionInfo::sni`], normalised the same way), so that a connection opened for
+    /// one name cannot be used for another route (SECURITY-CASES 14). Off by default; a TLS
+    /// connection without SNI is not checked.
+    pub fn with_sni_check(mut self, yes: bool) -> Self {
+        self.sni_check = yes;
+        self
     }
 
     /// The shared table: `store` a new one to reload.
@@ -80,6 +90,13 @@ where
             Ok(h) => h,
             Err(e) => return ResponseFuture::rejected(e.rejection().response()),
         };
+        if self.sni_check {
+            if let Some(sni) = req.extensions().get::<ConnectionInfo>().filter(|i| i.tls).and_then(|i| i.sni.as_deref()) {
+                if normalize_host(sni).map_or(true, |s| s != host) {
+                    return ResponseFuture::rejected(Rejection::SNI_MISMATCH.response());
+                }
+            }
+        }
         let path = match try_normalize_path(req.uri().path()) {
             Ok(p) => p,
             Err(_) => return ResponseFuture::rejected(Rejection::INVALID_PATH.response()),
