@@ -1,13 +1,13 @@
 //! The route table: host (exact, apex or `*.suffix` wildcard) and optional path prefix → route.
 //!
 //! Lookup cost does not depend on the number of routes: one hash probe for the exact name,
-//! then one probe per label suffix of the host for wildcards (a host has a handful of labels),
-//! then a scan of that host's path prefixes (usually none or a few).
+//! then, for wildcards, a walk down a trie of **reversed labels** (`com` → `example` → …), one
+//! probe of one short label per level, stopping at the first label nobody registered; then a
+//! scan of that host's path prefixes (usually none or a few).
 //!
-//! Wildcards are keyed by their suffix, the labels after `*.`, which is the reversed-label
-//! order read from the right: `*.example.com` is found for `a.b.example.com` by probing
-//! `b.example.com` then `example.com`. The longest suffix is probed first, so the most
-//! specific route wins. A wildcard matches one or more labels and never the bare suffix:
+//! `*.example.com` is stored at the trie node `com` → `example`. For `a.b.example.com` the walk
+//! visits `com`, `example`, then looks for `b` and stops; the deepest wildcard passed wins,
+//! so the most specific route wins. A wildcard matches one or more labels and never the bare suffix:
 //! `*.example.com` does not match `example.com` (add the apex as an exact route).
 //!
 //! Path prefixes are matched on the normalised path at segment boundaries: `/api` matches
@@ -60,6 +60,10 @@ pub(crate) struct HostEntry<S> {
 }
 
 impl<S> HostEntry<S> {
+    fn new() -> Self {
+        HostEntry { paths: Vec::new() }
+    }
+
     pub(crate) fn lookup(&self, path: &str) -> Option<Matched<'_, S>> {
         self.paths
             .iter()
@@ -83,9 +87,25 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 #[derive(Debug)]
 pub struct RouteTable<S> {
     exact: HashMap<Box<str>, HostEntry<S>>,
-    /// Keyed by the suffix after `*.`.
-    wildcard: HashMap<Box<str>, HostEntry<S>>,
+    /// Wildcards, as a trie of reversed labels.
+    wildcard: Node<S>,
+    /// The wildcard suffixes (after `*.`), for [`RouteTable::wildcards`].
+    wildcard_names: Vec<Box<str>>,
     len: usize,
+}
+
+/// One label of the reversed-label trie.
+#[derive(Debug)]
+struct Node<S> {
+    /// The routes of `*.<labels down to here>`.
+    entry: Option<HostEntry<S>>,
+    children: HashMap<Box<str>, Node<S>>,
+}
+
+impl<S> Node<S> {
+    fn new() -> Self {
+        Node { entry: None, children: HashMap::new() }
+    }
 }
 
 impl<S> Default for RouteTable<S> {
@@ -118,7 +138,7 @@ fn parse_pattern(pattern: &str) -> Result<Pattern<'_>, RouteError> {
 impl<S> RouteTable<S> {
     /// An empty table: every lookup misses.
     pub fn new() -> Self {
-        RouteTable { exact: HashMap::new(), wildcard: HashMap::new(), len: 0 }
+        RouteTable { exact: HashMap::new(), wildcard: Node::new(), wildcard_names: Vec::new(), len: 0 }
     }
 
     /// Adds a route for a whole host: `data.example.com`, `example.com` or `*.example.com`.
@@ -145,16 +165,28 @@ impl<S> RouteTable<S> {
             Some(p) if !p.is_empty() => p,
             _ => path_prefix,
         };
-        let (map, host, display_host) = match &parsed {
-            Pattern::Exact(h) => (&mut self.exact, h.as_ref(), h.to_string()),
-            Pattern::Wildcard(h) => (&mut self.wildcard, h.as_ref(), format!("*.{h}")),
+        let display_host = match &parsed {
+            Pattern::Exact(h) => h.to_string(),
+            Pattern::Wildcard(h) => format!("*.{h}"),
         };
         let display: Arc<str> = if prefix == "/" {
             display_host.into()
         } else {
             format!("{display_host}{prefix}").into()
         };
-        let entry = map.entry(host.into()).or_insert_with(|| HostEntry { paths: Vec::new() });
+        let entry = match &parsed {
+            Pattern::Exact(h) => self.exact.entry(h.as_ref().into()).or_insert_with(HostEntry::new),
+            Pattern::Wildcard(h) => {
+                let mut node = &mut self.wildcard;
+                for label in h.rsplit('.') {
+                    node = node.children.entry(label.into()).or_insert_with(Node::new);
+                }
+                if node.entry.is_none() {
+                    self.wildcard_names.push(h.as_ref().into());
+                }
+                node.entry.get_or_insert_with(HostEntry::new)
+            }
+        };
         if entry.paths.iter().any(|r| &*r.prefix == prefix) {
             return Err(RouteError::Duplicate(display.to_string()));
         }
@@ -183,18 +215,26 @@ impl<S> RouteTable<S> {
         if let Some(e) = self.exact.get(host) {
             return Some(e);
         }
-        if self.wildcard.is_empty() {
-            return None;
-        }
-        // Probe each proper suffix, longest (most specific) first.
+        // Walk the reversed labels; a wildcard counts only with at least one label left.
+        let mut node = &self.wildcard;
+        let mut best = None;
         let mut rest = host;
-        while let Some(dot) = rest.find('.') {
-            rest = &rest[dot + 1..];
-            if let Some(e) = self.wildcard.get(rest) {
-                return Some(e);
+        while !node.children.is_empty() {
+            let (head, label) = match rest.rfind('.') {
+                Some(i) => (&rest[..i], &rest[i + 1..]),
+                None => ("", rest),
+            };
+            let Some(child) = node.children.get(label) else { break };
+            if head.is_empty() {
+                break;
             }
+            if let Some(e) = &child.entry {
+                best = Some(e);
+            }
+            node = child;
+            rest = head;
         }
-        None
+        best
     }
 
     /// The exact host names in the table (apex included, wildcards not): the names a
@@ -205,7 +245,7 @@ impl<S> RouteTable<S> {
 
     /// The wildcard suffixes in the table, as patterns (`*.example.com`).
     pub fn wildcards(&self) -> impl Iterator<Item = String> + '_ {
-        self.wildcard.keys().map(|k| format!("*.{k}"))
+        self.wildcard_names.iter().map(|k| format!("*.{k}"))
     }
 
     /// The number of routes (host and prefix pairs).
