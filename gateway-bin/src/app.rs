@@ -38,6 +38,9 @@ pub enum StartError {
         /// The error.
         source: std::io::Error,
     },
+    /// A configured feature is not available.
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// The routes could not be built.
     #[error(transparent)]
     Build(#[from] stack::BuildError),
@@ -46,8 +49,14 @@ pub enum StartError {
 /// The parts of a running gateway that a reload replaces or reads.
 #[derive(Clone)]
 pub struct Shared {
-    /// The config in force.
+    /// The config in force: the file's, plus the services added through the admin API.
     pub config: Arc<ArcSwap<Config>>,
+    /// The config file as last loaded.
+    pub file_config: Arc<ArcSwap<Config>>,
+    /// Services added through the admin API (they survive reloads of the file).
+    pub api_services: Arc<ArcSwap<Vec<crate::config::Service>>>,
+    /// Serialises rebuilds, so that a file reload and an API change never lose each other.
+    pub rebuild_lock: Arc<parking_lot::Mutex<()>>,
     /// The route table in force.
     pub table: SharedRouteTable<RouteService>,
     /// The proxy (one shared upstream client).
@@ -59,10 +68,47 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Validates and applies a new config: routes, roles and upstreams are swapped atomically.
-    /// Settings that need new sockets or a new store (listeners, sessions) keep their old
-    /// values until a restart, and a log line says so.
-    pub fn apply(&self, new: Config) -> Result<(), stack::BuildError> {
+    /// The config in force for a file config and the API's services: file services first; an
+    /// API service whose name the file also uses is left out (the file wins).
+    pub fn effective(file: &Config, api: &[crate::config::Service]) -> Config {
+        let mut config = file.clone();
+        for s in api {
+            if !config.services.iter().any(|f| f.name == s.name) {
+                config.services.push(s.clone());
+            }
+        }
+        config
+    }
+
+    /// Validates and applies a new config file: routes, roles and upstreams are swapped
+    /// atomically. Settings that need new sockets or a new store (listeners, sessions) keep
+    /// their old values until a restart, and a log line says so.
+    pub fn apply(&self, new_file: Config) -> Result<(), stack::BuildError> {
+        let _guard = self.rebuild_lock.lock();
+        let api = self.api_services.load_full();
+        self.swap(Self::effective(&new_file, &api))?;
+        self.file_config.store(Arc::new(new_file));
+        Ok(())
+    }
+
+    /// Replaces the API's services and applies the result atomically. `update` gets the current
+    /// list and returns the new one, or an error that is passed back unchanged.
+    pub fn update_api_services<E>(
+        &self,
+        update: impl FnOnce(&[crate::config::Service]) -> Result<Vec<crate::config::Service>, E>,
+    ) -> Result<Result<(), stack::BuildError>, E> {
+        let _guard = self.rebuild_lock.lock();
+        let current = self.api_services.load_full();
+        let next = update(&current)?;
+        let file = self.file_config.load_full();
+        let applied = self.swap(Self::effective(&file, &next));
+        if applied.is_ok() {
+            self.api_services.store(Arc::new(next));
+        }
+        Ok(applied)
+    }
+
+    fn swap(&self, new: Config) -> Result<(), stack::BuildError> {
         let table = stack::route_table(&new, &self.proxy, &self.policy)?;
         let old = self.config.load();
         if old.listen.http != new.listen.http
@@ -145,7 +191,12 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
     if admin_secret.is_none() && config.listen.admin.is_some() {
         tracing::warn!("no admin secret is configured: the admin /v1 API refuses every request");
     }
-    let store: Arc<dyn SessionStore> = match config.sessions.store {
+    let store: Arc<dyn SessionStore> = match &config.sessions.store {
+        StoreKind::Redis(_) => {
+            return Err(StartError::Unsupported(
+                "sessions.store = \"redis\" is not available in this build",
+            ))
+        }
         StoreKind::Memory => {
             let memory = MemoryStore::new();
             // Expired sessions are also refused on read; the sweeper only returns their memory.
@@ -177,6 +228,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         resolver,
         stack::session_config(&config),
         &config.domains,
+        &config.csrf_trusted_origins,
     );
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -205,6 +257,9 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
     }
     let shared = Shared {
         config: Arc::new(ArcSwap::from_pointee(config.clone())),
+        file_config: Arc::new(ArcSwap::from_pointee(config.clone())),
+        api_services: Arc::new(ArcSwap::from_pointee(Vec::new())),
+        rebuild_lock: Arc::new(parking_lot::Mutex::new(())),
         table,
         proxy,
         policy,

@@ -21,13 +21,19 @@ use crate::reject;
 #[derive(Clone, Debug)]
 pub struct CsrfLayer {
     domains: Arc<[String]>,
+    trusted: Arc<[String]>,
 }
 
 impl CsrfLayer {
-    /// Trusts the given project domains and their subdomains.
-    pub fn new(domains: &[String]) -> Self {
+    /// Trusts the given project domains and their subdomains, plus exact extra origins
+    /// (`scheme://host[:port]`, lowercase).
+    pub fn new(domains: &[String], trusted_origins: &[String]) -> Self {
         CsrfLayer {
             domains: domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+            trusted: trusted_origins
+                .iter()
+                .map(|o| o.to_ascii_lowercase())
+                .collect(),
         }
     }
 }
@@ -38,6 +44,7 @@ impl<S> Layer<S> for CsrfLayer {
         Csrf {
             inner,
             domains: self.domains.clone(),
+            trusted: self.trusted.clone(),
         }
     }
 }
@@ -47,10 +54,14 @@ impl<S> Layer<S> for CsrfLayer {
 pub struct Csrf<S> {
     inner: S,
     domains: Arc<[String]>,
+    trusted: Arc<[String]>,
 }
 
 impl<S> Csrf<S> {
     fn same_site(&self, origin: &str) -> bool {
+        if self.trusted.iter().any(|t| t.eq_ignore_ascii_case(origin)) {
+            return true;
+        }
         // An origin is scheme://host[:port]; "null" and anything unparsable is foreign.
         let Some((_, rest)) = origin.split_once("://") else {
             return false;
@@ -125,7 +136,10 @@ mod tests {
         let c = Csrf {
             inner: (),
             domains: Arc::from(vec!["example.com".to_owned()]),
+            trusted: Arc::from(vec!["https://partner.example.org".to_owned()]),
         };
+        assert!(c.same_site("https://partner.example.org"));
+        assert!(!c.same_site("http://partner.example.org"));
         assert!(c.same_site("https://example.com"));
         assert!(c.same_site("https://app.example.com:8443"));
         assert!(c.same_site("http://APP.Example.com"));

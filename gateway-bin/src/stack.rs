@@ -148,9 +148,10 @@ pub fn gateway_service(
     resolver: Arc<dyn Resolver>,
     session: SessionConfig,
     domains: &[String],
+    trusted_origins: &[String],
 ) -> GatewayService {
     let router = Router::new(table);
-    let csrf = CsrfLayer::new(domains).layer(router);
+    let csrf = CsrfLayer::new(domains, trusted_origins).layer(router);
     let session = SessionLayer::new(resolver, session).layer(csrf);
     let hop = HopByHopLayer::new().layer(session);
     FrontLayer::new().layer(hop)

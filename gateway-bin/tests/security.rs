@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 async fn gateway() -> (Upstream, Gateway) {
     let up = Upstream::start().await;
-    let (http, admin) = (free_port(), free_port());
+    let (http, admin) = (0, 0);
     let g = Gateway::start(&standard_config(http, admin, &up.url(), ""), http, admin);
     (up, g)
 }
@@ -413,7 +413,7 @@ fn rss_kib(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn case_26_connections_over_the_cap_are_refused_quickly() {
     let up = Upstream::start().await;
-    let (http, admin) = (free_port(), free_port());
+    let (http, admin) = (0, 0);
     // Held connections must outlive the whole test, even on a loaded machine.
     let config = standard_config(http, admin, &up.url(), "")
         .replace(
@@ -423,6 +423,16 @@ async fn case_26_connections_over_the_cap_are_refused_quickly() {
         .replace("idle_timeout = \"5s\"", "idle_timeout = \"30s\"");
     let g = Gateway::start(&config, http, admin);
     let pid = g.child.as_ref().unwrap().id();
+    // The readiness probes' own connections must be gone before the cap is filled, or the
+    // 64th held connection would be the one refused.
+    let c = client();
+    for _ in 0..200 {
+        let m = c.get(g.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+        if m.lines().any(|l| l == "gateway_active_connections 0") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // max_connections = 64 in the standard config.
     let held: Vec<TcpStream> = (0..64)
         .map(|_| TcpStream::connect(("127.0.0.1", g.http)).unwrap())
@@ -436,6 +446,21 @@ async fn case_26_connections_over_the_cap_are_refused_quickly() {
     let _ = extra.write_all(format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", host("data")).as_bytes());
     let mut buf = [0u8; 64];
     let n = extra.read(&mut buf).unwrap_or(0);
+    if n != 0 {
+        let closed = held
+            .iter()
+            .filter(|h| {
+                let mut h: &TcpStream = h;
+                h.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+                matches!(h.read(&mut [0u8; 1]), Ok(0))
+            })
+            .count();
+        panic!(
+            "the extra connection was served ({closed} held connections were closed by the gateway after {:?}): {}",
+            started.elapsed(),
+            String::from_utf8_lossy(&buf[..n])
+        );
+    }
     assert_eq!(
         n,
         0,

@@ -10,7 +10,7 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_login_authenticated_forbidden_logout() {
     let up = Upstream::start().await;
-    let (http, admin) = (free_port(), free_port());
+    let (http, admin) = (0, 0);
     let g = Gateway::start(&standard_config(http, admin, &up.url(), ""), http, admin);
     let c = client();
 
@@ -149,7 +149,7 @@ async fn anonymous_login_authenticated_forbidden_logout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_mints_a_new_token_and_revokes_the_old_one() {
     let up = Upstream::start().await;
-    let (http, admin) = (free_port(), free_port());
+    let (http, admin) = (0, 0);
     let g = Gateway::start(&standard_config(http, admin, &up.url(), ""), http, admin);
     let c = client();
     let old = create_session(&g, "7", &["user"], None).await;
@@ -192,7 +192,7 @@ async fn login_mints_a_new_token_and_revokes_the_old_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_requires_the_secret_and_manages_sessions() {
     let up = Upstream::start().await;
-    let (http, admin) = (free_port(), free_port());
+    let (http, admin) = (0, 0);
     let g = Gateway::start(&standard_config(http, admin, &up.url(), ""), http, admin);
     let c = client();
 
@@ -337,7 +337,7 @@ async fn admin_api_requires_the_secret_and_manages_sessions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_session_commands_talk_to_the_admin_api() {
     let up = Upstream::start().await;
-    let (http, admin) = (free_port(), free_port());
+    let (http, admin) = (0, 0);
     let g = Gateway::start(&standard_config(http, admin, &up.url(), ""), http, admin);
     let bin = env!("CARGO_BIN_EXE_gateway");
     let admin_url = g.admin_url("");

@@ -63,6 +63,9 @@ pub struct Config {
     pub proxy: ProxySettings,
     /// Logging.
     pub log: LogSettings,
+    /// Extra origins trusted for cookie-authenticated state-changing requests, besides the
+    /// project's domains and their subdomains (`https://partner.example.org`).
+    pub csrf_trusted_origins: Vec<String>,
     /// The services, in file order.
     pub services: Vec<Service>,
 }
@@ -108,6 +111,24 @@ pub struct Limits {
 pub enum StoreKind {
     /// Sessions live in this process.
     Memory,
+    /// Sessions live in Redis, shared by every replica.
+    Redis(RedisSettings),
+}
+
+/// Redis settings for `store = "redis"`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// The environment variable that holds the Redis URL (`redis://`, `rediss://`). A URL may
+    /// carry a password, so it is never written in the TOML.
+    pub url_env: String,
+    /// The key prefix (`<prefix>:session:<sha256 hex>`).
+    pub prefix: String,
+    /// The timeout of one Redis command.
+    pub timeout: Duration,
+    /// How long a replica caches a resolved session locally (revocations clear it at once).
+    pub cache_ttl: Duration,
+    /// The most sessions a replica caches.
+    pub cache_capacity: usize,
 }
 
 /// Session settings.
@@ -248,6 +269,18 @@ pub struct Service {
     pub max_body_bytes: u64,
     /// Where the service was defined.
     pub origin: Origin,
+    /// CORS: answer preflights and add CORS headers for the project's own origins.
+    pub cors: bool,
+    /// CORS: extra allowed origins, besides the project's domains and subdomains.
+    pub cors_allowed_origins: Vec<String>,
+    /// CORS: allowed methods (a default set when empty).
+    pub cors_allowed_methods: Vec<String>,
+    /// CORS: allowed request headers (a default set when empty).
+    pub cors_allowed_headers: Vec<String>,
+    /// Where a browser navigation without a session is redirected instead of getting 401.
+    pub no_session_redirect: Option<String>,
+    /// Where a browser navigation whose session lacks the role is redirected.
+    pub no_access_redirect: Option<String>,
 }
 
 impl Service {
@@ -587,6 +620,24 @@ impl Validator<'_> {
         let tls = self.tls(raw.tls, base, &listen);
         let proxy = self.proxy(raw.proxy);
         let log = self.log(raw.log);
+        let mut csrf_trusted_origins = Vec::new();
+        for (i, o) in raw
+            .csrf
+            .trusted_origins
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            match parse_origin(o.get_ref()) {
+                Some(origin) => csrf_trusted_origins.push(origin),
+                None => self.issue(
+                    format!("csrf.trusted_origins[{i}]"),
+                    &o,
+                    "not an origin",
+                    Some("write scheme://host[:port], e.g. \"https://partner.example.org\""),
+                ),
+            }
+        }
         let services = self.services(raw.services, limits.max_body_bytes);
         Config {
             domains,
@@ -597,6 +648,7 @@ impl Validator<'_> {
             tls,
             proxy,
             log,
+            csrf_trusted_origins,
             services,
         }
     }
@@ -631,12 +683,45 @@ impl Validator<'_> {
         let store = match s.store {
             None => StoreKind::Memory,
             Some(v) if v.get_ref() == "memory" => StoreKind::Memory,
+            Some(v) if v.get_ref() == "redis" => StoreKind::Redis(RedisSettings {
+                url_env: s
+                    .redis_url_env
+                    .map(Spanned::into_inner)
+                    .unwrap_or_else(|| "GATEWAY_REDIS_URL".into()),
+                prefix: match s.redis_prefix {
+                    None => "gateway".into(),
+                    Some(p) => {
+                        if p.get_ref().is_empty() || p.get_ref().contains(char::is_whitespace) {
+                            self.issue(
+                                "sessions.redis_prefix",
+                                &p,
+                                "must be non-empty without spaces",
+                                None,
+                            );
+                        }
+                        p.into_inner()
+                    }
+                },
+                timeout: self.duration(
+                    "sessions.redis_timeout",
+                    s.redis_timeout,
+                    Duration::from_millis(500),
+                ),
+                cache_ttl: self.duration("sessions.cache_ttl", s.cache_ttl, Duration::from_secs(5)),
+                cache_capacity: self.number(
+                    "sessions.cache_capacity",
+                    s.cache_capacity,
+                    100_000,
+                    0,
+                    100_000_000,
+                ) as usize,
+            }),
             Some(v) => {
                 self.issue(
                     "sessions.store",
                     &v,
                     format!("unknown store `{}`", v.get_ref()),
-                    Some("use \"memory\""),
+                    Some("use \"memory\" or \"redis\""),
                 );
                 StoreKind::Memory
             }
@@ -1029,6 +1114,74 @@ impl Validator<'_> {
                     }
                 }
             }
+            let mut cors_allowed_origins = Vec::new();
+            for (j, o) in s
+                .cors_allowed_origins
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+            {
+                match parse_origin(o.get_ref()) {
+                    Some(origin) => cors_allowed_origins.push(origin),
+                    None => self.issue(
+                        format!("services[{i}].cors_allowed_origins[{j}]"),
+                        &o,
+                        "not an origin (never \"*\": credentialed CORS needs exact origins)",
+                        Some("write scheme://host[:port]"),
+                    ),
+                }
+            }
+            let mut cors_allowed_methods = Vec::new();
+            for (j, m) in s
+                .cors_allowed_methods
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+            {
+                match http::Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()) {
+                    Ok(method) => cors_allowed_methods.push(method.to_string()),
+                    Err(_) => self.issue(
+                        format!("services[{i}].cors_allowed_methods[{j}]"),
+                        &m,
+                        "not an HTTP method",
+                        None,
+                    ),
+                }
+            }
+            let mut cors_allowed_headers = Vec::new();
+            for (j, h) in s
+                .cors_allowed_headers
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+            {
+                match HeaderName::from_bytes(h.get_ref().as_bytes()) {
+                    Ok(name) => cors_allowed_headers.push(name.to_string()),
+                    Err(_) => self.issue(
+                        format!("services[{i}].cors_allowed_headers[{j}]"),
+                        &h,
+                        "not a header name",
+                        None,
+                    ),
+                }
+            }
+            let mut redirect = |key: &str, v: Option<Spanned<String>>| -> Option<String> {
+                let v = v?;
+                match parse_upstream(v.get_ref()) {
+                    Ok(_) => Some(v.into_inner()),
+                    Err(_) => {
+                        self.issue(
+                            format!("services[{i}].{key}"),
+                            &v,
+                            "must be an absolute http(s) URL",
+                            Some("e.g. \"https://auth.example.com/login\""),
+                        );
+                        None
+                    }
+                }
+            };
+            let no_session_redirect = redirect("no_session_redirect", s.no_session_redirect);
+            let no_access_redirect = redirect("no_access_redirect", s.no_access_redirect);
             let service = Service {
                 name,
                 subdomain,
@@ -1057,6 +1210,12 @@ impl Validator<'_> {
                     u64::MAX,
                 ),
                 origin: Origin::File,
+                cors: s.cors.unwrap_or(true),
+                cors_allowed_origins,
+                cors_allowed_methods,
+                cors_allowed_headers,
+                no_session_redirect,
+                no_access_redirect,
             };
             out.push(service);
         }
@@ -1086,6 +1245,26 @@ pub fn is_dns_label(s: &str) -> bool {
 /// A role or user id as the config accepts it: visible ASCII without spaces or commas.
 pub fn is_role_token(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic() && b != b',')
+}
+
+/// Parses an origin (`scheme://host[:port]`, lowercase), as browsers send it in `Origin`.
+pub fn parse_origin(s: &str) -> Option<String> {
+    let uri: Uri = s.parse().ok()?;
+    let scheme = uri.scheme_str()?;
+    if !(scheme == "http" || scheme == "https") || uri.host().is_none() {
+        return None;
+    }
+    if uri
+        .path_and_query()
+        .is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty())
+    {
+        return None;
+    }
+    let authority = uri.authority()?.as_str().to_ascii_lowercase();
+    if authority.contains('@') {
+        return None;
+    }
+    Some(format!("{scheme}://{authority}"))
 }
 
 /// Parses an upstream base URL: http(s) with a host, and no query or fragment.

@@ -27,6 +27,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) log: RawLog,
     #[serde(default)]
+    pub(crate) csrf: RawCsrf,
+    #[serde(default)]
     pub(crate) services: Vec<RawService>,
 }
 
@@ -76,6 +78,11 @@ pub(crate) struct RawSessions {
     pub(crate) anonymous_user_id: Option<Spanned<String>>,
     pub(crate) anonymous_role: Option<Spanned<String>>,
     pub(crate) forbid_authenticated_without_role: Option<bool>,
+    pub(crate) redis_url_env: Option<Spanned<String>>,
+    pub(crate) redis_prefix: Option<Spanned<String>>,
+    pub(crate) redis_timeout: Option<SpannedDuration>,
+    pub(crate) cache_ttl: Option<SpannedDuration>,
+    pub(crate) cache_capacity: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -120,6 +127,12 @@ pub(crate) struct RawProxy {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct RawCsrf {
+    pub(crate) trusted_origins: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RawLog {
     pub(crate) format: Option<Spanned<String>>,
     pub(crate) level: Option<Spanned<String>>,
@@ -141,4 +154,10 @@ pub(crate) struct RawService {
     pub(crate) connect_timeout: Option<SpannedDuration>,
     pub(crate) response_timeout: Option<SpannedDuration>,
     pub(crate) max_body_bytes: Option<Spanned<u64>>,
+    pub(crate) cors: Option<bool>,
+    pub(crate) cors_allowed_origins: Option<Vec<Spanned<String>>>,
+    pub(crate) cors_allowed_methods: Option<Vec<Spanned<String>>>,
+    pub(crate) cors_allowed_headers: Option<Vec<Spanned<String>>>,
+    pub(crate) no_session_redirect: Option<Spanned<String>>,
+    pub(crate) no_access_redirect: Option<Spanned<String>>,
 }

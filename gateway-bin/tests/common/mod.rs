@@ -264,7 +264,7 @@ impl Gateway {
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap();
-        let g = Gateway {
+        let mut g = Gateway {
             child: Some(child),
             http,
             admin,
@@ -276,13 +276,37 @@ impl Gateway {
         g
     }
 
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+    /// Waits until both listeners are bound. Port 0 in the config means "any free port": the
+    /// real ports are read from the gateway's "listening" log lines, which avoids the race of
+    /// picking a free port in the test and binding it later in the gateway.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.http)).is_ok()
+            for line in self.log().lines() {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                    continue;
+                };
+                let port = v["addr"]
+                    .as_str()
+                    .and_then(|a| a.rsplit(':').next())
+                    .and_then(|p| p.parse::<u16>().ok());
+                match (v["message"].as_str(), port) {
+                    (Some("listening for HTTP"), Some(p)) if self.http == 0 => self.http = p,
+                    (Some("listening for the admin API"), Some(p)) if self.admin == 0 => {
+                        self.admin = p
+                    }
+                    _ => {}
+                }
+            }
+            if self.http != 0
+                && self.admin != 0
+                && TcpStream::connect(("127.0.0.1", self.http)).is_ok()
                 && TcpStream::connect(("127.0.0.1", self.admin)).is_ok()
             {
                 return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("the gateway exited with {status}; log:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
