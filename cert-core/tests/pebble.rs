@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use cert_core::{
     AcmeConfig, AcmeManager, CertInfo, CertResolver, CertStore, ChallengeResponder, DirStore,
-    Error, NameSet, ACME_TLS_ALPN,
+    Error, MemoryStore, NameSet, ACME_TLS_ALPN,
 };
 use common::{
     https_get, mode, pebble_available, presented_leaf, roots_from_pem, tls_connect, wait_for,
@@ -31,6 +31,9 @@ struct Env {
     responder: ChallengeResponder,
     store_dir: tempfile::TempDir,
     store: Arc<DirStore>,
+    /// A store shared by "replicas" (stands in for Redis); the test server's responder also
+    /// looks pending HTTP-01 answers up in it.
+    shared: Arc<MemoryStore>,
     clock: Arc<TestClock>,
 }
 
@@ -40,7 +43,8 @@ impl Env {
             return None;
         }
         let resolver = Arc::new(CertResolver::new().unwrap());
-        let responder = ChallengeResponder::new();
+        let shared = Arc::new(MemoryStore::new());
+        let responder = ChallengeResponder::with_store(shared.clone());
         let server = TestServer::start(resolver.clone(), responder.clone()).await;
         let pebble = Pebble::start(&PebbleOpts {
             http_port: server.http_port,
@@ -60,6 +64,7 @@ impl Env {
             responder,
             store_dir,
             store,
+            shared,
             clock: Arc::new(TestClock::default()),
         })
     }
@@ -401,4 +406,40 @@ async fn renew_now_orders_immediately() {
     let listed = cert_core::list_stored(env.store.as_ref(), 1.0 / 3.0).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].not_after, status.not_after);
+}
+
+/// Two replicas sharing one store: the order lease lets only one of them order, the other
+/// picks the certificate up from the store, and the validation is answered through the
+/// shared pending-challenge table whichever replica ordered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_a_store_place_one_order() {
+    let Some(env) = Env::start(None, &[]).await else { return };
+    let names = Arc::new(NameSet::new([NAME]).unwrap());
+    let replica = |owner: &str| {
+        let cfg = AcmeConfig {
+            owner_id: owner.to_owned(),
+            ..env.config(true, false)
+        };
+        let resolver = Arc::new(CertResolver::new().unwrap());
+        // Each replica has its own responder; only the shared store connects them to the
+        // listener's responder.
+        let manager = AcmeManager::builder(cfg, env.shared.clone(), resolver.clone(), names.clone())
+            .challenge_responder(ChallengeResponder::new())
+            .build()
+            .unwrap();
+        (manager, resolver)
+    };
+    let (a, ra) = replica("replica-a");
+    let (b, rb) = replica("replica-b");
+    let _ta = a.spawn();
+    let _tb = b.spawn();
+    wait_for("both replicas serve", ISSUE_TIMEOUT, || {
+        ra.has_cert(NAME) && rb.has_cert(NAME)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(a.orders_placed() + b.orders_placed(), 1);
+    assert_eq!(ra.lookup(Some(NAME)).cert[0], rb.lookup(Some(NAME)).cert[0]);
+    a.stop();
+    b.stop();
 }

@@ -85,9 +85,11 @@ pub fn pebble_available() -> bool {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("pebble / pebble-challtestsrv not found in PATH and CI=true: run scripts/install-test-deps");
         }
-        eprintln!(
-            "\n\n!!!!!!!! SKIPPING: pebble / pebble-challtestsrv not installed \
-             (apt-get install pebble, or scripts/install-test-deps) !!!!!!!!\n\n"
+        // Written to the real stderr: libtest captures eprintln!, and a skip must be seen.
+        use std::io::Write;
+        let _ = std::io::stderr().write_all(
+            b"\n\n!!!!!!!! SKIPPING: pebble / pebble-challtestsrv not installed \
+              (apt-get install pebble, or scripts/install-test-deps) !!!!!!!!\n\n",
         );
     }
     ok
