@@ -16,8 +16,62 @@
 //! the request gets 404, it does not fall back to a less specific wildcard, so a route's
 //! policy can never be bypassed by choosing a path.
 
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
+
+/// The table's maps use an unkeyed multiply-rotate hash (the Fx hash of rustc): two to three
+/// times cheaper than SipHash on short names. Hash flooding needs attacker-chosen *keys in
+/// the map*; these maps hold only configured names, and a request's host is only looked up,
+/// never inserted, so a crafted host costs one probe like any other.
+type HashMap<K, V> = StdHashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+#[derive(Default, Clone, Copy)]
+struct FxHasher {
+    hash: u64,
+}
+
+const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
 
 use crate::host::normalize_host;
 
@@ -104,7 +158,7 @@ struct Node<S> {
 
 impl<S> Node<S> {
     fn new() -> Self {
-        Node { entry: None, children: HashMap::new() }
+        Node { entry: None, children: HashMap::default() }
     }
 }
 
@@ -138,7 +192,7 @@ fn parse_pattern(pattern: &str) -> Result<Pattern<'_>, RouteError> {
 impl<S> RouteTable<S> {
     /// An empty table: every lookup misses.
     pub fn new() -> Self {
-        RouteTable { exact: HashMap::new(), wildcard: Node::new(), wildcard_names: Vec::new(), len: 0 }
+        RouteTable { exact: HashMap::default(), wildcard: Node::new(), wildcard_names: Vec::new(), len: 0 }
     }
 
     /// Adds a route for a whole host: `data.example.com`, `example.com` or `*.example.com`.
