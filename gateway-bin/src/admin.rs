@@ -68,6 +68,8 @@ pub struct AdminState {
     pub ready: Arc<AtomicBool>,
     /// Extra routes (services API, console) merged in by later parts of the gateway.
     pub extra: Option<axum::Router>,
+    /// The ACME manager, for `GET /v1/certs` and `POST /v1/certs/{name}/renew`.
+    pub acme: Option<cert_core::AcmeManager>,
 }
 
 /// The admin router.
@@ -80,6 +82,8 @@ pub fn router(state: AdminState) -> axum::Router {
             "/v1/users/{id}/sessions",
             get(list_sessions).delete(revoke_user),
         )
+        .route("/v1/certs", get(list_certs))
+        .route("/v1/certs/{name}/renew", post(renew_cert))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -320,6 +324,62 @@ async fn revoke_current(
             reject::json::<AxumBody>(StatusCode::NOT_FOUND, "unknown-session", "no such session")
         }
         Err(e) => store_error(&e),
+    }
+}
+
+fn cert_json(c: &cert_core::CertStatus) -> serde_json::Value {
+    json!({
+        "name": c.name,
+        "issuer": c.issuer,
+        "not_after": c.not_after.map(rfc3339),
+        "next_renewal": c.next_renewal.map(rfc3339),
+        "failures": c.failures,
+        "last_error": c.last_error,
+        "next_attempt": c.next_attempt.map(rfc3339),
+    })
+}
+
+async fn list_certs(_: AdminAuth, State(state): State<AdminState>) -> Response {
+    match &state.acme {
+        Some(m) => {
+            let certs: Vec<_> = m.list().iter().map(cert_json).collect();
+            axum::Json(json!({ "certificates": certs })).into_response()
+        }
+        None => reject::json::<AxumBody>(
+            StatusCode::NOT_FOUND,
+            "acme-disabled",
+            "certificates are not managed by ACME here (tls.mode is not \"acme\")",
+        ),
+    }
+}
+
+async fn renew_cert(
+    _: AdminAuth,
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Response {
+    let Some(m) = &state.acme else {
+        return reject::json::<AxumBody>(
+            StatusCode::NOT_FOUND,
+            "acme-disabled",
+            "certificates are not managed by ACME here (tls.mode is not \"acme\")",
+        );
+    };
+    match m.request_renewal(&name) {
+        Ok(()) => {
+            tracing::info!(name = %name, "certificate renewal requested through the admin API");
+            let status = m.status(&name).map(|s| cert_json(&s));
+            (
+                StatusCode::ACCEPTED,
+                axum::Json(json!({ "renewal": "requested", "status": status })),
+            )
+                .into_response()
+        }
+        Err(e) => reject::json::<AxumBody>(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name-not-managed",
+            &e.to_string(),
+        ),
     }
 }
 

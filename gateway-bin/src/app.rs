@@ -41,6 +41,9 @@ pub enum StartError {
     /// A configured feature is not available.
     #[error("{0}")]
     Unsupported(&'static str),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The routes could not be built.
     #[error(transparent)]
     Build(#[from] stack::BuildError),
@@ -57,6 +60,8 @@ pub struct Shared {
     pub api_services: Arc<ArcSwap<Vec<crate::config::Service>>>,
     /// Serialises rebuilds, so that a file reload and an API change never lose each other.
     pub rebuild_lock: Arc<parking_lot::Mutex<()>>,
+    /// TLS, when on: told about new names on every change.
+    pub tls: Option<Arc<crate::tls::TlsRuntime>>,
     /// The route table in force.
     pub table: SharedRouteTable<RouteService>,
     /// The proxy (one shared upstream client).
@@ -123,6 +128,9 @@ impl Shared {
             tracing::warn!("session settings need a restart; the old ones stay in force");
         }
         self.table.store(Arc::new(table));
+        if let Some(tls) = &self.tls {
+            tls.on_config(&new);
+        }
         self.config.store(Arc::new(new));
         metrics::counter!("gateway_config_reloads_total", "result" => "ok").increment(1);
         Ok(())
@@ -243,16 +251,51 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
 
     let bind =
         |addr: SocketAddr| server::bind(addr).map_err(|source| StartError::Bind { addr, source });
+    let tls = crate::tls::TlsRuntime::start(&config).await?;
+    let mut https_addr = None;
+    if let (Some(addr), Some(rt)) = (config.listen.https, &tls) {
+        let listener = bind(addr)?;
+        https_addr = listener.local_addr().ok();
+        let svc = service.clone();
+        tasks.spawn(crate::tls::serve_tls(
+            listener,
+            rt.acceptor.clone(),
+            move |_: &route_core::ConnectionInfo| svc.clone(),
+            settings.clone(),
+        ));
+        tracing::info!(addr = %https_addr.unwrap_or(addr), "listening for HTTPS");
+    }
     let mut http_addr = None;
     if let Some(addr) = config.listen.http {
         let listener = bind(addr)?;
         http_addr = listener.local_addr().ok();
         let svc = service.clone();
-        tasks.spawn(server::serve_plain(
-            listener,
-            move |_: &route_core::ConnectionInfo| svc.clone(),
-            settings.clone(),
-        ));
+        let responder = tls.as_ref().and_then(|t| t.responder.clone());
+        let domains: Arc<[String]> = config.domains.clone().into();
+        let redirect = https_addr
+            .filter(|_| config.listen.redirect_http_to_https)
+            .map(|a| a.port());
+        if responder.is_some() || redirect.is_some() {
+            // The plain listener also answers ACME HTTP-01 and redirects to HTTPS.
+            tasks.spawn(server::serve_plain(
+                listener,
+                move |_: &route_core::ConnectionInfo| {
+                    crate::tls::PlainFront::new(
+                        svc.clone(),
+                        responder.clone(),
+                        redirect,
+                        domains.clone(),
+                    )
+                },
+                settings.clone(),
+            ));
+        } else {
+            tasks.spawn(server::serve_plain(
+                listener,
+                move |_: &route_core::ConnectionInfo| svc.clone(),
+                settings.clone(),
+            ));
+        }
         tracing::info!(addr = %http_addr.unwrap_or(addr), "listening for HTTP");
     }
     let shared = Shared {
@@ -260,6 +303,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         file_config: Arc::new(ArcSwap::from_pointee(config.clone())),
         api_services: Arc::new(ArcSwap::from_pointee(Vec::new())),
         rebuild_lock: Arc::new(parking_lot::Mutex::new(())),
+        tls: tls.clone(),
         table,
         proxy,
         policy,
@@ -276,6 +320,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
             metrics: crate::telemetry::metrics_handle(),
             ready: ready.clone(),
             extra: None,
+            acme: tls.as_ref().and_then(|t| t.acme.clone()),
         };
         let app = admin::router(state);
         let mut stop = shutdown_rx.clone();
@@ -299,7 +344,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
     ready.store(true, Ordering::Release);
     Ok(Running {
         http_addr,
-        https_addr: None,
+        https_addr,
         admin_addr,
         shared,
         admin_secret,

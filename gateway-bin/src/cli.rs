@@ -34,6 +34,9 @@ pub enum Command {
     /// Manage a user's sessions through the admin API.
     #[command(subcommand)]
     User(UserCommand),
+    /// Inspect and renew TLS certificates.
+    #[command(subcommand)]
+    Cert(CertCommand),
 }
 
 /// Where the admin API is and how to authenticate to it.
@@ -101,6 +104,29 @@ pub enum UserCommand {
         /// The user id.
         #[arg(long)]
         user_id: String,
+        /// How to reach the admin API.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// `gateway cert ...`
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// List certificates: names, issuers, notAfter and next renewal. With `--config`, reads
+    /// the certificate store on disk (no running gateway needed); otherwise asks the admin API.
+    List {
+        /// Read the store of this config's `tls.dir` instead of asking a running gateway.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// How to reach the admin API.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Force the renewal of one name now (ACME), through the running gateway.
+    Renew {
+        /// The certificate's name.
+        name: String,
         /// How to reach the admin API.
         #[command(flatten)]
         admin: AdminArgs,

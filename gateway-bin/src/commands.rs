@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use http::Method;
 use serde_json::json;
 
-use crate::cli::{AdminArgs, SessionCommand, UserCommand};
+use crate::cli::{AdminArgs, CertCommand, SessionCommand, UserCommand};
 use crate::client;
 
 async fn admin_call(
@@ -113,6 +113,74 @@ pub async fn user(cmd: UserCommand) -> ExitCode {
                 &admin,
                 Method::DELETE,
                 &format!("/v1/users/{}/sessions", segment(&user_id)),
+                None,
+                None,
+            )
+            .await
+        }
+    }
+}
+
+/// `gateway cert ...`
+pub async fn cert(cmd: CertCommand) -> ExitCode {
+    match cmd {
+        CertCommand::List {
+            config: Some(path), ..
+        } => {
+            let config = match crate::config::Config::load(&path) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{}: {e}", path.display());
+                    return ExitCode::from(64);
+                }
+            };
+            let dir = config.tls.dir.join("acme");
+            let store = match cert_core::DirStore::open(&dir) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!(
+                        "gateway: cannot open the certificate store {}: {e}",
+                        dir.display()
+                    );
+                    return ExitCode::FAILURE;
+                }
+            };
+            match cert_core::list_stored(&store, 1.0 / 3.0).await {
+                Ok(list) => {
+                    println!(
+                        "{:<40} {:<40} {:<22} NEXT RENEWAL",
+                        "NAME", "ISSUER", "NOT AFTER"
+                    );
+                    for c in list {
+                        let t = |t: Option<std::time::SystemTime>| {
+                            t.map(|t| humantime::format_rfc3339_seconds(t).to_string())
+                                .unwrap_or_else(|| "-".into())
+                        };
+                        println!(
+                            "{:<40} {:<40} {:<22} {}",
+                            c.name,
+                            c.issuer.unwrap_or_else(|| "-".into()),
+                            t(c.not_after),
+                            t(c.next_renewal)
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("gateway: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        CertCommand::List {
+            config: None,
+            admin,
+        } => admin_call(&admin, Method::GET, "/v1/certs", None, None).await,
+        CertCommand::Renew { name, admin } => {
+            admin_call(
+                &admin,
+                Method::POST,
+                &format!("/v1/certs/{}/renew", segment(&name)),
                 None,
                 None,
             )

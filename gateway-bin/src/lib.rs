@@ -28,3 +28,4 @@ pub mod reload;
 pub mod server;
 pub mod stack;
 pub mod telemetry;
+pub mod tls;

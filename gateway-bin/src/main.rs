@@ -61,5 +61,6 @@ fn main() -> ExitCode {
         }
         Command::Session(cmd) => runtime.block_on(commands::session(cmd)),
         Command::User(cmd) => runtime.block_on(commands::user(cmd)),
+        Command::Cert(cmd) => runtime.block_on(commands::cert(cmd)),
     }
 }

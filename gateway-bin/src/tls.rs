@@ -1,0 +1,418 @@
+//! HTTPS: certificates from files, a development CA or ACME, the TLS listener, and the plain
+//! listener's duties when TLS is on (ACME HTTP-01 answers and the redirect to HTTPS).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use cert_core::{
+    AcmeConfig, AcmeManager, CertResolver, ChallengeResponder, DevCa, DirStore, FileCert, NameSet,
+    TlsConfig,
+};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use route_core::{Body, ConnectionInfo};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::Service;
+
+use crate::config::{Config, TlsMode};
+use crate::reject;
+use crate::server::{self, ConnSettings, MakeService};
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// cert-core refused something.
+    #[error("TLS: {0}")]
+    Cert(#[from] cert_core::Error),
+    /// A file could not be read.
+    #[error("TLS: cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The names that get certificates: every project domain (the apex) and every service's exact
+/// host names. Wildcard services are covered by a wildcard certificate where the source can
+/// make one (files, dev CA); ACME skips them (they need DNS-01).
+pub fn certificate_names(config: &Config) -> Vec<String> {
+    let mut names: Vec<String> = config.domains.clone();
+    for s in &config.services {
+        for p in s.host_patterns(&config.domains) {
+            if !names.contains(&p) {
+                names.push(p);
+            }
+        }
+    }
+    names
+}
+
+/// The running TLS state.
+pub struct TlsRuntime {
+    /// The acceptor for the HTTPS listener.
+    pub acceptor: TlsAcceptor,
+    /// The SNI resolver certificates are installed into.
+    pub resolver: Arc<CertResolver>,
+    /// HTTP-01 answers (ACME only).
+    pub responder: Option<ChallengeResponder>,
+    /// The ACME manager (ACME only).
+    pub acme: Option<AcmeManager>,
+    /// The names ACME may order for; replaced on reload.
+    names: NameSet,
+    dev_ca: Option<DevCa>,
+    mode: TlsMode,
+}
+
+impl TlsRuntime {
+    /// Builds the TLS state for `config`; `None` when TLS is off. Never waits for ACME: stored
+    /// certificates are loaded from disk, and ordering runs in the background.
+    pub async fn start(config: &Config) -> Result<Option<Arc<TlsRuntime>>, TlsError> {
+        let mode = config.tls.mode.clone();
+        if mode == TlsMode::Off {
+            return Ok(None);
+        }
+        let resolver = Arc::new(CertResolver::new()?);
+        let names = NameSet::new(Vec::<String>::new())?;
+        let mut tls = TlsConfig::default();
+        let mut rt = TlsRuntime {
+            acceptor: TlsAcceptor::from(Arc::new(cert_core::server_config(
+                resolver.clone(),
+                &tls,
+            )?)),
+            resolver: resolver.clone(),
+            responder: None,
+            acme: None,
+            names,
+            dev_ca: None,
+            mode: mode.clone(),
+        };
+        match &mode {
+            TlsMode::Off => {}
+            TlsMode::Files { .. } => rt.load_files(config)?,
+            TlsMode::DevCa => {
+                let ca = DevCa::load_or_create(config.tls.dir.join("dev-ca"))?;
+                tracing::info!(ca = %ca.ca_cert_path().display(), "TLS from the development CA; {}", ca.trust_instructions());
+                rt.dev_ca = Some(ca);
+                rt.issue_dev(config)?;
+            }
+            TlsMode::Acme {
+                directory,
+                contact,
+                ca_file,
+                http01,
+                tls_alpn01,
+            } => {
+                let roots = match ca_file {
+                    Some(p) => {
+                        Some(std::fs::read_to_string(p).map_err(|source| TlsError::Read {
+                            path: p.clone(),
+                            source,
+                        })?)
+                    }
+                    None => None,
+                };
+                let acme_cfg = AcmeConfig {
+                    directory_url: directory.clone(),
+                    contact: contact.clone(),
+                    http01: *http01,
+                    tls_alpn01: *tls_alpn01,
+                    directory_roots_pem: roots,
+                    ..AcmeConfig::default()
+                };
+                rt.names.replace(acme_names(config))?;
+                let store = Arc::new(DirStore::open(config.tls.dir.join("acme"))?);
+                let manager = AcmeManager::builder(
+                    acme_cfg,
+                    store,
+                    resolver.clone(),
+                    Arc::new(rt.names.clone()),
+                )
+                .build()?;
+                match manager.load_stored().await {
+                    Ok(n) => tracing::info!(certificates = n, "stored ACME certificates loaded"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot load stored certificates; ACME will order them")
+                    }
+                }
+                manager.spawn();
+                rt.responder = Some(manager.challenge_responder());
+                rt.acme = Some(manager);
+                tls.acme_tls_alpn = *tls_alpn01;
+                rt.acceptor =
+                    TlsAcceptor::from(Arc::new(cert_core::server_config(resolver, &tls)?));
+            }
+        }
+        Ok(Some(Arc::new(rt)))
+    }
+
+    fn load_files(&self, config: &Config) -> Result<(), TlsError> {
+        if let TlsMode::Files { cert, key } = &config.tls.mode {
+            let loaded = FileCert {
+                cert_path: cert.clone(),
+                key_path: key.clone(),
+            }
+            .load()?;
+            self.resolver.insert_loaded(&loaded);
+            // The configured certificate also answers handshakes without SNI.
+            self.resolver.set_default(Some(loaded.key.clone()));
+        }
+        Ok(())
+    }
+
+    fn issue_dev(&self, config: &Config) -> Result<(), TlsError> {
+        if let Some(ca) = &self.dev_ca {
+            let loaded = ca.issue_loaded(&certificate_names(config))?;
+            self.resolver.insert_loaded(&loaded);
+            self.resolver.set_default(Some(loaded.key.clone()));
+        }
+        Ok(())
+    }
+
+    /// Follows a config change: new names get certificates (ACME orders, the dev CA issues),
+    /// and PEM files are read again.
+    pub fn on_config(&self, config: &Config) {
+        let result = match &self.mode {
+            TlsMode::Off => Ok(()),
+            TlsMode::Files { .. } => self.load_files(config),
+            TlsMode::DevCa => self.issue_dev(config),
+            TlsMode::Acme { .. } => self
+                .names
+                .replace(acme_names(config))
+                .map_err(TlsError::from)
+                .map(|()| {
+                    if let Some(m) = &self.acme {
+                        m.names_changed();
+                    }
+                }),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "TLS did not follow the new config; the old certificates keep serving");
+        }
+    }
+}
+
+/// ACME can only prove control of exact names over HTTP-01 and TLS-ALPN-01.
+fn acme_names(config: &Config) -> Vec<String> {
+    certificate_names(config)
+        .into_iter()
+        .filter(|n| !n.starts_with("*."))
+        .collect()
+}
+
+/// Accepts TLS connections until shutdown: a handshake timeout, SNI into [`ConnectionInfo`],
+/// and no HTTP on an `acme-tls/1` validation connection (SECURITY-CASES 27).
+pub async fn serve_tls<M>(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    make: M,
+    settings: ConnSettings,
+) where
+    M: MakeService,
+    <M::Service as Service<Request<Incoming>>>::Future: Send + 'static,
+{
+    let local = listener.local_addr().ok();
+    let mut shutdown = settings.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        let (stream, remote) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = settings.permits.clone().try_acquire_owned() else {
+            metrics::counter!("gateway_connections_refused_total").increment(1);
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let make = make.clone();
+        let settings = settings.clone();
+        tokio::spawn(async move {
+            let handshake = tokio::time::timeout(
+                settings.limits.tls_handshake_timeout,
+                acceptor.accept(stream),
+            )
+            .await;
+            let tls = match handshake {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                    metrics::counter!("gateway_tls_handshake_failures_total").increment(1);
+                    return;
+                }
+                Err(_) => {
+                    metrics::counter!("gateway_tls_handshake_timeouts_total").increment(1);
+                    return;
+                }
+            };
+            let (_, conn) = tls.get_ref();
+            if cert_core::is_acme_tls_alpn(conn) {
+                // The validation is the handshake itself; nothing else is served here.
+                return;
+            }
+            let info = ConnectionInfo {
+                remote_addr: remote,
+                local_addr: local.unwrap_or(remote),
+                tls: true,
+                sni: conn.server_name().map(Arc::from),
+            };
+            let svc = make.make(&info);
+            metrics::gauge!("gateway_active_connections").increment(1.0);
+            server::serve_connection(tls, info, svc, &settings).await;
+            metrics::gauge!("gateway_active_connections").decrement(1.0);
+            drop(permit);
+        });
+    }
+}
+
+/// The plain listener's front when TLS is on: it answers ACME HTTP-01 challenges itself (they
+/// are never proxied, so no path trick can reach a service through them) and, when
+/// configured, redirects everything else to HTTPS.
+#[derive(Clone)]
+pub struct PlainFront<S> {
+    inner: S,
+    responder: Option<ChallengeResponder>,
+    redirect_port: Option<u16>,
+    domains: Arc<[String]>,
+}
+
+impl<S> PlainFront<S> {
+    /// Wraps the gateway service of the plain listener. Only hosts under `domains` are
+    /// redirected.
+    pub fn new(
+        inner: S,
+        responder: Option<ChallengeResponder>,
+        redirect_port: Option<u16>,
+        domains: Arc<[String]>,
+    ) -> Self {
+        PlainFront {
+            inner,
+            responder,
+            redirect_port,
+            domains,
+        }
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S> Service<Request<Incoming>> for PlainFront<S>
+where
+    S: Service<Request<Incoming>, Response = Response<Body>, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Result<Response<Body>, std::convert::Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let path = req.uri().path();
+        if let Some(responder) = &self.responder {
+            if ChallengeResponder::is_challenge_path(path) {
+                let responder = responder.clone();
+                let path = path.to_owned();
+                return Box::pin(async move {
+                    Ok(match responder.respond_shared(&path).await {
+                        Some(key_auth) => {
+                            let mut res = Response::new(Body::from(Bytes::from(key_auth)));
+                            res.headers_mut().insert(
+                                http::header::CONTENT_TYPE,
+                                http::HeaderValue::from_static("text/plain"),
+                            );
+                            res
+                        }
+                        None => reject::json(
+                            StatusCode::NOT_FOUND,
+                            "unknown-challenge",
+                            "no such ACME challenge",
+                        ),
+                    })
+                });
+            }
+        }
+        if let Some(port) = self.redirect_port {
+            let res = redirect_to_https(&req, port, &self.domains);
+            return Box::pin(async move { Ok(res) });
+        }
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move { inner.call(req).await })
+    }
+}
+
+fn redirect_to_https<B>(req: &Request<B>, port: u16, domains: &[String]) -> Response<Body> {
+    let host = req.uri().host().map(str::to_owned).or_else(|| {
+        req.headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+    });
+    // Only a host the router would accept is echoed into Location: no open redirect, no
+    // header injection.
+    let Some(host) = host.and_then(|h| route_core::normalize_host(&h).ok().map(|h| h.into_owned()))
+    else {
+        return reject::json(
+            StatusCode::BAD_REQUEST,
+            "invalid-host",
+            "the Host header is missing or invalid",
+        );
+    };
+    let ours = domains.iter().any(|d| {
+        host == *d
+            || host
+                .strip_suffix(d.as_str())
+                .is_some_and(|rest| rest.ends_with('.'))
+    });
+    if !ours {
+        return reject::json(
+            StatusCode::NOT_FOUND,
+            "unknown-host",
+            "no service is configured for this host",
+        );
+    }
+    let authority = if port == 443 {
+        host
+    } else {
+        format!("{host}:{port}")
+    };
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let location = format!("https://{authority}{path}");
+    match http::HeaderValue::from_str(&location) {
+        Ok(v) => {
+            let mut res = Response::new(Body::empty());
+            *res.status_mut() = StatusCode::PERMANENT_REDIRECT;
+            res.headers_mut().insert(http::header::LOCATION, v);
+            res
+        }
+        Err(_) => reject::json(
+            StatusCode::BAD_REQUEST,
+            "invalid-request",
+            "cannot redirect this request",
+        ),
+    }
+}
