@@ -427,7 +427,14 @@ async fn case_26_connections_over_the_cap_are_refused_quickly() {
     // 64th held connection would be the one refused.
     let c = client();
     for _ in 0..200 {
-        let m = c.get(g.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let m = c
+            .get(g.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         if m.lines().any(|l| l == "gateway_active_connections 0") {
             break;
         }
