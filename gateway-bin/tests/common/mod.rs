@@ -433,3 +433,35 @@ pub fn status_of(response: &str) -> u16 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
 }
+
+impl Gateway {
+    /// Starts the binary on an existing directory and config (a restart).
+    pub fn start_at(
+        dir: tempfile::TempDir,
+        config_path: &std::path::Path,
+        http: u16,
+        admin: u16,
+    ) -> Gateway {
+        let log_path = dir.path().join("gateway-restart.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["run", "--config"])
+            .arg(config_path)
+            .env("GATEWAY_ADMIN_SECRET", ADMIN_SECRET)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let mut g = Gateway {
+            child: Some(child),
+            http,
+            admin,
+            dir,
+            config_path: config_path.to_owned(),
+            log_path,
+        };
+        g.wait_ready();
+        g
+    }
+}
