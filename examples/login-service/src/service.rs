@@ -83,7 +83,8 @@ async fn login(State(state): State<Arc<AppState>>, request: Request) -> Response
     let account = match verified {
         Ok(Some(account)) => account,
         Ok(None) => {
-            tracing::info!(%username, "login failed");
+            // The username is not logged: people type passwords into that field.
+            tracing::info!("login failed");
             return error_response(
                 StatusCode::UNAUTHORIZED,
                 "invalid username or password",
