@@ -1,14 +1,15 @@
 //! The route table: host (exact, apex or `*.suffix` wildcard) and optional path prefix → route.
 //!
 //! Lookup cost does not depend on the number of routes: one hash probe for the exact name,
-//! then, for wildcards, a walk down a trie of **reversed labels** (`com` → `example` → …), one
-//! probe of one short label per level, stopping at the first label nobody registered; then a
-//! scan of that host's path prefixes (usually none or a few).
+//! then, for wildcards, one probe per **suffix** of the host, longest first, so the most
+//! specific wildcard wins; then a scan of that host's path prefixes (usually none or a few).
 //!
-//! `*.example.com` is stored at the trie node `com` → `example`. For `a.b.example.com` the walk
-//! visits `com`, `example`, then looks for `b` and stops; the deepest wildcard passed wins,
-//! so the most specific route wins. A wildcard matches one or more labels and never the bare suffix:
-//! `*.example.com` does not match `example.com` (add the apex as an exact route).
+//! `*.example.com` is stored under its suffix `example.com`, with the suffix's label count
+//! recorded in a bit set. For `a.b.example.com` the candidates are `b.example.com` (3 labels)
+//! and `example.com` (2 labels); only label counts some wildcard has are probed, so a typical
+//! lookup costs one or two probes of a short string, with no allocation. A wildcard matches
+//! one or more labels and never the bare suffix: `*.example.com` does not match `example.com`
+//! (add the apex as an exact route).
 //!
 //! Path prefixes are matched on the normalised path at segment boundaries: `/api` matches
 //! `/api` and `/api/x`, never `/apix`. The longest prefix wins. [`RouteTable::insert`] is the
@@ -122,7 +123,10 @@ impl<S> HostEntry<S> {
         self.paths
             .iter()
             .find(|r| prefix_matches(&r.prefix, path))
-            .map(|r| Matched { pattern: &r.pattern, route: &r.route })
+            .map(|r| Matched {
+                pattern: &r.pattern,
+                route: &r.route,
+            })
     }
 }
 
@@ -141,25 +145,18 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 #[derive(Debug)]
 pub struct RouteTable<S> {
     exact: HashMap<Box<str>, HostEntry<S>>,
-    /// Wildcards, as a trie of reversed labels.
-    wildcard: Node<S>,
+    /// Wildcards, keyed by their suffix (the part after `*.`).
+    wildcard: HashMap<Box<str>, HostEntry<S>>,
+    /// Bit `n` is set when some wildcard suffix has `n` labels (63 stands for 63 or more):
+    /// suffixes of other lengths are never probed.
+    wildcard_label_counts: u64,
     /// The wildcard suffixes (after `*.`), for [`RouteTable::wildcards`].
     wildcard_names: Vec<Box<str>>,
     len: usize,
 }
 
-/// One label of the reversed-label trie.
-#[derive(Debug)]
-struct Node<S> {
-    /// The routes of `*.<labels down to here>`.
-    entry: Option<HostEntry<S>>,
-    children: HashMap<Box<str>, Node<S>>,
-}
-
-impl<S> Node<S> {
-    fn new() -> Self {
-        Node { entry: None, children: HashMap::default() }
-    }
+fn label_bit(labels: usize) -> u64 {
+    1u64 << labels.min(63)
 }
 
 impl<S> Default for RouteTable<S> {
@@ -192,7 +189,13 @@ fn parse_pattern(pattern: &str) -> Result<Pattern<'_>, RouteError> {
 impl<S> RouteTable<S> {
     /// An empty table: every lookup misses.
     pub fn new() -> Self {
-        RouteTable { exact: HashMap::default(), wildcard: Node::new(), wildcard_names: Vec::new(), len: 0 }
+        RouteTable {
+            exact: HashMap::default(),
+            wildcard: HashMap::default(),
+            wildcard_label_counts: 0,
+            wildcard_names: Vec::new(),
+            len: 0,
+        }
     }
 
     /// Adds a route for a whole host: `data.example.com`, `example.com` or `*.example.com`.
@@ -205,7 +208,12 @@ impl<S> RouteTable<S> {
     /// Adds a route for a path prefix within a host. The prefix must start with `/` and be
     /// normalised (see [`crate::normalize_path`]); one trailing `/` is ignored, so `/api` and
     /// `/api/` are the same prefix.
-    pub fn insert_prefix(&mut self, pattern: &str, path_prefix: &str, route: S) -> Result<(), RouteError> {
+    pub fn insert_prefix(
+        &mut self,
+        pattern: &str,
+        path_prefix: &str,
+        route: S,
+    ) -> Result<(), RouteError> {
         let parsed = parse_pattern(pattern)?;
         let bad_prefix = || RouteError::InvalidPrefix(path_prefix.to_owned());
         match crate::path::try_normalize_path(path_prefix) {
@@ -229,23 +237,34 @@ impl<S> RouteTable<S> {
             format!("{display_host}{prefix}").into()
         };
         let entry = match &parsed {
-            Pattern::Exact(h) => self.exact.entry(h.as_ref().into()).or_insert_with(HostEntry::new),
+            Pattern::Exact(h) => self
+                .exact
+                .entry(h.as_ref().into())
+                .or_insert_with(HostEntry::new),
             Pattern::Wildcard(h) => {
-                let mut node = &mut self.wildcard;
-                for label in h.rsplit('.') {
-                    node = node.children.entry(label.into()).or_insert_with(Node::new);
-                }
-                if node.entry.is_none() {
+                if !self.wildcard.contains_key(h.as_ref()) {
                     self.wildcard_names.push(h.as_ref().into());
+                    self.wildcard_label_counts |= label_bit(h.split('.').count());
                 }
-                node.entry.get_or_insert_with(HostEntry::new)
+                self.wildcard
+                    .entry(h.as_ref().into())
+                    .or_insert_with(HostEntry::new)
             }
         };
         if entry.paths.iter().any(|r| &*r.prefix == prefix) {
             return Err(RouteError::Duplicate(display.to_string()));
         }
-        let at = entry.paths.partition_point(|r| r.prefix.len() >= prefix.len());
-        entry.paths.insert(at, PathRoute { prefix: prefix.into(), pattern: display, route });
+        let at = entry
+            .paths
+            .partition_point(|r| r.prefix.len() >= prefix.len());
+        entry.paths.insert(
+            at,
+            PathRoute {
+                prefix: prefix.into(),
+                pattern: display,
+                route,
+            },
+        );
         self.len += 1;
         Ok(())
     }
@@ -269,26 +288,23 @@ impl<S> RouteTable<S> {
         if let Some(e) = self.exact.get(host) {
             return Some(e);
         }
-        // Walk the reversed labels; a wildcard counts only with at least one label left.
-        let mut node = &self.wildcard;
-        let mut best = None;
-        let mut rest = host;
-        while !node.children.is_empty() {
-            let (head, label) = match rest.rfind('.') {
-                Some(i) => (&rest[..i], &rest[i + 1..]),
-                None => ("", rest),
-            };
-            let Some(child) = node.children.get(label) else { break };
-            if head.is_empty() {
-                break;
-            }
-            if let Some(e) = &child.entry {
-                best = Some(e);
-            }
-            node = child;
-            rest = head;
+        if self.wildcard_label_counts == 0 {
+            return None;
         }
-        best
+        // Suffixes after each dot, longest (most specific) first; the first label is never
+        // part of a match, so a wildcard always covers at least one label.
+        let mut labels_left = host.bytes().filter(|&b| b == b'.').count();
+        let mut rest = host;
+        while let Some(dot) = rest.find('.') {
+            rest = &rest[dot + 1..];
+            if self.wildcard_label_counts & label_bit(labels_left) != 0 {
+                if let Some(e) = self.wildcard.get(rest) {
+                    return Some(e);
+                }
+            }
+            labels_left -= 1;
+        }
+        None
     }
 
     /// The exact host names in the table (apex included, wildcards not): the names a
@@ -355,7 +371,10 @@ mod tests {
         assert_eq!(t.lookup("example.com", "/api/v2"), Some(&"api2"));
         assert_eq!(t.lookup("example.com", "/api/v2/z"), Some(&"api2"));
         assert_eq!(t.lookup("example.com", "/api/v20"), Some(&"api"));
-        assert_eq!(&**t.lookup_match("example.com", "/api/v2").unwrap().pattern, "example.com/api/v2");
+        assert_eq!(
+            &**t.lookup_match("example.com", "/api/v2").unwrap().pattern,
+            "example.com/api/v2"
+        );
         // The most specific host decides alone: no fallback to the wildcard.
         assert_eq!(t.lookup("only.example.com", "/x/1"), Some(&"only-x"));
         assert_eq!(t.lookup("only.example.com", "/y"), None);
@@ -366,16 +385,41 @@ mod tests {
         let mut t = RouteTable::new();
         t.insert("Data.Example.COM.", 1).unwrap();
         assert_eq!(t.lookup("data.example.com", "/"), Some(&1));
-        assert_eq!(t.insert("data.example.com", 2), Err(RouteError::Duplicate("data.example.com".into())));
-        for bad in ["", "*", "*.", "a..b", "10.0.0.1", "a.com:80", "*.*.a.com", "a.*.com", "[::1]"] {
-            assert!(matches!(t.insert(bad, 3), Err(RouteError::InvalidHost(_))), "{bad}");
+        assert_eq!(
+            t.insert("data.example.com", 2),
+            Err(RouteError::Duplicate("data.example.com".into()))
+        );
+        for bad in [
+            "",
+            "*",
+            "*.",
+            "a..b",
+            "10.0.0.1",
+            "a.com:80",
+            "*.*.a.com",
+            "a.*.com",
+            "[::1]",
+        ] {
+            assert!(
+                matches!(t.insert(bad, 3), Err(RouteError::InvalidHost(_))),
+                "{bad}"
+            );
         }
         for bad in ["api", "/a/../b", "//a", "/a%2fb", "/a?b"] {
-            assert!(matches!(t.insert_prefix("a.com", bad, 3), Err(RouteError::InvalidPrefix(_))), "{bad}");
+            assert!(
+                matches!(
+                    t.insert_prefix("a.com", bad, 3),
+                    Err(RouteError::InvalidPrefix(_))
+                ),
+                "{bad}"
+            );
         }
         assert_eq!(t.len(), 1);
         t.insert("*.example.com", 4).unwrap();
         assert_eq!(t.hosts().collect::<Vec<_>>(), vec!["data.example.com"]);
-        assert_eq!(t.wildcards().collect::<Vec<_>>(), vec!["*.example.com".to_owned()]);
+        assert_eq!(
+            t.wildcards().collect::<Vec<_>>(),
+            vec!["*.example.com".to_owned()]
+        );
     }
 }
