@@ -72,6 +72,28 @@ impl CredentialError {
         StatusCode::BAD_REQUEST
     }
 
+    /// The JSON rejection body (`{"error": <Display>, "code": <code>}`), prebuilt.
+    pub(crate) fn json_body(&self) -> &'static str {
+        use crate::rejection::json_body;
+        match self {
+            CredentialError::DuplicateAuthorization => json_body!(
+                "duplicate-authorization",
+                "more than one credential in the Authorization header"
+            ),
+            CredentialError::MalformedAuthorization => {
+                json_body!("malformed-authorization", "malformed bearer credential")
+            }
+            CredentialError::DuplicateCookie => json_body!(
+                "duplicate-cookie",
+                "the session cookie appears more than once"
+            ),
+            CredentialError::MalformedCookie => {
+                json_body!("malformed-cookie", "malformed session cookie")
+            }
+            CredentialError::MalformedToken => json_body!("malformed-token", "malformed token"),
+        }
+    }
+
     /// The machine-readable `code` of the JSON rejection.
     pub fn code(&self) -> &'static str {
         match self {
@@ -211,11 +233,7 @@ pub(crate) fn parse_authorization(value: &HeaderValue) -> Result<Option<Token>, 
     if !is_token68(rest) {
         return Err(CredentialError::MalformedAuthorization);
     }
-    // token68 is ASCII, so this cannot fail; an error is still answered, never unwrapped.
-    let s = std::str::from_utf8(rest).map_err(|_| CredentialError::MalformedAuthorization)?;
-    Ok(Some(
-        Token::parse(s).map_err(|_| CredentialError::MalformedAuthorization)?,
-    ))
+    Ok(Some(Token::from_token68(rest)))
 }
 
 /// Finds the session cookie in every `Cookie` header.

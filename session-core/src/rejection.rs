@@ -40,6 +40,25 @@ pub fn json_rejection<B: From<Bytes>>(
     response
 }
 
+/// `{"error": $msg, "code": $code}` as a `&'static str`; the literals contain nothing that needs
+/// JSON escaping.
+macro_rules! json_body {
+    ($code:literal, $msg:literal) => {
+        concat!("{\"error\":\"", $msg, "\",\"code\":\"", $code, "\"}")
+    };
+}
+pub(crate) use json_body;
+
+/// A rejection with a prebuilt body: no allocation beyond the response itself.
+pub(crate) fn prebuilt<B: From<Bytes>>(status: StatusCode, body: &'static str) -> Response<B> {
+    let mut response = Response::new(B::from(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
 fn escape_json_into(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
@@ -52,14 +71,16 @@ fn escape_json_into(out: &mut String, s: &str) {
 }
 
 pub(crate) fn credential<B: From<Bytes>>(err: CredentialError) -> Response<B> {
-    json_rejection(err.status(), err.code(), &err.to_string())
+    prebuilt(err.status(), err.json_body())
 }
 
 pub(crate) fn invalid_token<B: From<Bytes>>() -> Response<B> {
-    let mut r = json_rejection(
+    let mut r = prebuilt(
         StatusCode::UNAUTHORIZED,
-        "invalid-token",
-        "the bearer token is invalid, expired or revoked",
+        json_body!(
+            "invalid-token",
+            "the bearer token is invalid, expired or revoked"
+        ),
     );
     r.headers_mut().insert(
         WWW_AUTHENTICATE,
@@ -69,44 +90,48 @@ pub(crate) fn invalid_token<B: From<Bytes>>() -> Response<B> {
 }
 
 pub(crate) fn ambiguous_role<B: From<Bytes>>() -> Response<B> {
-    json_rejection(
+    prebuilt(
         StatusCode::BAD_REQUEST,
-        "ambiguous-role",
-        "the role header appears more than once",
+        json_body!("ambiguous-role", "the role header appears more than once"),
     )
 }
 
 pub(crate) fn role_not_allowed<B: From<Bytes>>() -> Response<B> {
-    json_rejection(
+    prebuilt(
         StatusCode::FORBIDDEN,
-        "role-not-allowed",
-        "the requested role is not one of the session's roles",
+        json_body!(
+            "role-not-allowed",
+            "the requested role is not one of the session's roles"
+        ),
     )
 }
 
 pub(crate) fn unavailable<B: From<Bytes>>(retry_after: &HeaderValue) -> Response<B> {
-    let mut r = json_rejection(
+    let mut r = prebuilt(
         StatusCode::SERVICE_UNAVAILABLE,
-        "session-store-unavailable",
-        "the session store is unavailable",
+        json_body!(
+            "session-store-unavailable",
+            "the session store is unavailable"
+        ),
     );
     r.headers_mut().insert(RETRY_AFTER, retry_after.clone());
     r
 }
 
 pub(crate) fn internal<B: From<Bytes>>() -> Response<B> {
-    json_rejection(
+    prebuilt(
         StatusCode::INTERNAL_SERVER_ERROR,
-        "internal-error",
-        "internal error",
+        json_body!("internal-error", "internal error"),
     )
 }
 
 pub(crate) fn authorization_required<B: From<Bytes>>() -> Response<B> {
-    let mut r = json_rejection(
+    let mut r = prebuilt(
         StatusCode::UNAUTHORIZED,
-        "authorization-required",
-        "this resource requires a role the caller does not have",
+        json_body!(
+            "authorization-required",
+            "this resource requires a role the caller does not have"
+        ),
     );
     r.headers_mut()
         .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -114,10 +139,12 @@ pub(crate) fn authorization_required<B: From<Bytes>>() -> Response<B> {
 }
 
 pub(crate) fn insufficient_role<B: From<Bytes>>() -> Response<B> {
-    json_rejection(
+    prebuilt(
         StatusCode::FORBIDDEN,
-        "insufficient-role",
-        "the session's role is not allowed here",
+        json_body!(
+            "insufficient-role",
+            "the session's role is not allowed here"
+        ),
     )
 }
 

@@ -30,7 +30,17 @@ const TOKEN_BYTES: usize = 32;
 /// Guarantees: the content is RFC 6750 `token68` syntax (so it is safe in a header value and a
 /// cookie value), at most [`MAX_TOKEN_LEN`] bytes. Equality is constant-time.
 #[derive(Clone)]
-pub struct Token(Arc<str>);
+pub struct Token(Repr);
+
+/// Tokens up to this many bytes (ours are 43) are stored inline: reading one from a request
+/// costs no allocation.
+const INLINE: usize = 64;
+
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, buf: [u8; INLINE] },
+    Heap(Arc<str>),
+}
 
 impl Token {
     /// Mints a new token: 32 bytes from the OS CSPRNG, base64url without padding (43 chars).
@@ -51,28 +61,59 @@ impl Token {
     pub fn try_generate() -> Result<Token, getrandom::Error> {
         let mut bytes = [0u8; TOKEN_BYTES];
         getrandom::fill(&mut bytes)?;
-        Ok(Token(URL_SAFE_NO_PAD.encode(bytes).into()))
+        let mut buf = [0u8; 43];
+        // 32 bytes always encode to exactly 43 base64url characters.
+        let len = URL_SAFE_NO_PAD
+            .encode_slice(bytes, &mut buf)
+            .unwrap_or_default();
+        Ok(Token::from_token68(&buf[..len]))
     }
 
     /// Checks RFC 6750 `token68` syntax (`1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" )
     /// *"="`) and the length limit, and wraps the string.
     pub fn parse(s: &str) -> Result<Token, CredentialError> {
         if is_token68(s.as_bytes()) {
-            Ok(Token(s.into()))
+            Ok(Token::from_token68(s.as_bytes()))
         } else {
             Err(CredentialError::MalformedToken)
+        }
+    }
+
+    /// Wraps bytes that passed [`is_token68`] (so they are ASCII).
+    pub(crate) fn from_token68(b: &[u8]) -> Token {
+        if b.len() <= INLINE {
+            let mut buf = [0u8; INLINE];
+            buf[..b.len()].copy_from_slice(b);
+            // len <= INLINE (64) fits in a u8.
+            Token(Repr::Inline {
+                len: b.len() as u8,
+                buf,
+            })
+        } else {
+            Token(Repr::Heap(String::from_utf8_lossy(b).into()))
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, buf } => &buf[..usize::from(*len)],
+            Repr::Heap(s) => s.as_bytes(),
         }
     }
 
     /// The raw token. Only for answering the client (`Set-Cookie`, a login response); never log
     /// it.
     pub fn expose(&self) -> &str {
-        &self.0
+        match &self.0 {
+            // token68 bytes are ASCII, so this never takes the empty fallback.
+            Repr::Inline { .. } => std::str::from_utf8(self.bytes()).unwrap_or_default(),
+            Repr::Heap(s) => s,
+        }
     }
 
     /// The store key: SHA-256 of the token's bytes.
     pub fn hash(&self) -> TokenHash {
-        TokenHash(Sha256::digest(self.0.as_bytes()).into())
+        TokenHash(Sha256::digest(self.bytes()).into())
     }
 }
 
@@ -86,23 +127,35 @@ impl PartialEq for Token {
     fn eq(&self, other: &Self) -> bool {
         // `ct_eq` on slices of different lengths returns false without comparing contents; the
         // length of a token is not secret.
-        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+        self.bytes().ct_eq(other.bytes()).into()
     }
 }
 
 impl Eq for Token {}
+
+/// The `token68` characters other than the trailing `=` padding.
+const TOKEN68_CHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        c += 1;
+    }
+    t
+};
 
 /// `token68` from RFC 7235 / RFC 6750, plus our length limit.
 pub(crate) fn is_token68(b: &[u8]) -> bool {
     if b.is_empty() || b.len() > MAX_TOKEN_LEN {
         return false;
     }
-    let body_end = b.iter().rposition(|&c| c != b'=').map_or(0, |i| i + 1);
+    let mut body = b;
+    while let [rest @ .., b'='] = body {
+        body = rest;
+    }
     // At least one non-padding character is required.
-    body_end > 0
-        && b[..body_end].iter().all(|&c| {
-            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+    !body.is_empty() && body.iter().all(|&c| TOKEN68_CHAR[usize::from(c)])
 }
 
 /// SHA-256 of a [`Token`]: the only form of a token a store ever sees.
@@ -204,6 +257,19 @@ mod tests {
             serde_json::to_string(&h).unwrap(),
             format!("\"{}\"", h.to_hex())
         );
+    }
+
+    #[test]
+    fn long_tokens_are_stored_on_the_heap_and_still_work() {
+        let long = "a".repeat(INLINE + 1);
+        let t = Token::parse(&long).unwrap();
+        assert!(matches!(t.0, Repr::Heap(_)));
+        assert_eq!(t.expose(), long);
+        assert_eq!(t, Token::parse(&long).unwrap());
+        let short = Token::parse(&long[..INLINE]).unwrap();
+        assert!(matches!(short.0, Repr::Inline { .. }));
+        assert_eq!(short.expose(), &long[..INLINE]);
+        assert_ne!(t, short);
     }
 
     #[test]
