@@ -13,11 +13,20 @@ fn browser_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
     for (k, v) in [
         ("host", "data.example.com"),
-        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/130.0"),
-        ("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/130.0",
+        ),
+        (
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        ),
         ("accept-language", "en-US,en;q=0.5"),
         ("accept-encoding", "gzip, deflate, br"),
-        ("cookie", "session=abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"),
+        (
+            "cookie",
+            "session=abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+        ),
         ("sec-fetch-dest", "document"),
         ("sec-fetch-mode", "navigate"),
     ] {
@@ -28,7 +37,10 @@ fn browser_headers() -> HeaderMap {
 
 fn hostile_headers() -> HeaderMap {
     let mut h = browser_headers();
-    h.insert("connection", HeaderValue::from_static("keep-alive, x-foo, x-hasura-role"));
+    h.insert(
+        "connection",
+        HeaderValue::from_static("keep-alive, x-foo, x-hasura-role"),
+    );
     h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
     h.insert("x-foo", HeaderValue::from_static("1"));
     h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
@@ -47,13 +59,25 @@ fn rewrite(c: &mut Criterion) {
     let host = HeaderValue::from_static("data.example.com");
     let mut g = c.benchmark_group("headers");
     g.bench_function("strip_clean", |b| {
-        b.iter_batched_ref(browser_headers, |h| strip_hop_by_hop(black_box(h)), BatchSize::SmallInput)
+        b.iter_batched_ref(
+            browser_headers,
+            |h| strip_hop_by_hop(black_box(h)),
+            BatchSize::SmallInput,
+        )
     });
     g.bench_function("strip_connection_listed", |b| {
-        b.iter_batched_ref(hostile_headers, |h| strip_hop_by_hop(black_box(h)), BatchSize::SmallInput)
+        b.iter_batched_ref(
+            hostile_headers,
+            |h| strip_hop_by_hop(black_box(h)),
+            BatchSize::SmallInput,
+        )
     });
     g.bench_function("strip_fixed_clean", |b| {
-        b.iter_batched_ref(browser_headers, |h| strip_hop_by_hop_fixed(black_box(h)), BatchSize::SmallInput)
+        b.iter_batched_ref(
+            browser_headers,
+            |h| strip_hop_by_hop_fixed(black_box(h)),
+            BatchSize::SmallInput,
+        )
     });
     g.bench_function("forwarded", |b| {
         b.iter_batched_ref(

@@ -13,7 +13,8 @@ fn table(n: usize) -> RouteTable<usize> {
     // Half exact names, half wildcards, spread over many parent domains.
     for i in 0..n {
         if i % 2 == 0 {
-            t.insert(&format!("svc{i}.tenant{}.example.com", i % 1000), i).unwrap();
+            t.insert(&format!("svc{i}.tenant{}.example.com", i % 1000), i)
+                .unwrap();
         } else {
             t.insert(&format!("*.tenant{i}.example.com"), i).unwrap();
         }
@@ -30,22 +31,38 @@ fn lookup(c: &mut Criterion) {
         let exact = format!("svc{}.tenant{}.example.com", n - 2, (n - 2) % 1000);
         let wild = format!("a.b.tenant{}.example.com", n - 1);
         let miss = "nothing.here.example.org".to_owned();
-        g.bench_with_input(BenchmarkId::new("exact", n), &exact, |b, h| b.iter(|| t.lookup(black_box(h), black_box("/"))));
-        g.bench_with_input(BenchmarkId::new("wildcard", n), &wild, |b, h| b.iter(|| t.lookup(black_box(h), black_box("/x"))));
-        g.bench_with_input(BenchmarkId::new("miss", n), &miss, |b, h| b.iter(|| t.lookup(black_box(h), black_box("/"))));
-        g.bench_with_input(BenchmarkId::new("apex_prefix", n), &"example.com", |b, h| {
-            b.iter(|| t.lookup(black_box(h), black_box("/api/v1/items")))
+        g.bench_with_input(BenchmarkId::new("exact", n), &exact, |b, h| {
+            b.iter(|| t.lookup(black_box(h), black_box("/")))
         });
+        g.bench_with_input(BenchmarkId::new("wildcard", n), &wild, |b, h| {
+            b.iter(|| t.lookup(black_box(h), black_box("/x")))
+        });
+        g.bench_with_input(BenchmarkId::new("miss", n), &miss, |b, h| {
+            b.iter(|| t.lookup(black_box(h), black_box("/")))
+        });
+        g.bench_with_input(
+            BenchmarkId::new("apex_prefix", n),
+            &"example.com",
+            |b, h| b.iter(|| t.lookup(black_box(h), black_box("/api/v1/items"))),
+        );
     }
     g.finish();
 }
 
 fn normalise(c: &mut Criterion) {
     let mut g = c.benchmark_group("normalise");
-    g.bench_function("host_clean", |b| b.iter(|| normalize_host(black_box("data.example.com")).map(|h| h.len())));
-    g.bench_function("host_port_upper", |b| b.iter(|| normalize_host(black_box("Data.Example.com:443")).map(|h| h.len())));
-    g.bench_function("path_clean", |b| b.iter(|| try_normalize_path(black_box("/api/v1/items/42")).map(|p| p.len())));
-    g.bench_function("path_dirty", |b| b.iter(|| try_normalize_path(black_box("/api//v1/./%2e%2e/items/42")).map(|p| p.len())));
+    g.bench_function("host_clean", |b| {
+        b.iter(|| normalize_host(black_box("data.example.com")).map(|h| h.len()))
+    });
+    g.bench_function("host_port_upper", |b| {
+        b.iter(|| normalize_host(black_box("Data.Example.com:443")).map(|h| h.len()))
+    });
+    g.bench_function("path_clean", |b| {
+        b.iter(|| try_normalize_path(black_box("/api/v1/items/42")).map(|p| p.len()))
+    });
+    g.bench_function("path_dirty", |b| {
+        b.iter(|| try_normalize_path(black_box("/api//v1/./%2e%2e/items/42")).map(|p| p.len()))
+    });
     g.finish();
 }
 

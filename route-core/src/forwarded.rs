@@ -57,7 +57,9 @@ fn value(s: String) -> Option<HeaderValue> {
 impl ForwardedHeaders {
     /// Rules that trust the front proxies in `trusted` (empty: trust nobody).
     pub fn new(trusted: Vec<IpNet>) -> Self {
-        ForwardedHeaders { trusted: trusted.into() }
+        ForwardedHeaders {
+            trusted: trusted.into(),
+        }
     }
 
     /// Whether `ip` is a trusted front proxy.
@@ -67,7 +69,12 @@ impl ForwardedHeaders {
 
     /// Rewrites the forwarded headers of a request about to go upstream. `host` is the
     /// normalised request host (its header value, so that it is built once).
-    pub fn apply(&self, headers: &mut HeaderMap, conn: Option<&ConnectionInfo>, host: Option<HeaderValue>) {
+    pub fn apply(
+        &self,
+        headers: &mut HeaderMap,
+        conn: Option<&ConnectionInfo>,
+        host: Option<HeaderValue>,
+    ) {
         let peer = conn.map(|c| c.remote_addr.ip().to_canonical());
         let trusted = peer.is_some_and(|ip| self.is_trusted(ip));
         let mut https = conn.is_some_and(|c| c.tls);
@@ -124,7 +131,10 @@ impl ForwardedHeaders {
             headers.insert(FORWARDED, v);
         }
 
-        headers.insert(X_FORWARDED_PROTO.clone(), if https { HTTPS.clone() } else { HTTP.clone() });
+        headers.insert(
+            X_FORWARDED_PROTO.clone(),
+            if https { HTTPS.clone() } else { HTTP.clone() },
+        );
         if let Some(h) = host {
             headers.insert(X_FORWARDED_HOST.clone(), h);
         }
@@ -150,7 +160,10 @@ mod tests {
         h.append("x-forwarded-for", HeaderValue::from_static("7.7.7.7"));
         h.append("X-Forwarded-Proto", HeaderValue::from_static("https"));
         h.append("x-forwarded-host", HeaderValue::from_static("evil.com"));
-        h.append("forwarded", HeaderValue::from_static("for=6.6.6.6;host=evil.com"));
+        h.append(
+            "forwarded",
+            HeaderValue::from_static("for=6.6.6.6;host=evil.com"),
+        );
         h
     }
 
@@ -158,10 +171,23 @@ mod tests {
     fn client_copies_are_replaced() {
         let mut h = spoofed();
         let rules = ForwardedHeaders::default();
-        rules.apply(&mut h, Some(&info("203.0.113.9:5000", false)), Some(HeaderValue::from_static("a.com")));
-        assert_eq!(h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), ["203.0.113.9"]);
-        assert_eq!(h.get_all("x-forwarded-proto").iter().collect::<Vec<_>>(), ["http"]);
-        assert_eq!(h.get_all("x-forwarded-host").iter().collect::<Vec<_>>(), ["a.com"]);
+        rules.apply(
+            &mut h,
+            Some(&info("203.0.113.9:5000", false)),
+            Some(HeaderValue::from_static("a.com")),
+        );
+        assert_eq!(
+            h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(),
+            ["203.0.113.9"]
+        );
+        assert_eq!(
+            h.get_all("x-forwarded-proto").iter().collect::<Vec<_>>(),
+            ["http"]
+        );
+        assert_eq!(
+            h.get_all("x-forwarded-host").iter().collect::<Vec<_>>(),
+            ["a.com"]
+        );
         assert_eq!(
             h.get_all("forwarded").iter().collect::<Vec<_>>(),
             ["for=203.0.113.9;host=a.com;proto=http"]
@@ -172,10 +198,17 @@ mod tests {
     fn trusted_front_proxy_chain_is_extended() {
         let mut h = spoofed();
         let rules = ForwardedHeaders::new(vec!["10.0.0.0/8".parse().unwrap()]);
-        rules.apply(&mut h, Some(&info("10.1.2.3:5000", false)), Some(HeaderValue::from_static("a.com")));
+        rules.apply(
+            &mut h,
+            Some(&info("10.1.2.3:5000", false)),
+            Some(HeaderValue::from_static("a.com")),
+        );
         assert_eq!(h["x-forwarded-for"], "6.6.6.6, 7.7.7.7, 10.1.2.3");
         assert_eq!(h["x-forwarded-proto"], "https");
-        assert_eq!(h["forwarded"], "for=6.6.6.6;host=evil.com, for=10.1.2.3;host=a.com;proto=https");
+        assert_eq!(
+            h["forwarded"],
+            "for=6.6.6.6;host=evil.com, for=10.1.2.3;host=a.com;proto=https"
+        );
     }
 
     #[test]

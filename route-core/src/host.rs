@@ -167,27 +167,69 @@ mod tests {
 
     #[test]
     fn normalises_case_port_and_trailing_dot() {
-        assert_eq!(normalize_host("admin.example.com").unwrap(), "admin.example.com");
-        assert!(matches!(normalize_host("admin.example.com").unwrap(), Cow::Borrowed(_)));
-        assert_eq!(normalize_host("ADMIN.Example.com").unwrap(), "admin.example.com");
-        assert_eq!(normalize_host("admin.example.com.").unwrap(), "admin.example.com");
-        assert_eq!(normalize_host("admin.example.com:443").unwrap(), "admin.example.com");
-        assert_eq!(normalize_host("Admin.Example.Com.:8443").unwrap(), "admin.example.com");
+        assert_eq!(
+            normalize_host("admin.example.com").unwrap(),
+            "admin.example.com"
+        );
+        assert!(matches!(
+            normalize_host("admin.example.com").unwrap(),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            normalize_host("ADMIN.Example.com").unwrap(),
+            "admin.example.com"
+        );
+        assert_eq!(
+            normalize_host("admin.example.com.").unwrap(),
+            "admin.example.com"
+        );
+        assert_eq!(
+            normalize_host("admin.example.com:443").unwrap(),
+            "admin.example.com"
+        );
+        assert_eq!(
+            normalize_host("Admin.Example.Com.:8443").unwrap(),
+            "admin.example.com"
+        );
         assert_eq!(normalize_host("localhost").unwrap(), "localhost");
     }
 
     #[test]
     fn refuses_ip_literals() {
-        for ip in ["127.0.0.1", "127.0.0.1:80", "[::1]", "[::1]:443", "127.1", "2130706433", "0x7f.1", "10.0.0.1."] {
+        for ip in [
+            "127.0.0.1",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:443",
+            "127.1",
+            "2130706433",
+            "0x7f.1",
+            "10.0.0.1.",
+        ] {
             assert_eq!(normalize_host(ip), Err(HostError::IpLiteral), "{ip}");
         }
     }
 
     #[test]
     fn refuses_garbage() {
-        for bad in ["a..b", "a b", "a%2eb", "user@a.com", "a.com:", "a.com:x", "[zz]", ".a.com", "a.com..", "a/b", "a\\b"] {
+        for bad in [
+            "a..b",
+            "a b",
+            "a%2eb",
+            "user@a.com",
+            "a.com:",
+            "a.com:x",
+            "[zz]",
+            ".a.com",
+            "a.com..",
+            "a/b",
+            "a\\b",
+        ] {
             assert!(
-                matches!(normalize_host(bad), Err(HostError::Invalid | HostError::Missing)),
+                matches!(
+                    normalize_host(bad),
+                    Err(HostError::Invalid | HostError::Missing)
+                ),
                 "{bad}"
             );
         }
@@ -197,16 +239,33 @@ mod tests {
 
     #[test]
     fn request_host_rules() {
-        let req = Request::builder().uri("/").header("host", "A.com").body(()).unwrap();
+        let req = Request::builder()
+            .uri("/")
+            .header("host", "A.com")
+            .body(())
+            .unwrap();
         assert_eq!(request_host(&req).unwrap(), "a.com");
 
-        let req = Request::builder().uri("/").header("host", "a.com").header("host", "b.com").body(()).unwrap();
+        let req = Request::builder()
+            .uri("/")
+            .header("host", "a.com")
+            .header("host", "b.com")
+            .body(())
+            .unwrap();
         assert_eq!(request_host(&req), Err(HostError::Duplicate));
 
-        let req = Request::builder().uri("http://b.com/").header("host", "a.com").body(()).unwrap();
+        let req = Request::builder()
+            .uri("http://b.com/")
+            .header("host", "a.com")
+            .body(())
+            .unwrap();
         assert_eq!(request_host(&req), Err(HostError::Mismatch));
 
-        let req = Request::builder().uri("http://A.com:443/").header("host", "a.com.").body(()).unwrap();
+        let req = Request::builder()
+            .uri("http://A.com:443/")
+            .header("host", "a.com.")
+            .body(())
+            .unwrap();
         assert_eq!(request_host(&req).unwrap(), "a.com");
 
         let req = Request::builder().uri("https://a.com/x").body(()).unwrap();
@@ -215,7 +274,11 @@ mod tests {
         let req = Request::builder().uri("/").body(()).unwrap();
         assert_eq!(request_host(&req), Err(HostError::Missing));
 
-        let req = Request::builder().uri("http://u@a.com/").header("host", "a.com").body(()).unwrap();
+        let req = Request::builder()
+            .uri("http://u@a.com/")
+            .header("host", "a.com")
+            .body(())
+            .unwrap();
         assert_eq!(request_host(&req), Err(HostError::Invalid));
     }
 }

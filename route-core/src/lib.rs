@@ -59,7 +59,10 @@ mod table;
 pub use body::{Body, BoxError};
 pub use connection::ConnectionInfo;
 pub use forwarded::ForwardedHeaders;
-pub use hop::{is_websocket_upgrade, strip_hop_by_hop, strip_hop_by_hop_fixed, HopByHop, HopByHopLayer, UpgradeRequest};
+pub use hop::{
+    is_websocket_upgrade, strip_hop_by_hop, strip_hop_by_hop_fixed, HopByHop, HopByHopLayer,
+    UpgradeRequest,
+};
 pub use host::{normalize_host, request_host, HostError};
 pub use path::{normalize_path, try_normalize_path, PathError};
 pub use proxy::{Proxy, ProxyConfig, ProxyError, ProxyService, UpstreamConfig};

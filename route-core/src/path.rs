@@ -96,7 +96,9 @@ fn is_clean(p: &[u8]) -> bool {
                 if matches!(d, None | Some(b'/') | Some(b';')) {
                     return false;
                 }
-                if d == Some(b'.') && matches!(p.get(i + 3).copied(), None | Some(b'/') | Some(b';')) {
+                if d == Some(b'.')
+                    && matches!(p.get(i + 3).copied(), None | Some(b'/') | Some(b';'))
+                {
                     return false;
                 }
             }
@@ -109,7 +111,11 @@ fn is_clean(p: &[u8]) -> bool {
 fn normalize(path: &str, strict: bool) -> Result<Cow<'_, str>, PathError> {
     let p = path.as_bytes();
     if p.first() != Some(&b'/') {
-        return if strict { Err(PathError::NotAbsolute) } else { Ok(Cow::Borrowed(path)) };
+        return if strict {
+            Err(PathError::NotAbsolute)
+        } else {
+            Ok(Cow::Borrowed(path))
+        };
     }
     if is_clean(p) {
         return Ok(Cow::Borrowed(path));
@@ -121,7 +127,10 @@ fn normalize(path: &str, strict: bool) -> Result<Cow<'_, str>, PathError> {
     while i < p.len() {
         let b = p[i];
         if b == b'%' {
-            match (p.get(i + 1).copied().and_then(hex), p.get(i + 2).copied().and_then(hex)) {
+            match (
+                p.get(i + 1).copied().and_then(hex),
+                p.get(i + 2).copied().and_then(hex),
+            ) {
                 (Some(h), Some(l)) => {
                     let c = h << 4 | l;
                     if is_unreserved(c) {
@@ -203,7 +212,14 @@ mod tests {
 
     #[test]
     fn clean_paths_are_borrowed() {
-        for p in ["/", "/a", "/a/b/", "/.well-known/acme-challenge/x", "/a.b/c..d/...", "/a-b_c~"] {
+        for p in [
+            "/",
+            "/a",
+            "/a/b/",
+            "/.well-known/acme-challenge/x",
+            "/a.b/c..d/...",
+            "/a-b_c~",
+        ] {
             let n = try_normalize_path(p).unwrap();
             assert!(matches!(n, Cow::Borrowed(_)), "{p}");
             assert_eq!(n, p);

@@ -34,8 +34,16 @@ async fn hop_by_hop_request_headers_are_removed() {
     assert_eq!(a.status, 200);
     let h = &up.seen()[0].headers;
     for gone in [
-        "connection", "keep-alive", "proxy-authorization", "proxy-connection", "te", "trailer", "upgrade",
-        "x-drop-me", "x-also", "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+        "x-drop-me",
+        "x-also",
+        "transfer-encoding",
     ] {
         assert!(h.get(gone).is_none(), "{gone} reached the upstream: {h:?}");
     }
@@ -50,10 +58,23 @@ async fn hop_by_hop_response_headers_are_removed() {
     let gw = gateway(host_table(&proxy, &[("a.example.com", &up)])).await;
     let a = get(gw.addr, "a.example.com", "/hop-response", &[]).await;
     assert_eq!(a.status, 200);
-    for gone in ["x-secret-hop", "keep-alive", "proxy-authenticate", "trailer", "upgrade"] {
-        assert!(a.headers.get(gone).is_none(), "{gone} reached the client: {:?}", a.headers);
+    for gone in [
+        "x-secret-hop",
+        "keep-alive",
+        "proxy-authenticate",
+        "trailer",
+        "upgrade",
+    ] {
+        assert!(
+            a.headers.get(gone).is_none(),
+            "{gone} reached the client: {:?}",
+            a.headers
+        );
     }
-    assert!(a.headers.get("connection").is_none_or(|v| v != "x-secret-hop"));
+    assert!(a
+        .headers
+        .get("connection")
+        .is_none_or(|v| v != "x-secret-hop"));
     assert_eq!(a.headers["x-end-to-end"], "kept");
 }
 
@@ -73,8 +94,14 @@ async fn case4_connection_cannot_strip_injected_identity() {
     assert_eq!(statuses(&r), [200], "{r}");
     let seen = up.seen();
     let h = &seen[0].headers;
-    assert_eq!(h.get_all("x-hasura-role").iter().collect::<Vec<_>>(), ["user"]);
-    assert_eq!(h.get_all("x-hasura-user-id").iter().collect::<Vec<_>>(), ["42"]);
+    assert_eq!(
+        h.get_all("x-hasura-role").iter().collect::<Vec<_>>(),
+        ["user"]
+    );
+    assert_eq!(
+        h.get_all("x-hasura-user-id").iter().collect::<Vec<_>>(),
+        ["42"]
+    );
     assert!(h.get("connection").is_none());
 }
 
@@ -93,29 +120,47 @@ async fn case5_forwarded_headers_rebuilt_from_socket() {
     .await;
     assert_eq!(statuses(&r), [200], "{r}");
     let h = &up.seen()[0].headers;
-    let all = |n: &str| h.get_all(n).iter().map(|v| v.to_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let all = |n: &str| {
+        h.get_all(n)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(all("x-forwarded-for"), ["127.0.0.1"]);
     assert_eq!(all("x-forwarded-proto"), ["http"]);
     assert_eq!(all("x-forwarded-host"), ["a.example.com"]);
-    assert_eq!(all("forwarded"), ["for=127.0.0.1;host=a.example.com;proto=http"]);
+    assert_eq!(
+        all("forwarded"),
+        ["for=127.0.0.1;host=a.example.com;proto=http"]
+    );
 }
 
 /// A trusted front proxy (opt-in by CIDR) has its chain extended instead of replaced.
 #[tokio::test]
 async fn trusted_front_proxy_chain_is_appended() {
     let up = upstream("up").await;
-    let proxy = Proxy::new(ProxyConfig { trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()], ..Default::default() });
+    let proxy = Proxy::new(ProxyConfig {
+        trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+        ..Default::default()
+    });
     let gw = gateway(host_table(&proxy, &[("a.example.com", &up)])).await;
     let a = get(
         gw.addr,
         "a.example.com",
         "/",
-        &[("x-forwarded-for", "198.51.100.1"), ("x-forwarded-proto", "https"), ("forwarded", "for=198.51.100.1")],
+        &[
+            ("x-forwarded-for", "198.51.100.1"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "for=198.51.100.1"),
+        ],
     )
     .await;
     assert_eq!(a.status, 200);
     let h = &up.seen()[0].headers;
     assert_eq!(h["x-forwarded-for"], "198.51.100.1, 127.0.0.1");
     assert_eq!(h["x-forwarded-proto"], "https");
-    assert_eq!(h["forwarded"], "for=198.51.100.1, for=127.0.0.1;host=a.example.com;proto=https");
+    assert_eq!(
+        h["forwarded"],
+        "for=198.51.100.1, for=127.0.0.1;host=a.example.com;proto=https"
+    );
 }

@@ -20,7 +20,13 @@ use tokio::net::{TcpSocket, TcpStream};
 async fn refused_connect_is_502() {
     let proxy = Proxy::new(ProxyConfig::default());
     let mut t = RouteTable::new();
-    t.insert("down.example.com", proxy.service(config("down", vec![dead_url().await])).unwrap()).unwrap();
+    t.insert(
+        "down.example.com",
+        proxy
+            .service(config("down", vec![dead_url().await]))
+            .unwrap(),
+    )
+    .unwrap();
     let gw = gateway(t).await;
     let a = get(gw.addr, "down.example.com", "/", &[]).await;
     assert_eq!((a.status, a.code().as_str()), (502, "upstream-unreachable"));
@@ -33,14 +39,22 @@ async fn slow_response_headers_are_504() {
     let mut cfg = config("slow", vec![up.url()]);
     cfg.response_timeout = Duration::from_millis(300);
     let mut t = RouteTable::new();
-    t.insert("slow.example.com", proxy.service(cfg).unwrap()).unwrap();
+    t.insert("slow.example.com", proxy.service(cfg).unwrap())
+        .unwrap();
     let gw = gateway(t).await;
     let started = Instant::now();
     let a = get(gw.addr, "slow.example.com", "/slow", &[]).await;
     assert_eq!((a.status, a.code().as_str()), (504, "upstream-timeout"));
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     // A fast path on the same route is unaffected.
-    assert_eq!(get(gw.addr, "slow.example.com", "/fast", &[]).await.status, 200);
+    assert_eq!(
+        get(gw.addr, "slow.example.com", "/fast", &[]).await.status,
+        200
+    );
 }
 
 /// An upstream whose accept queue is full never completes the handshake: connect timeout.
@@ -53,7 +67,9 @@ async fn connect_timeout_is_504() {
     // Fill the accept queue; nobody ever accepts.
     let mut fillers = Vec::new();
     for _ in 0..8 {
-        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
+        if let Ok(Ok(s)) =
+            tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await
+        {
             fillers.push(s);
         }
     }
@@ -61,24 +77,39 @@ async fn connect_timeout_is_504() {
     let mut cfg = config("blackhole", vec![format!("http://{addr}").parse().unwrap()]);
     cfg.connect_timeout = Duration::from_millis(300);
     let mut t = RouteTable::new();
-    t.insert("bh.example.com", proxy.service(cfg).unwrap()).unwrap();
+    t.insert("bh.example.com", proxy.service(cfg).unwrap())
+        .unwrap();
     let gw = gateway(t).await;
     let started = Instant::now();
     let a = get(gw.addr, "bh.example.com", "/", &[]).await;
-    assert_eq!((a.status, a.code().as_str()), (504, "upstream-connect-timeout"), "{a:?}");
+    assert_eq!(
+        (a.status, a.code().as_str()),
+        (504, "upstream-connect-timeout"),
+        "{a:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 #[tokio::test]
 async fn round_robin_across_upstreams() {
-    let (a, b, c) = (upstream("a").await, upstream("b").await, upstream("c").await);
+    let (a, b, c) = (
+        upstream("a").await,
+        upstream("b").await,
+        upstream("c").await,
+    );
     let proxy = Proxy::new(ProxyConfig::default());
     let mut t = RouteTable::new();
-    t.insert("rr.example.com", route(&proxy, "rr", &[&a, &b, &c])).unwrap();
+    t.insert("rr.example.com", route(&proxy, "rr", &[&a, &b, &c]))
+        .unwrap();
     let gw = gateway(t).await;
     let mut order = Vec::new();
     for _ in 0..6 {
-        order.push(get(gw.addr, "rr.example.com", "/", &[]).await.headers["x-upstream"].to_str().unwrap().to_owned());
+        order.push(
+            get(gw.addr, "rr.example.com", "/", &[]).await.headers["x-upstream"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     assert_eq!(order, ["a", "b", "c", "a", "b", "c"]);
 }
@@ -89,7 +120,13 @@ async fn passive_health_skips_then_retries_a_dead_upstream() {
     let dead = dead_url().await;
     let proxy = Proxy::new(ProxyConfig::default()).with_down_time(Duration::from_millis(400));
     let mut t = RouteTable::new();
-    t.insert("ph.example.com", proxy.service(config("ph", vec![dead.clone(), live.url()])).unwrap()).unwrap();
+    t.insert(
+        "ph.example.com",
+        proxy
+            .service(config("ph", vec![dead.clone(), live.url()]))
+            .unwrap(),
+    )
+    .unwrap();
     let gw = gateway(t).await;
 
     // The first request goes to the dead one (round-robin starts there): 502, marked down.
@@ -114,7 +151,10 @@ async fn passive_health_skips_then_retries_a_dead_upstream() {
     t.insert("only.example.com", svc).unwrap();
     gw.table.store(std::sync::Arc::new(t));
     assert_eq!(get(gw.addr, "only.example.com", "/", &[]).await.status, 502);
-    assert_eq!(get(gw.addr, "only.example.com", "/", &[]).await.code(), "upstream-unreachable");
+    assert_eq!(
+        get(gw.addr, "only.example.com", "/", &[]).await.code(),
+        "upstream-unreachable"
+    );
     drop(late);
 }
 
@@ -125,15 +165,22 @@ async fn declared_body_over_limit_is_413_before_upstream() {
     let mut cfg = config("limited", vec![up.url()]);
     cfg.body_limit = Some(1024);
     let mut t = RouteTable::new();
-    t.insert("l.example.com", proxy.service(cfg).unwrap()).unwrap();
+    t.insert("l.example.com", proxy.service(cfg).unwrap())
+        .unwrap();
     let gw = gateway(t).await;
 
-    let req = Request::post("/").header("host", "l.example.com").body(Full::new(Bytes::from(vec![1u8; 2048]))).unwrap();
+    let req = Request::post("/")
+        .header("host", "l.example.com")
+        .body(Full::new(Bytes::from(vec![1u8; 2048])))
+        .unwrap();
     let a = send(gw.addr, req).await;
     assert_eq!((a.status, a.code().as_str()), (413, "payload-too-large"));
     assert!(up.seen().is_empty());
 
-    let req = Request::post("/").header("host", "l.example.com").body(Full::new(Bytes::from(vec![1u8; 1024]))).unwrap();
+    let req = Request::post("/")
+        .header("host", "l.example.com")
+        .body(Full::new(Bytes::from(vec![1u8; 1024])))
+        .unwrap();
     assert_eq!(send(gw.addr, req).await.status, 200);
     assert_eq!(up.seen()[0].body_len, 1024);
 }
@@ -147,17 +194,27 @@ async fn streamed_body_over_limit_is_cut_off() {
     let mut cfg = config("limited", vec![up.url()]);
     cfg.body_limit = Some(64 * 1024);
     let mut t = RouteTable::new();
-    t.insert("l.example.com", proxy.service(cfg).unwrap()).unwrap();
+    t.insert("l.example.com", proxy.service(cfg).unwrap())
+        .unwrap();
     let gw = gateway(t).await;
 
     let chunk = Bytes::from(vec![7u8; 16 * 1024]);
-    let frames = futures_util::stream::iter((0..16).map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone()))));
-    let req = Request::post("/").header("host", "l.example.com").body(StreamBody::new(frames)).unwrap();
+    let frames = futures_util::stream::iter(
+        (0..16).map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone()))),
+    );
+    let req = Request::post("/")
+        .header("host", "l.example.com")
+        .body(StreamBody::new(frames))
+        .unwrap();
     let a = send(gw.addr, req).await;
     assert_eq!((a.status, a.code().as_str()), (413, "payload-too-large"));
     tokio::time::sleep(Duration::from_millis(100)).await;
     for s in up.seen() {
-        assert!(!s.body_complete || s.body_len <= 64 * 1024, "upstream got a complete oversized body: {}", s.body_len);
+        assert!(
+            !s.body_complete || s.body_len <= 64 * 1024,
+            "upstream got a complete oversized body: {}",
+            s.body_len
+        );
     }
 }
 
@@ -169,20 +226,29 @@ async fn http2_both_sides() {
     let mut cfg = config("h2", vec![up.url()]);
     cfg.http2 = true;
     let mut t = RouteTable::new();
-    t.insert("h2.example.com", proxy.service(cfg).unwrap()).unwrap();
+    t.insert("h2.example.com", proxy.service(cfg).unwrap())
+        .unwrap();
     let h1 = upstream("h1").await;
-    t.insert("h1.example.com", route(&proxy, "h1", &[&h1])).unwrap();
+    t.insert("h1.example.com", route(&proxy, "h1", &[&h1]))
+        .unwrap();
     let gw = gateway(t).await;
 
     // HTTP/1.1 client -> HTTP/2 upstream, several requests on one pooled connection.
     for i in 0..3 {
-        let req = Request::post(format!("/h2/{i}?q=1")).header("host", "h2.example.com").header("te", "trailers").body(Full::new(Bytes::from_static(b"hello"))).unwrap();
+        let req = Request::post(format!("/h2/{i}?q=1"))
+            .header("host", "h2.example.com")
+            .header("te", "trailers")
+            .body(Full::new(Bytes::from_static(b"hello")))
+            .unwrap();
         let a = send(gw.addr, req).await;
         assert_eq!(a.status, 200);
         assert_eq!(a.text(), "h2 5");
     }
     let seen = up.seen();
-    assert!(seen.iter().all(|s| s.version == http::Version::HTTP_2), "{seen:?}");
+    assert!(
+        seen.iter().all(|s| s.version == http::Version::HTTP_2),
+        "{seen:?}"
+    );
     assert_eq!(seen[2].uri, "/h2/2?q=1");
     assert_eq!(seen[0].headers["x-forwarded-host"], "h2.example.com");
     assert_eq!(up.conns(), 1, "HTTP/2 upstream connection is shared");
@@ -192,9 +258,14 @@ async fn http2_both_sides() {
 
     // HTTP/2 client (prior knowledge) -> HTTP/1.1 upstream: Host comes from :authority.
     let stream = TcpStream::connect(gw.addr).await.unwrap();
-    let (mut tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+    let (mut tx, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
-    let req = Request::get("http://H1.example.com/from-h2").body(Body::empty()).unwrap();
+    let req = Request::get("http://H1.example.com/from-h2")
+        .body(Body::empty())
+        .unwrap();
     let res = tx.send_request(req).await.unwrap();
     assert_eq!(res.status(), 200);
     let body = res.into_body().collect().await.unwrap().to_bytes();

@@ -20,7 +20,8 @@ async fn setup() -> (Upstream, Gateway) {
 fn never_both_cl_and_te(up: &Upstream) {
     for s in up.seen() {
         assert!(
-            !(s.headers.contains_key("content-length") && s.headers.contains_key("transfer-encoding")),
+            !(s.headers.contains_key("content-length")
+                && s.headers.contains_key("transfer-encoding")),
             "upstream saw both: {:?}",
             s.headers
         );
@@ -70,7 +71,12 @@ async fn case19_malformed_framing() {
     ];
     for req in head_errors {
         let r = raw(gw.addr, req).await;
-        assert_eq!(statuses(&r), [400], "{}\n=> {r}", String::from_utf8_lossy(req));
+        assert_eq!(
+            statuses(&r),
+            [400],
+            "{}\n=> {r}",
+            String::from_utf8_lossy(req)
+        );
     }
     assert!(up.seen().is_empty(), "{:?}", up.paths());
 
@@ -82,14 +88,23 @@ async fn case19_malformed_framing() {
     for req in body_errors {
         let r = raw(gw.addr, req).await;
         let st = statuses(&r);
-        assert!(st.is_empty() || st == [400], "{}\n=> {r}", String::from_utf8_lossy(req));
+        assert!(
+            st.is_empty() || st == [400],
+            "{}\n=> {r}",
+            String::from_utf8_lossy(req)
+        );
         if st == [400] {
             assert!(r.contains("invalid-body"), "{r}");
         }
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     for s in up.seen() {
-        assert!(!s.body_complete, "upstream got a complete body for {}: {:?}", s.uri, String::from_utf8_lossy(&s.body));
+        assert!(
+            !s.body_complete,
+            "upstream got a complete body for {}: {:?}",
+            s.uri,
+            String::from_utf8_lossy(&s.body)
+        );
     }
     never_both_cl_and_te(&up);
 }
@@ -106,7 +121,12 @@ async fn case22_bare_cr_and_folding_in_headers() {
     ];
     for req in reqs {
         let r = raw(gw.addr, req).await;
-        assert_eq!(statuses(&r), [400], "{}\n=> {r}", String::from_utf8_lossy(req));
+        assert_eq!(
+            statuses(&r),
+            [400],
+            "{}\n=> {r}",
+            String::from_utf8_lossy(req)
+        );
     }
     assert!(up.seen().is_empty());
 }

@@ -27,7 +27,10 @@ async fn one_gib_upload_streams_with_bounded_memory() {
     let proxy = Proxy::new(ProxyConfig::default());
     let gw = gateway(host_table(&proxy, &[("up.example.com", &up)])).await;
     // Warm up: connections, pools and allocator arenas exist before the baseline.
-    assert_eq!(get(gw.addr, "up.example.com", "/warm", &[]).await.status, 200);
+    assert_eq!(
+        get(gw.addr, "up.example.com", "/warm", &[]).await.status,
+        200
+    );
     let before = rss_kib();
 
     // One 1 MiB chunk, shared by every frame: the client side allocates nothing per frame.
@@ -35,7 +38,10 @@ async fn one_gib_upload_streams_with_bounded_memory() {
     let frames = futures_util::stream::iter(
         (0..TOTAL / MIB as u64).map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone()))),
     );
-    let req = Request::post("/upload").header("host", "up.example.com").body(StreamBody::new(frames)).unwrap();
+    let req = Request::post("/upload")
+        .header("host", "up.example.com")
+        .body(StreamBody::new(frames))
+        .unwrap();
     let started = Instant::now();
     let a = send(gw.addr, req).await;
     let took = started.elapsed();

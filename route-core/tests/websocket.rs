@@ -18,7 +18,9 @@ async fn ws_echo_upstream() -> std::net::SocketAddr {
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
                 while let Some(Ok(msg)) = ws.next().await {
                     if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
                         return;
@@ -37,20 +39,31 @@ async fn websocket_echo_through_the_proxy() {
     let mut cfg = config("ws", vec![format!("http://{echo}").parse().unwrap()]);
     cfg.websocket = true;
     let mut t = RouteTable::new();
-    t.insert("ws.example.com", proxy.service(cfg).unwrap()).unwrap();
+    t.insert("ws.example.com", proxy.service(cfg).unwrap())
+        .unwrap();
     let gw = gateway(t).await;
 
     let stream = TcpStream::connect(gw.addr).await.unwrap();
-    let (mut ws, res) = tokio_tungstenite::client_async("ws://ws.example.com/chat", stream).await.unwrap();
+    let (mut ws, res) = tokio_tungstenite::client_async("ws://ws.example.com/chat", stream)
+        .await
+        .unwrap();
     assert_eq!(res.status(), 101);
     for i in 0..5 {
         ws.send(Message::text(format!("hello {i}"))).await.unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(2), ws.next()).await.unwrap().unwrap().unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(2), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(got, Message::text(format!("hello {i}")));
     }
     let big = vec![9u8; 256 * 1024];
     ws.send(Message::binary(big.clone())).await.unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(2), ws.next()).await.unwrap().unwrap().unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(2), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(got.into_data().len(), big.len());
     ws.close(None).await.unwrap();
 }
@@ -60,11 +73,23 @@ async fn websocket_refused_on_routes_without_it() {
     let echo = ws_echo_upstream().await;
     let proxy = Proxy::new(ProxyConfig::default());
     let mut t = RouteTable::new();
-    t.insert("nows.example.com", proxy.service(config("nows", vec![format!("http://{echo}").parse().unwrap()])).unwrap()).unwrap();
+    t.insert(
+        "nows.example.com",
+        proxy
+            .service(config(
+                "nows",
+                vec![format!("http://{echo}").parse().unwrap()],
+            ))
+            .unwrap(),
+    )
+    .unwrap();
     let gw = gateway(t).await;
     let stream = TcpStream::connect(gw.addr).await.unwrap();
     let err = tokio_tungstenite::client_async("ws://nows.example.com/chat", stream).await;
-    assert!(err.is_err(), "an upgrade went through a route without websocket");
+    assert!(
+        err.is_err(),
+        "an upgrade went through a route without websocket"
+    );
 }
 
 /// SECURITY-CASES 20: `Upgrade: h2c` is stripped and never answered with 101.
@@ -75,7 +100,8 @@ async fn case20_h2c_upgrade_is_stripped() {
     let mut cfg = config("a", vec![up.url()]);
     cfg.websocket = true;
     let mut t = RouteTable::new();
-    t.insert("a.example.com", proxy.service(cfg).unwrap()).unwrap();
+    t.insert("a.example.com", proxy.service(cfg).unwrap())
+        .unwrap();
 
     // An upstream that answers 101 to anything: the proxy must not relay a switch.
     let evil = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -94,7 +120,8 @@ async fn case20_h2c_upgrade_is_stripped() {
     });
     let mut cfg = config("evil", vec![format!("http://{evil_addr}").parse().unwrap()]);
     cfg.websocket = true;
-    t.insert("evil.example.com", proxy.service(cfg).unwrap()).unwrap();
+    t.insert("evil.example.com", proxy.service(cfg).unwrap())
+        .unwrap();
     let gw = gateway(t).await;
 
     let r = raw(
@@ -130,11 +157,15 @@ async fn case21_failed_upgrade_gets_no_tunnel_and_no_reuse() {
     let mut cfg = config("a", vec![up.url()]);
     cfg.websocket = true;
     let mut t = RouteTable::new();
-    t.insert("a.example.com", proxy.service(cfg).unwrap()).unwrap();
+    t.insert("a.example.com", proxy.service(cfg).unwrap())
+        .unwrap();
     let gw = gateway(t).await;
 
     // Warm the pool so that a wrongly pooled upgrade connection would be picked up.
-    assert_eq!(get(gw.addr, "a.example.com", "/warm", &[]).await.status, 200);
+    assert_eq!(
+        get(gw.addr, "a.example.com", "/warm", &[]).await.status,
+        200
+    );
 
     let smuggled = "GET /smuggled HTTP/1.1\r\nHost: a.example.com\r\n\r\n";
     let req = format!(
@@ -146,7 +177,9 @@ async fn case21_failed_upgrade_gets_no_tunnel_and_no_reuse() {
     s.write_all(req.as_bytes()).await.unwrap();
     // Then raw bytes that a tunnel would carry to the upstream as a new request.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    s.write_all(b"GET /after HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /after HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut out)).await;
     let out = String::from_utf8_lossy(&out);
@@ -154,7 +187,10 @@ async fn case21_failed_upgrade_gets_no_tunnel_and_no_reuse() {
 
     // More requests on the pool.
     for _ in 0..3 {
-        assert_eq!(get(gw.addr, "a.example.com", "/later", &[]).await.status, 200);
+        assert_eq!(
+            get(gw.addr, "a.example.com", "/later", &[]).await.status,
+            200
+        );
     }
     let seen = up.seen();
     let paths: Vec<_> = seen.iter().map(|s| s.uri.as_str()).collect();
@@ -162,8 +198,15 @@ async fn case21_failed_upgrade_gets_no_tunnel_and_no_reuse() {
     let ws = seen.iter().find(|s| s.uri == "/ws").unwrap();
     assert_eq!(ws.body, smuggled.as_bytes(), "the body stays a body");
     assert_eq!(ws.headers["upgrade"], "websocket");
-    let reused: Vec<_> = seen.iter().filter(|s| s.conn == ws.conn && s.uri != "/ws").map(|s| s.uri.clone()).collect();
-    assert!(reused.is_empty(), "upgrade connection was reused for {reused:?}");
+    let reused: Vec<_> = seen
+        .iter()
+        .filter(|s| s.conn == ws.conn && s.uri != "/ws")
+        .map(|s| s.uri.clone())
+        .collect();
+    assert!(
+        reused.is_empty(),
+        "upgrade connection was reused for {reused:?}"
+    );
     // And it was closed.
     for _ in 0..50 {
         if up.is_closed(ws.conn) {

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use cert_core::rustls;
-use cert_core::{is_acme_tls_alpn, server_config, CertResolver, ChallengeResponder, Clock, TlsConfig};
+use cert_core::{
+    is_acme_tls_alpn, server_config, CertResolver, ChallengeResponder, Clock, TlsConfig,
+};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -306,7 +308,9 @@ impl TestServer {
             let enabled = http01_enabled.clone();
             tokio::spawn(async move {
                 loop {
-                    let Ok((tcp, _)) = plain.accept().await else { continue };
+                    let Ok((tcp, _)) = plain.accept().await else {
+                        continue;
+                    };
                     let responder = responder.clone();
                     let http01_requests = http01_requests.clone();
                     let enabled = enabled.clone();
@@ -343,28 +347,29 @@ impl TestServer {
             let https_requests = https_requests.clone();
             tokio::spawn(async move {
                 loop {
-                    let Ok((tcp, _)) = tls.accept().await else { continue };
+                    let Ok((tcp, _)) = tls.accept().await else {
+                        continue;
+                    };
                     let acceptor = acceptor.clone();
                     let acme_tls_conns = acme_tls_conns.clone();
                     let https_requests = https_requests.clone();
                     tokio::spawn(async move {
-                        let Ok(mut stream) = acceptor.accept(tcp).await else { return };
+                        let Ok(mut stream) = acceptor.accept(tcp).await else {
+                            return;
+                        };
                         if is_acme_tls_alpn(stream.get_ref().1) {
                             // Case 27: a validation connection carries no HTTP.
                             acme_tls_conns.fetch_add(1, Ordering::SeqCst);
                             let _ = stream.shutdown().await;
                             return;
                         }
-                        let sni = stream
-                            .get_ref()
-                            .1
-                            .server_name()
-                            .unwrap_or("-")
-                            .to_owned();
+                        let sni = stream.get_ref().1.server_name().unwrap_or("-").to_owned();
                         let svc = service_fn(move |_req: Request<Incoming>| {
                             https_requests.fetch_add(1, Ordering::SeqCst);
                             let body = format!("hello from {sni}");
-                            async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
+                            async move {
+                                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
+                            }
                         });
                         let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                             .serve_connection(TokioIo::new(stream), svc)
@@ -450,7 +455,11 @@ pub async fn tls_connect(
 }
 
 /// The leaf certificate a server presents for `sni` (not verified).
-pub async fn presented_leaf(port: u16, sni: &str, alpn: &[&[u8]]) -> std::io::Result<CertificateDer<'static>> {
+pub async fn presented_leaf(
+    port: u16,
+    sni: &str,
+    alpn: &[&[u8]],
+) -> std::io::Result<CertificateDer<'static>> {
     let s = tls_connect(port, sni, None, alpn).await?;
     let leaf = s
         .get_ref()

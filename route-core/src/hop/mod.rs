@@ -38,7 +38,9 @@ pub struct UpgradeRequest {
 impl UpgradeRequest {
     /// A WebSocket upgrade.
     pub fn websocket() -> Self {
-        UpgradeRequest { protocol: HeaderValue::from_static("websocket") }
+        UpgradeRequest {
+            protocol: HeaderValue::from_static("websocket"),
+        }
     }
 }
 
@@ -49,8 +51,10 @@ pub(crate) struct TeTrailers;
 
 fn is_fixed_hop(name: &HeaderName) -> bool {
     let s = name.as_str();
-    matches!(s, "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade")
-        || s.starts_with("proxy-")
+    matches!(
+        s,
+        "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade"
+    ) || s.starts_with("proxy-")
 }
 
 /// Removes the fixed hop-by-hop list (`Connection`, `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`,
@@ -64,8 +68,11 @@ pub fn strip_hop_by_hop_fixed(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     headers.remove("keep-alive");
-    let proxied: Vec<HeaderName> =
-        headers.keys().filter(|n| n.as_str().starts_with("proxy-")).cloned().collect();
+    let proxied: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().starts_with("proxy-"))
+        .cloned()
+        .collect();
     for name in proxied {
         headers.remove(name);
     }
@@ -96,7 +103,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 pub(crate) fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
     headers.get_all(name).iter().any(|v| {
-        v.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
     })
 }
 
@@ -109,7 +118,9 @@ pub fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
     let (Some(up), None) = (upgrades.next(), upgrades.next()) else {
         return false;
     };
-    up.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket")
+    up.as_bytes()
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"websocket")
         && has_token(req.headers(), CONNECTION, "upgrade")
 }
 

@@ -3,7 +3,9 @@ use std::task::{Context, Poll};
 use http::Request;
 use tower_service::Service;
 
-use super::{has_token, is_websocket_upgrade, strip_hop_by_hop, HopByHopLayer, TeTrailers, UpgradeRequest};
+use super::{
+    has_token, is_websocket_upgrade, strip_hop_by_hop, HopByHopLayer, TeTrailers, UpgradeRequest,
+};
 
 /// Strips hop-by-hop request headers and records a genuine WebSocket upgrade as
 /// [`UpgradeRequest`]. See the [module docs](crate::hop).

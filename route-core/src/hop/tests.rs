@@ -5,7 +5,10 @@ use tower::{service_fn, Layer, ServiceExt};
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
     for (k, v) in pairs {
-        h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        h.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
     }
     h
 }
@@ -50,7 +53,10 @@ fn clean_headers_untouched() {
 }
 
 fn upgrade_req(conn: &str, up: &[&str]) -> Request<()> {
-    let mut b = Request::builder().uri("/ws").header(HOST, "a.com").header(CONNECTION, conn);
+    let mut b = Request::builder()
+        .uri("/ws")
+        .header(HOST, "a.com")
+        .header(CONNECTION, conn);
     for u in up {
         b = b.header(UPGRADE, *u);
     }
@@ -59,10 +65,16 @@ fn upgrade_req(conn: &str, up: &[&str]) -> Request<()> {
 
 #[test]
 fn websocket_detection() {
-    assert!(is_websocket_upgrade(&upgrade_req("keep-alive, Upgrade", &["WebSocket"])));
+    assert!(is_websocket_upgrade(&upgrade_req(
+        "keep-alive, Upgrade",
+        &["WebSocket"]
+    )));
     assert!(!is_websocket_upgrade(&upgrade_req("Upgrade", &["h2c"])));
     assert!(!is_websocket_upgrade(&upgrade_req("close", &["websocket"])));
-    assert!(!is_websocket_upgrade(&upgrade_req("upgrade", &["websocket", "h2c"])));
+    assert!(!is_websocket_upgrade(&upgrade_req(
+        "upgrade",
+        &["websocket", "h2c"]
+    )));
     let mut post = upgrade_req("upgrade", &["websocket"]);
     *post.method_mut() = Method::POST;
     assert!(!is_websocket_upgrade(&post));
@@ -76,11 +88,18 @@ async fn layer_records_upgrade_and_strips() {
             req.headers().clone(),
         ))
     }));
-    let (up, h) = svc.clone().oneshot(upgrade_req("Upgrade", &["websocket"])).await.unwrap();
+    let (up, h) = svc
+        .clone()
+        .oneshot(upgrade_req("Upgrade", &["websocket"]))
+        .await
+        .unwrap();
     assert_eq!(up, Some(UpgradeRequest::websocket()));
     assert!(h.get(UPGRADE).is_none() && h.get(CONNECTION).is_none());
 
-    let (up, h) = svc.oneshot(upgrade_req("Upgrade, HTTP2-Settings", &["h2c"])).await.unwrap();
+    let (up, h) = svc
+        .oneshot(upgrade_req("Upgrade, HTTP2-Settings", &["h2c"]))
+        .await
+        .unwrap();
     assert_eq!(up, None);
     assert!(h.get(UPGRADE).is_none());
 }

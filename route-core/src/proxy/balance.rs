@@ -28,7 +28,11 @@ impl Target {
         if url.scheme() != Some(&Scheme::HTTP) || url.query().is_some() {
             return Err(invalid());
         }
-        let authority = url.authority().filter(|a| !a.as_str().contains('@')).ok_or_else(invalid)?.clone();
+        let authority = url
+            .authority()
+            .filter(|a| !a.as_str().contains('@'))
+            .ok_or_else(invalid)?
+            .clone();
         let base = match url.path().trim_end_matches('/') {
             "" => None,
             p => Some(p.into()),
@@ -52,7 +56,12 @@ impl Target {
                 PathAndQuery::try_from(format!("{base}{rest}")).ok()?
             }
         };
-        Uri::builder().scheme(self.scheme.clone()).authority(self.authority.clone()).path_and_query(pq).build().ok()
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .ok()
     }
 }
 
@@ -121,7 +130,10 @@ mod tests {
 
     fn balancer(n: usize, down: Duration) -> Balancer {
         let targets = (0..n)
-            .map(|i| Target::from_uri(&format!("http://127.0.0.1:{}", 1000 + i).parse().unwrap()).unwrap())
+            .map(|i| {
+                Target::from_uri(&format!("http://127.0.0.1:{}", 1000 + i).parse().unwrap())
+                    .unwrap()
+            })
             .collect();
         Balancer::new(targets, Instant::now(), down)
     }

@@ -33,7 +33,11 @@ pin_project! {
 
 impl<B> DownstreamBody<B> {
     pub(crate) fn new(inner: B, limit: Option<u64>) -> Self {
-        DownstreamBody { inner, remaining: limit, limit: limit.unwrap_or(0) }
+        DownstreamBody {
+            inner,
+            remaining: limit,
+            limit: limit.unwrap_or(0),
+        }
     }
 }
 
@@ -45,7 +49,10 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {

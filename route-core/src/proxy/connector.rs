@@ -48,16 +48,23 @@ impl UpstreamConnector {
         UpstreamConnector {
             http,
             settings: Arc::default(),
-            default: ConnSettings { connect_timeout: default_timeout, http2: false },
+            default: ConnSettings {
+                connect_timeout: default_timeout,
+                http2: false,
+            },
         }
     }
 
     pub(crate) fn register(&self, authority: &str, settings: ConnSettings) {
-        self.settings.write().insert(authority.to_ascii_lowercase(), settings);
+        self.settings
+            .write()
+            .insert(authority.to_ascii_lowercase(), settings);
     }
 
     fn settings_for(&self, uri: &Uri) -> ConnSettings {
-        let Some(a) = uri.authority() else { return self.default };
+        let Some(a) = uri.authority() else {
+            return self.default;
+        };
         let map = self.settings.read();
         map.get(a.as_str())
             .or_else(|| map.get(&a.as_str().to_ascii_lowercase()))
@@ -81,7 +88,10 @@ impl Service<Uri> for UpstreamConnector {
         let connecting = self.http.call(uri);
         Box::pin(async move {
             match tokio::time::timeout(settings.connect_timeout, connecting).await {
-                Ok(Ok(io)) => Ok(UpstreamStream { io, h2: settings.http2 }),
+                Ok(Ok(io)) => Ok(UpstreamStream {
+                    io,
+                    h2: settings.http2,
+                }),
                 Ok(Err(e)) => Err(e.into()),
                 Err(_) => Err(ConnectTimeout(settings.connect_timeout).into()),
             }
@@ -120,7 +130,11 @@ impl hyper::rt::Read for UpstreamStream {
 }
 
 impl hyper::rt::Write for UpstreamStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.project().io.poll_write(cx, buf)
     }
 

@@ -39,15 +39,23 @@ impl std::fmt::Debug for ResponseFuture {
 
 impl ResponseFuture {
     pub(crate) fn done(response: Response<Body>) -> Self {
-        ResponseFuture { state: State::Done { response: Some(response) } }
+        ResponseFuture {
+            state: State::Done {
+                response: Some(response),
+            },
+        }
     }
 
     pub(crate) fn requesting(future: Timeout<LegacyFuture>, inner: Arc<Inner>, idx: usize) -> Self {
-        ResponseFuture { state: State::Requesting { future, inner, idx } }
+        ResponseFuture {
+            state: State::Requesting { future, inner, idx },
+        }
     }
 
     pub(crate) fn boxed(future: Pin<Box<dyn Future<Output = Response<Body>> + Send>>) -> Self {
-        ResponseFuture { state: State::Boxed { future } }
+        ResponseFuture {
+            state: State::Boxed { future },
+        }
     }
 }
 
@@ -57,7 +65,9 @@ impl Future for ResponseFuture {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             // A second poll after completion is a caller bug; it stays pending.
-            StateProj::Done { response } => response.take().map_or(Poll::Pending, |r| Poll::Ready(Ok(r))),
+            StateProj::Done { response } => response
+                .take()
+                .map_or(Poll::Pending, |r| Poll::Ready(Ok(r))),
             StateProj::Requesting { future, inner, idx } => {
                 let res = match ready!(future.poll(cx)) {
                     Ok(Ok(res)) => inner.relay(*idx, res),

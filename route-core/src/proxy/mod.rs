@@ -143,7 +143,9 @@ pub struct Proxy {
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proxy").field("down_time", &self.down_time).finish_non_exhaustive()
+        f.debug_struct("Proxy")
+            .field("down_time", &self.down_time)
+            .finish_non_exhaustive()
     }
 }
 
@@ -185,10 +187,18 @@ impl Proxy {
             let target = balance::Target::from_uri(url)?;
             self.shared.connector.register(
                 target.authority.as_str(),
-                ConnSettings { connect_timeout: upstream.connect_timeout, http2: upstream.http2 },
+                ConnSettings {
+                    connect_timeout: upstream.connect_timeout,
+                    http2: upstream.http2,
+                },
             );
             targets.push(target);
         }
-        Ok(ProxyService::new(self.shared.clone(), upstream, targets, self.down_time))
+        Ok(ProxyService::new(
+            self.shared.clone(),
+            upstream,
+            targets,
+            self.down_time,
+        ))
     }
 }

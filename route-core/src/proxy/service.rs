@@ -35,7 +35,16 @@ impl fmt::Debug for ProxyService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProxyService")
             .field("route", &self.inner.route)
-            .field("upstreams", &self.inner.balancer.targets.iter().map(|t| &t.label).collect::<Vec<_>>())
+            .field(
+                "upstreams",
+                &self
+                    .inner
+                    .balancer
+                    .targets
+                    .iter()
+                    .map(|t| &t.label)
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -92,7 +101,13 @@ pub(crate) fn classify(err: &(dyn StdError + 'static), connecting: bool) -> (Rej
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The value for `X-Forwarded-Host`: the normalised host, reusing the `Host` header's bytes
@@ -114,7 +129,13 @@ impl Inner {
 
     /// Logs a failure naming the route and upstream, marks the upstream down after a
     /// connect failure, and builds the rejection.
-    pub(crate) fn fail(&self, idx: usize, rejection: Rejection, mark_down: bool, err: &dyn fmt::Display) -> Response<Body> {
+    pub(crate) fn fail(
+        &self,
+        idx: usize,
+        rejection: Rejection,
+        mark_down: bool,
+        err: &dyn fmt::Display,
+    ) -> Response<Body> {
         if mark_down {
             self.balancer.mark_down(idx);
         }
@@ -129,12 +150,21 @@ impl Inner {
         rejection.response()
     }
 
-    pub(crate) fn fail_error(&self, idx: usize, err: &(dyn StdError + 'static), connecting: bool) -> Response<Body> {
+    pub(crate) fn fail_error(
+        &self,
+        idx: usize,
+        err: &(dyn StdError + 'static),
+        connecting: bool,
+    ) -> Response<Body> {
         let (rejection, down) = classify(err, connecting);
         self.fail(idx, rejection, down, &Chain(err))
     }
 
-    pub(crate) fn fail_client(&self, idx: usize, err: &hyper_util::client::legacy::Error) -> Response<Body> {
+    pub(crate) fn fail_client(
+        &self,
+        idx: usize,
+        err: &hyper_util::client::legacy::Error,
+    ) -> Response<Body> {
         self.fail_error(idx, err, err.is_connect())
     }
 
@@ -142,7 +172,12 @@ impl Inner {
     pub(crate) fn relay(&self, idx: usize, res: Response<Incoming>) -> Response<Body> {
         if res.status() == StatusCode::SWITCHING_PROTOCOLS {
             // Nothing asked for an upgrade on this path (h2c and friends were stripped).
-            return self.fail(idx, Rejection::BAD_GATEWAY, false, &"unrequested 101 Switching Protocols");
+            return self.fail(
+                idx,
+                Rejection::BAD_GATEWAY,
+                false,
+                &"unrequested 101 Switching Protocols",
+            );
         }
         let (mut parts, body) = res.into_parts();
         strip_hop_by_hop(&mut parts.headers);
@@ -152,7 +187,12 @@ impl Inner {
 }
 
 impl ProxyService {
-    pub(crate) fn new(shared: Arc<Shared>, cfg: UpstreamConfig, targets: Vec<Target>, down: Duration) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        cfg: UpstreamConfig,
+        targets: Vec<Target>,
+        down: Duration,
+    ) -> Self {
         let epoch = shared.epoch;
         ProxyService {
             inner: Arc::new(Inner {
@@ -210,29 +250,51 @@ where
                 headers.insert(TE, TRAILERS.clone());
             }
         } else if !headers.contains_key(HOST) {
-            if let Some(v) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+            if let Some(v) = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
                 headers.insert(HOST, v);
             }
         }
-        inner.shared.forwarded.apply(headers, parts.extensions.get::<ConnectionInfo>(), x_forwarded_host);
+        inner.shared.forwarded.apply(
+            headers,
+            parts.extensions.get::<ConnectionInfo>(),
+            x_forwarded_host,
+        );
 
         parts.uri = uri;
-        parts.version = if inner.http2 { Version::HTTP_2 } else { Version::HTTP_11 };
+        parts.version = if inner.http2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
         let body = Body::new(DownstreamBody::new(body, inner.body_limit));
 
-        let upgrade = parts.extensions.remove::<UpgradeRequest>().is_some() && inner.websocket && !inner.http2;
+        let upgrade = parts.extensions.remove::<UpgradeRequest>().is_some()
+            && inner.websocket
+            && !inner.http2;
         if upgrade {
             let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
             parts.extensions.clear();
             parts.headers.insert(CONNECTION, UPGRADE_TOKEN.clone());
             parts.headers.insert(UPGRADE, WEBSOCKET.clone());
             let req = Request::from_parts(parts, body);
-            return ResponseFuture::boxed(Box::pin(super::upgrade::tunnel(self.inner.clone(), idx, req, on_upgrade)));
+            return ResponseFuture::boxed(Box::pin(super::upgrade::tunnel(
+                self.inner.clone(),
+                idx,
+                req,
+                on_upgrade,
+            )));
         }
         // Downstream extensions (hyper's upgrade handle, an HTTP/2 `:protocol`…) must not
         // change what the client sends upstream.
         parts.extensions.clear();
-        let future = inner.shared.client.request(Request::from_parts(parts, body));
+        let future = inner
+            .shared
+            .client
+            .request(Request::from_parts(parts, body));
         ResponseFuture::requesting(
             tokio::time::timeout(inner.response_timeout, future),
             self.inner.clone(),

@@ -30,7 +30,10 @@ pub(super) async fn tunnel(
     if let Ok(uri) = http::Uri::from_parts(parts) {
         *req.uri_mut() = uri;
     }
-    let (mut sender, conn) = match hyper::client::conn::http1::Builder::new().handshake(stream).await {
+    let (mut sender, conn) = match hyper::client::conn::http1::Builder::new()
+        .handshake(stream)
+        .await
+    {
         Ok(pair) => pair,
         Err(e) => return inner.fail_error(idx, &e, false),
     };
@@ -45,7 +48,12 @@ pub(super) async fn tunnel(
         Ok(Ok(res)) => res,
         Ok(Err(e)) => return inner.fail_error(idx, &e, false),
         Err(_) => {
-            return inner.fail(idx, Rejection::RESPONSE_TIMEOUT, false, &"no upgrade response in time");
+            return inner.fail(
+                idx,
+                Rejection::RESPONSE_TIMEOUT,
+                false,
+                &"no upgrade response in time",
+            );
         }
     };
     if res.status() != StatusCode::SWITCHING_PROTOCOLS {
@@ -56,7 +64,12 @@ pub(super) async fn tunnel(
         .get(UPGRADE)
         .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket"));
     let Some(downstream) = on_upgrade.filter(|_| agreed) else {
-        return inner.fail(idx, Rejection::BAD_GATEWAY, false, &"101 without a usable WebSocket upgrade");
+        return inner.fail(
+            idx,
+            Rejection::BAD_GATEWAY,
+            false,
+            &"101 without a usable WebSocket upgrade",
+        );
     };
     let upstream = hyper::upgrade::on(&mut res);
     let route = inner.route.clone();

@@ -37,11 +37,20 @@ where
     S: Service<Request<B>>,
 {
     pub(super) fn rejected(response: Response<RB>) -> Self {
-        ResponseFuture { state: State::Rejected { response: Some(response) } }
+        ResponseFuture {
+            state: State::Rejected {
+                response: Some(response),
+            },
+        }
     }
 
     pub(super) fn ready(service: S, request: Request<B>) -> Self {
-        ResponseFuture { state: State::Ready { service, request: Some(request) } }
+        ResponseFuture {
+            state: State::Ready {
+                service,
+                request: Some(request),
+            },
+        }
     }
 }
 
@@ -65,7 +74,9 @@ where
                 }
                 StateProj::Ready { service, request } => {
                     let Ok(()) = ready!(service.poll_ready(cx));
-                    let Some(req) = request.take() else { return Poll::Pending };
+                    let Some(req) = request.take() else {
+                        return Poll::Pending;
+                    };
                     let future = service.call(req);
                     state.set(State::Called { future });
                 }

@@ -17,7 +17,7 @@ mod future;
 mod service;
 
 pub use future::ResponseFuture;
-pub use service::{Router, RouteMatch, SharedRouteTable};
+pub use service::{RouteMatch, Router, SharedRouteTable};
 
 #[cfg(test)]
 mod tests;

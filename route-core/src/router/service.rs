@@ -8,7 +8,9 @@ use http::{Request, Response, Uri};
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use crate::{normalize_host, request_host, try_normalize_path, ConnectionInfo, Rejection, RouteTable};
+use crate::{
+    normalize_host, request_host, try_normalize_path, ConnectionInfo, Rejection, RouteTable,
+};
 
 /// The route table as the router holds it: swapped whole on reload, read without locks.
 pub type SharedRouteTable<S> = Arc<arc_swap::ArcSwap<RouteTable<S>>>;
@@ -29,20 +31,28 @@ pub struct Router<S> {
 
 impl<S> Clone for Router<S> {
     fn clone(&self) -> Self {
-        Router { table: self.table.clone(), sni_check: self.sni_check }
+        Router {
+            table: self.table.clone(),
+            sni_check: self.sni_check,
+        }
     }
 }
 
 impl<S> std::fmt::Debug for Router<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Router").field("routes", &self.table.load().len()).finish()
+        f.debug_struct("Router")
+            .field("routes", &self.table.load().len())
+            .finish()
     }
 }
 
 impl<S> Router<S> {
     /// A router over a shared, swappable table.
     pub fn new(table: SharedRouteTable<S>) -> Self {
-        Router { table, sni_check: false }
+        Router {
+            table,
+            sni_check: false,
+        }
     }
 
     /// Also answer 421 when a TLS request's host differs from the connection's SNI
@@ -91,7 +101,12 @@ where
             Err(e) => return ResponseFuture::rejected(e.rejection().response()),
         };
         if self.sni_check {
-            if let Some(sni) = req.extensions().get::<ConnectionInfo>().filter(|i| i.tls).and_then(|i| i.sni.as_deref()) {
+            if let Some(sni) = req
+                .extensions()
+                .get::<ConnectionInfo>()
+                .filter(|i| i.tls)
+                .and_then(|i| i.sni.as_deref())
+            {
                 if normalize_host(sni).map_or(true, |s| s != host) {
                     return ResponseFuture::rejected(Rejection::SNI_MISMATCH.response());
                 }
@@ -109,7 +124,9 @@ where
             return ResponseFuture::rejected(Rejection::NO_ROUTE.response());
         };
         let service = found.route.clone();
-        let route = RouteMatch { pattern: found.pattern.clone() };
+        let route = RouteMatch {
+            pattern: found.pattern.clone(),
+        };
         drop(table);
         let new_uri = match path {
             std::borrow::Cow::Owned(p) => match with_path(req.uri(), &p) {

@@ -13,8 +13,15 @@ type Echo = tower::util::BoxCloneSyncService<Request<()>, Response<Bytes>, Infal
 /// A route that answers with its name, the URI it got and the matched pattern.
 fn echo(name: &'static str) -> Echo {
     tower::util::BoxCloneSyncService::new(service_fn(move |req: Request<()>| async move {
-        let pattern = req.extensions().get::<RouteMatch>().map(|m| m.pattern.to_string()).unwrap_or_default();
-        Ok::<_, Infallible>(Response::new(Bytes::from(format!("{name} {} {pattern}", req.uri()))))
+        let pattern = req
+            .extensions()
+            .get::<RouteMatch>()
+            .map(|m| m.pattern.to_string())
+            .unwrap_or_default();
+        Ok::<_, Infallible>(Response::new(Bytes::from(format!(
+            "{name} {} {pattern}",
+            req.uri()
+        ))))
     }))
 }
 
@@ -22,22 +29,34 @@ fn router() -> Router<Echo> {
     let mut t = RouteTable::new();
     t.insert("a.example.com", echo("a")).unwrap();
     t.insert("*.example.com", echo("wild")).unwrap();
-    t.insert_prefix("p.example.com", "/api", echo("api")).unwrap();
+    t.insert_prefix("p.example.com", "/api", echo("api"))
+        .unwrap();
     Router::new(Arc::new(arc_swap::ArcSwap::from_pointee(t)))
 }
 
 async fn call(router: Router<Echo>, req: Request<()>) -> (u16, String) {
     let res = router.oneshot(req).await.unwrap();
-    (res.status().as_u16(), String::from_utf8(res.into_body().to_vec()).unwrap())
+    (
+        res.status().as_u16(),
+        String::from_utf8(res.into_body().to_vec()).unwrap(),
+    )
 }
 
 fn req(host: &str, uri: &str) -> Request<()> {
-    Request::builder().uri(uri).header("host", host).body(()).unwrap()
+    Request::builder()
+        .uri(uri)
+        .header("host", host)
+        .body(())
+        .unwrap()
 }
 
 #[tokio::test]
 async fn routes_and_rewrites_the_path_keeping_the_query() {
-    let (s, b) = call(router(), req("A.example.com.", "/x/%2e%2e//y/./z?q=%2e%2e&r=1")).await;
+    let (s, b) = call(
+        router(),
+        req("A.example.com.", "/x/%2e%2e//y/./z?q=%2e%2e&r=1"),
+    )
+    .await;
     assert_eq!((s, b.as_str()), (200, "a /y/z?q=%2e%2e&r=1 a.example.com"));
     let (s, b) = call(router(), req("b.example.com", "/")).await;
     assert_eq!((s, b.as_str()), (200, "wild / *.example.com"));
@@ -52,7 +71,11 @@ async fn rejections_are_json() {
         (req("p.example.com", "/other"), 404, "no-route"),
         (req("127.0.0.1", "/"), 421, "misdirected-request"),
         (req("a.example.com", "/a%2fb"), 400, "invalid-path"),
-        (Request::builder().uri("/").body(()).unwrap(), 400, "missing-host"),
+        (
+            Request::builder().uri("/").body(()).unwrap(),
+            400,
+            "missing-host",
+        ),
     ];
     for (r, status, code) in cases {
         let (s, b) = call(router(), r).await;

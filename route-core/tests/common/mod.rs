@@ -1,6 +1,12 @@
 //! Real servers for the socket-level tests: recording upstreams and the composed gateway
 //! stack (HopByHopLayer -> identity injection -> Router -> ProxyService).
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs
+)]
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -96,7 +102,11 @@ async fn record(
     let path = parts.uri.path().to_owned();
     seen.lock().push(Seen {
         method: parts.method.to_string(),
-        uri: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+        uri: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
         version: parts.version,
         headers: parts.headers.clone(),
         body: kept,
@@ -108,7 +118,8 @@ async fn record(
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
     let mut res = Response::new(Full::new(Bytes::from(format!("{name} {len}"))));
-    res.headers_mut().insert("x-upstream", HeaderValue::from_static(name));
+    res.headers_mut()
+        .insert("x-upstream", HeaderValue::from_static(name));
     if path == "/hop-response" {
         let h = res.headers_mut();
         h.insert("connection", HeaderValue::from_static("x-secret-hop"));
@@ -135,12 +146,15 @@ pub async fn upstream(name: &'static str) -> Upstream {
     let u = up.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let conn = u.conns.fetch_add(1, Ordering::SeqCst);
             let seen = u.seen.clone();
             let closed = u.closed.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| record(name, seen.clone(), conn, req));
+                let svc =
+                    hyper::service::service_fn(move |req| record(name, seen.clone(), conn, req));
                 let _ = auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                     .await;
@@ -167,17 +181,26 @@ pub fn config(route: &str, urls: Vec<Uri>) -> UpstreamConfig {
 }
 
 pub fn route(proxy: &Proxy, name: &str, ups: &[&Upstream]) -> ProxyService {
-    proxy.service(config(name, ups.iter().map(|u| u.url()).collect())).unwrap()
+    proxy
+        .service(config(name, ups.iter().map(|u| u.url()).collect()))
+        .unwrap()
 }
 
 /// Stands in for the session layer: drops client `x-hasura-*` and injects an identity.
 fn inject_identity(mut req: Request<Incoming>) -> Request<Incoming> {
-    let names: Vec<_> = req.headers().keys().filter(|k| k.as_str().starts_with("x-hasura-")).cloned().collect();
+    let names: Vec<_> = req
+        .headers()
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-hasura-"))
+        .cloned()
+        .collect();
     for n in names {
         req.headers_mut().remove(n);
     }
-    req.headers_mut().insert("x-hasura-role", HeaderValue::from_static("user"));
-    req.headers_mut().insert("x-hasura-user-id", HeaderValue::from_static("42"));
+    req.headers_mut()
+        .insert("x-hasura-role", HeaderValue::from_static("user"));
+    req.headers_mut()
+        .insert("x-hasura-user-id", HeaderValue::from_static("42"));
     req
 }
 
@@ -197,8 +220,15 @@ pub async fn gateway(table: RouteTable<ProxyService>) -> Gateway {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, remote_addr)) = listener.accept().await else { return };
-            let info = ConnectionInfo { remote_addr, local_addr: addr, tls: false, sni: None };
+            let Ok((stream, remote_addr)) = listener.accept().await else {
+                return;
+            };
+            let info = ConnectionInfo {
+                remote_addr,
+                local_addr: addr,
+                tls: false,
+                sni: None,
+            };
             let stack = stack.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
@@ -244,12 +274,18 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let res = tx.send_request(req).await.unwrap();
     let (parts, body) = res.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
-    Answer { status: parts.status.as_u16(), headers: parts.headers, body }
+    Answer {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    }
 }
 
 /// GET `path` with `Host: host` and extra headers.
