@@ -47,6 +47,9 @@ pub enum StartError {
     /// The routes could not be built.
     #[error(transparent)]
     Build(#[from] stack::BuildError),
+    /// The services added through the admin API could not be loaded.
+    #[error(transparent)]
+    Services(#[from] crate::services::StateError),
 }
 
 /// The parts of a running gateway that a reload replaces or reads.
@@ -149,6 +152,8 @@ pub struct Running {
     pub shared: Shared,
     /// The admin secret in force (quickstart prints it).
     pub admin_secret: Option<Secret>,
+    /// The services admin API (its version, its state file, the certificate names watch).
+    pub services: crate::services::ServicesApi,
     shutdown: watch::Sender<bool>,
     permits: Arc<Semaphore>,
     max_connections: usize,
@@ -309,6 +314,13 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         policy,
         store: store.clone(),
     };
+    // The API's services are in force before the admin listener (and readiness) comes up.
+    let services = crate::services::ServicesApi::open(
+        shared.clone(),
+        opts.config_path
+            .as_deref()
+            .map(crate::services::state_path_for),
+    )?;
     let mut admin_addr = None;
     if let Some(addr) = config.listen.admin {
         let listener = bind(addr)?;
@@ -319,7 +331,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
             default_ttl: config.sessions.ttl,
             metrics: crate::telemetry::metrics_handle(),
             ready: ready.clone(),
-            extra: None,
+            extra: Some(services.router(admin_secret.clone())),
             acme: tls.as_ref().and_then(|t| t.acme.clone()),
         };
         let app = admin::router(state);
@@ -348,6 +360,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         admin_addr,
         shared,
         admin_secret,
+        services,
         shutdown: shutdown_tx,
         permits,
         max_connections: config.limits.max_connections,

@@ -26,6 +26,7 @@ pub mod policy;
 pub mod reject;
 pub mod reload;
 pub mod server;
+pub mod services;
 pub mod stack;
 pub mod telemetry;
 pub mod tls;
