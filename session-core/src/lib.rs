@@ -109,7 +109,7 @@ pub use session::{
 pub use session_layer::{SessionLayer, SessionService};
 pub use set_cookie::{CookieConfig, SameSite};
 pub use store::{MemoryStore, SessionStore, StoreError};
-pub use token::{Token, TokenHash, MAX_TOKEN_LEN};
+pub use token::{constant_time_eq, Token, TokenHash, MAX_TOKEN_LEN};
 
 /// A boxed, `Send` future: what the object-safe async traits return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -133,6 +133,15 @@ impl PartialEq for Token {
 
 impl Eq for Token {}
 
+/// Compares two secrets (an admin secret, an API key) in constant time, whatever their
+/// lengths: both are hashed with SHA-256 and the digests compared with `subtle`, so neither the
+/// position of the first difference nor the length of the expected secret leaks through timing.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let a: [u8; 32] = Sha256::digest(a).into();
+    let b: [u8; 32] = Sha256::digest(b).into();
+    a.ct_eq(&b).into()
+}
+
 /// The `token68` characters other than the trailing `=` padding.
 const TOKEN68_CHAR: [bool; 256] = {
     let mut t = [false; 256];
@@ -227,6 +236,15 @@ mod tests {
         let p = Token::parse(t.expose()).unwrap();
         assert_eq!(t, p);
         assert_eq!(t.hash(), p.hash());
+    }
+
+    #[test]
+    fn constant_time_eq_compares_contents() {
+        assert!(constant_time_eq(b"admin-secret", b"admin-secret"));
+        assert!(!constant_time_eq(b"admin-secret", b"admin-secreT"));
+        assert!(!constant_time_eq(b"admin-secret", b"admin"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
     }
 
     #[test]
