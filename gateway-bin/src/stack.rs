@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! Front (access log, metrics, SNI = Host) → HopByHop → SessionLayer → Csrf → Router
-//!     → per service: RoutePolicy → RequireRole → Proxy
+//!     → per service: RoutePolicy → Cors → Redirect → RequireRole → Proxy
 //! ```
 //!
 //! Hop-by-hop headers go first, so that `Connection: X-Hasura-Role` can never remove what the
@@ -21,12 +21,15 @@ use session_core::{
 use tower::Layer;
 
 use crate::config::{Config, Service};
+use crate::cors::{ServiceCors, ServiceCorsLayer};
 use crate::csrf::{Csrf, CsrfLayer};
 use crate::front::{Front, FrontLayer};
 use crate::policy::{RoutePolicy, SessionPolicy};
+use crate::redirect::{Redirect, RedirectLayer};
 
-/// One service's pipeline, as stored in the route table.
-pub type RouteService = RoutePolicy<RequireRole<ProxyService>>;
+/// One service's pipeline, as stored in the route table. CORS sits before the role check, so
+/// preflights are answered without a session and never proxied.
+pub type RouteService = RoutePolicy<ServiceCors<Redirect<RequireRole<ProxyService>>>>;
 
 /// The whole request path for one listener.
 pub type GatewayService = Front<HopByHop<SessionService<Csrf<Router<RouteService>>>>>;
@@ -109,8 +112,17 @@ pub fn route_service(
     let role = RequireRoleLayer::new(service.allowed_roles.iter().cloned())
         .forbid_authenticated(config.sessions.forbid_authenticated_without_role)
         .layer(proxied);
+    let redirect = RedirectLayer::new(
+        &service.allowed_roles,
+        service.no_session_redirect.clone(),
+        service.no_access_redirect.clone(),
+        &config.domains,
+    )
+    .layer(role);
+    let cors = ServiceCorsLayer::new(service, &config.domains, &config.sessions.role_header)
+        .layer(redirect);
     Ok(RoutePolicy::new(
-        role,
+        cors,
         policy.clone(),
         &service.name,
         service.forward_credentials,

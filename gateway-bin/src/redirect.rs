@@ -1,0 +1,373 @@
+//! Redirects instead of errors for browser navigations (per service, optional).
+//!
+//! A person who opens `https://admin.<domain>/` without a session should land on the login page,
+//! not on a JSON 401. A service with `no_session_redirect` sends such a navigation there, with
+//! `redirect_to` holding the URL that was asked for; one with `no_access_redirect` does the same
+//! for a session that lacks the service's role. API calls keep their 401/403 JSON.
+//!
+//! - A request is a navigation when `Sec-Fetch-Mode` is `navigate`, or, from a client that sends
+//!   no `Sec-Fetch-Mode`, when `Accept` contains `text/html`. A `fetch()` (mode `cors`,
+//!   `same-origin`, `no-cors`) is never one, whatever it accepts.
+//! - Only refusals of the role check are redirected: the layer wraps
+//!   [`RequireRole`](session_core::RequireRole) and rewrites its 401/403 when the caller's role is
+//!   not among the service's allowed roles. An upstream's own 401 passes through.
+//! - `redirect_to` is only added when the request's host is a project domain or a subdomain of
+//!   one, so the login page is never handed a foreign URL (no open redirect). The targets
+//!   themselves come from the config file.
+//! - `GET` and `HEAD` get 302; other methods (a form post) get 303, so the browser follows with a
+//!   `GET`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use http::header::{ACCEPT, CACHE_CONTROL, HOST, LOCATION};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use pin_project_lite::pin_project;
+use route_core::{Body, ConnectionInfo};
+use session_core::Identity;
+use tower::{Layer, Service};
+
+use crate::cors::is_project_authority;
+
+/// Layer for [`Redirect`]: the service's allowed roles, its redirect targets and the project's
+/// domains, built once per service.
+#[derive(Clone, Debug)]
+pub struct RedirectLayer {
+    shared: Option<Arc<Shared>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// The service's allowed roles, as given to its `RequireRole` (empty: every role).
+    roles: Box<[String]>,
+    no_session: Option<String>,
+    no_access: Option<String>,
+    domains: Box<[String]>,
+}
+
+impl RedirectLayer {
+    /// Redirects navigations refused by a role check over `allowed_roles` (the same list the
+    /// service's `RequireRole` has; empty allows every role) to `no_session` for anonymous
+    /// callers and to `no_access` for callers with a session. `None` keeps the refusal.
+    pub fn new(
+        allowed_roles: &[String],
+        no_session: Option<String>,
+        no_access: Option<String>,
+        domains: &[String],
+    ) -> Self {
+        if allowed_roles.is_empty() || (no_session.is_none() && no_access.is_none()) {
+            // Nothing is ever refused, or nothing to redirect to: a pass-through.
+            return RedirectLayer { shared: None };
+        }
+        RedirectLayer {
+            shared: Some(Arc::new(Shared {
+                roles: allowed_roles.into(),
+                no_session,
+                no_access,
+                domains: domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+            })),
+        }
+    }
+}
+
+impl<S> Layer<S> for RedirectLayer {
+    type Service = Redirect<S>;
+    fn layer(&self, inner: S) -> Redirect<S> {
+        Redirect {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// Turns a role check's refusal of a browser navigation into a redirect.
+#[derive(Clone, Debug)]
+pub struct Redirect<S> {
+    inner: S,
+    shared: Option<Arc<Shared>>,
+}
+
+impl<S> Redirect<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B> Service<Request<B>> for Redirect<S>
+where
+    S: Service<Request<B>, Response = Response<Body>>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let location = self.shared.as_ref().and_then(|s| s.location(&req));
+        ResponseFuture {
+            inner: self.inner.call(req),
+            location,
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`Redirect`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        location: Option<(HeaderValue, StatusCode)>,
+    }
+}
+
+impl<F, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let res = ready!(this.inner.poll(cx))?;
+        let refused = matches!(
+            res.status(),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        );
+        match this.location.take() {
+            Some((location, status)) if refused => {
+                let mut redirect = Response::new(Body::empty());
+                *redirect.status_mut() = status;
+                redirect.headers_mut().insert(LOCATION, location);
+                redirect
+                    .headers_mut()
+                    .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                Poll::Ready(Ok(redirect))
+            }
+            _ => Poll::Ready(Ok(res)),
+        }
+    }
+}
+
+impl Shared {
+    /// Where this request goes if the role check refuses it, or `None` to keep the refusal.
+    fn location<B>(&self, req: &Request<B>) -> Option<(HeaderValue, StatusCode)> {
+        let identity = req.extensions().get::<Identity>()?;
+        if self.roles.iter().any(|r| **r == *identity.role) {
+            return None;
+        }
+        let target = if identity.is_authenticated() {
+            self.no_access.as_deref()?
+        } else {
+            self.no_session.as_deref()?
+        };
+        if !is_navigation(req) {
+            return None;
+        }
+        let mut url = target.to_owned();
+        if let Some(original) = self.original_url(req) {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str("redirect_to=");
+            percent_encode_into(&mut url, &original);
+        }
+        let status = if matches!(*req.method(), Method::GET | Method::HEAD) {
+            StatusCode::FOUND
+        } else {
+            StatusCode::SEE_OTHER
+        };
+        HeaderValue::try_from(url).ok().map(|v| (v, status))
+    }
+
+    /// `scheme://host[:port]/path?query` of the request, when its host is the project's.
+    fn original_url<B>(&self, req: &Request<B>) -> Option<String> {
+        let authority = req
+            .headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
+        if !is_project_authority(authority, &self.domains) {
+            return None;
+        }
+        let tls = req
+            .extensions()
+            .get::<ConnectionInfo>()
+            .is_some_and(|i| i.tls);
+        let scheme = if tls { "https" } else { "http" };
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        Some(format!(
+            "{scheme}://{}{path}",
+            authority.to_ascii_lowercase()
+        ))
+    }
+}
+
+/// A browser navigation: `Sec-Fetch-Mode: navigate`, or `Accept: text/html` from a client that
+/// sends no `Sec-Fetch-Mode`.
+fn is_navigation<B>(req: &Request<B>) -> bool {
+    match req.headers().get("sec-fetch-mode") {
+        Some(mode) => mode.as_bytes().eq_ignore_ascii_case(b"navigate"),
+        None => req
+            .headers()
+            .get_all(ACCEPT)
+            .iter()
+            .any(|a| contains_ignore_case(a.as_bytes(), b"text/html")),
+    }
+}
+
+fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn percent_encode_into(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::convert::Infallible;
+
+    use session_core::{AnonymousConfig, RequireRoleLayer};
+    use tower::{ServiceBuilder, ServiceExt};
+
+    use super::*;
+
+    fn layer(no_access: bool) -> RedirectLayer {
+        RedirectLayer::new(
+            &["admin".to_owned()],
+            Some("https://auth.example.com/login".to_owned()),
+            no_access.then(|| "https://auth.example.com/denied".to_owned()),
+            &["example.com".to_owned()],
+        )
+    }
+
+    async fn call(layer: RedirectLayer, req: Request<()>) -> Response<Body> {
+        let svc = ServiceBuilder::new()
+            .layer(layer)
+            .layer(RequireRoleLayer::new(["admin"]))
+            .service(tower::service_fn(|_req: Request<()>| async {
+                Ok::<_, Infallible>(Response::new(Body::from("inner")))
+            }));
+        svc.oneshot(req).await.unwrap()
+    }
+
+    fn req(host: &str, headers: &[(&str, &str)], identity: Identity) -> Request<()> {
+        let mut b = Request::builder().uri("/a/b?x=1&y=%20").header(HOST, host);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let mut r = b.body(()).unwrap();
+        r.extensions_mut().insert(identity);
+        r
+    }
+
+    fn anonymous() -> Identity {
+        Identity::anonymous(&AnonymousConfig::default())
+    }
+
+    fn location(res: &Response<Body>) -> &str {
+        res.headers()[LOCATION].to_str().unwrap()
+    }
+
+    #[tokio::test]
+    async fn navigation_without_a_session_is_redirected_with_redirect_to() {
+        let nav = [("sec-fetch-mode", "navigate")];
+        let res = call(
+            layer(false),
+            req("Admin.Example.com:8443", &nav, anonymous()),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::FOUND);
+        assert_eq!(
+            location(&res),
+            "https://auth.example.com/login?redirect_to=http%3A%2F%2Fadmin.example.com%3A8443%2Fa%2Fb%3Fx%3D1%26y%3D%2520"
+        );
+        // Accept: text/html without Sec-Fetch-Mode is a navigation too.
+        let html = [("accept", "text/html,application/xhtml+xml")];
+        let res = call(layer(false), req("admin.example.com", &html, anonymous())).await;
+        assert_eq!(res.status(), StatusCode::FOUND);
+    }
+
+    #[tokio::test]
+    async fn api_calls_keep_their_401() {
+        for headers in [
+            &[][..],
+            &[("accept", "application/json")][..],
+            // fetch() that accepts HTML is still not a navigation.
+            &[("sec-fetch-mode", "cors"), ("accept", "text/html")][..],
+        ] {
+            let res = call(layer(false), req("admin.example.com", headers, anonymous())).await;
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{headers:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn foreign_host_gets_no_redirect_to() {
+        let nav = [("sec-fetch-mode", "navigate")];
+        for host in [
+            "evil.test",
+            "admin.example.com@evil.test",
+            "example.com.evil.test",
+        ] {
+            let res = call(layer(false), req(host, &nav, anonymous())).await;
+            assert_eq!(res.status(), StatusCode::FOUND);
+            assert_eq!(location(&res), "https://auth.example.com/login", "{host}");
+        }
+    }
+
+    #[tokio::test]
+    async fn session_without_the_role() {
+        let nav = [("sec-fetch-mode", "navigate")];
+        let user = || Identity::new("7", "user", ["user"]);
+        // No no_access_redirect: the refusal stays.
+        let res = call(layer(false), req("admin.example.com", &nav, user())).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let res = call(layer(true), req("admin.example.com", &nav, user())).await;
+        assert_eq!(res.status(), StatusCode::FOUND);
+        assert!(location(&res).starts_with("https://auth.example.com/denied?redirect_to="));
+        // An allowed role reaches the service.
+        let admin = Identity::new("8", "admin", ["admin"]);
+        let res = call(layer(true), req("admin.example.com", &nav, admin)).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn form_posts_get_303() {
+        let mut r = req(
+            "admin.example.com",
+            &[("sec-fetch-mode", "navigate")],
+            anonymous(),
+        );
+        *r.method_mut() = Method::POST;
+        let res = call(layer(false), r).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    }
+}
