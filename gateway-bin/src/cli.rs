@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 
 /// An API gateway: sessions, subdomain routing, role authorization and TLS.
 #[derive(Debug, Parser)]
@@ -37,6 +37,9 @@ pub enum Command {
     /// Inspect and renew TLS certificates.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// List, add and remove services at run time through the admin API.
+    #[command(subcommand)]
+    Service(ServiceCommand),
 }
 
 /// Where the admin API is and how to authenticate to it.
@@ -127,6 +130,60 @@ pub enum CertCommand {
     Renew {
         /// The certificate's name.
         name: String,
+        /// How to reach the admin API.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// `gateway service ...`
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// List every service: the config file's and those added through the admin API.
+    List {
+        /// Print the admin API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// How to reach the admin API.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Add a service at once, without a restart. It is kept in `gateway-services.json` next to
+    /// the config file.
+    Add {
+        /// The service's name; also its subdomain unless `--subdomain` is given.
+        name: String,
+        /// The subdomain under the project's domains.
+        #[arg(long)]
+        subdomain: Option<String>,
+        /// A path prefix within the subdomain.
+        #[arg(long)]
+        path_prefix: Option<String>,
+        /// An upstream URL (http or https); repeat for several.
+        #[arg(long = "upstream", required = true)]
+        upstreams: Vec<String>,
+        /// The allowed roles, comma-separated; name `anonymous` to let requests without a
+        /// session in. Without it, every role is allowed, anonymous included.
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+        /// Tunnel WebSocket upgrades.
+        #[arg(long, default_value_t = true, action = ArgAction::Set)]
+        websocket: bool,
+        /// Keep the gateway's bearer token and session cookie on requests to this service.
+        #[arg(long)]
+        forward_credentials: bool,
+        /// How to reach the admin API.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Remove a service that was added through the admin API.
+    Remove {
+        /// The service's name.
+        name: String,
+        /// Remove only if the services are still at this version (the `version` that
+        /// `service list --json` shows); without it the removal does not check.
+        #[arg(long)]
+        version: Option<u64>,
         /// How to reach the admin API.
         #[command(flatten)]
         admin: AdminArgs,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use http::Method;
 use serde_json::json;
 
-use crate::cli::{AdminArgs, CertCommand, SessionCommand, UserCommand};
+use crate::cli::{AdminArgs, CertCommand, ServiceCommand, SessionCommand, UserCommand};
 use crate::client;
 
 async fn admin_call(
@@ -187,6 +187,141 @@ pub async fn cert(cmd: CertCommand) -> ExitCode {
             .await
         }
     }
+}
+
+/// `gateway service ...`
+pub async fn service(cmd: ServiceCommand) -> ExitCode {
+    match cmd {
+        ServiceCommand::List { json: true, admin } => {
+            admin_call(&admin, Method::GET, "/v1/services", None, None).await
+        }
+        ServiceCommand::List { json: false, admin } => service_table(&admin).await,
+        ServiceCommand::Add {
+            name,
+            subdomain,
+            path_prefix,
+            upstreams,
+            roles,
+            websocket,
+            forward_credentials,
+            admin,
+        } => {
+            let body = json!({
+                "name": name,
+                "subdomain": subdomain,
+                "path_prefix": path_prefix,
+                "upstreams": upstreams,
+                "allowed_roles": roles,
+                "websocket": websocket,
+                "forward_credentials": forward_credentials,
+            });
+            admin_call(&admin, Method::POST, "/v1/services", Some(body), None).await
+        }
+        ServiceCommand::Remove {
+            name,
+            version,
+            admin,
+        } => {
+            let if_match = version.map_or_else(|| "*".to_owned(), |v| format!("\"{v}\""));
+            admin_call(
+                &admin,
+                Method::DELETE,
+                &format!("/v1/services/{}", segment(&name)),
+                None,
+                Some(("if-match", if_match)),
+            )
+            .await
+        }
+    }
+}
+
+/// `gateway service list`: one line per service.
+async fn service_table(admin: &AdminArgs) -> ExitCode {
+    let secret = match client::admin_secret(admin.admin_secret_file.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (status, body) = match client::call(
+        &admin.admin_url,
+        &secret,
+        Method::GET,
+        "/v1/services",
+        None,
+        None,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let parsed = serde_json::from_slice::<serde_json::Value>(&body).ok();
+    let Some(v) = parsed.filter(|_| status.is_success()) else {
+        eprintln!(
+            "gateway: the admin API answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        return ExitCode::FAILURE;
+    };
+    let list = |v: &serde_json::Value| -> String {
+        let items: Vec<&str> = v
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+            .unwrap_or_default();
+        if items.is_empty() {
+            "-".to_owned()
+        } else {
+            items.join(",")
+        }
+    };
+    println!(
+        "{:<20} {:<20} {:<6} {:<36} ROLES",
+        "NAME", "SUBDOMAIN", "ORIGIN", "UPSTREAMS"
+    );
+    for s in v["services"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let mut origin = s["origin"].as_str().unwrap_or("-").to_owned();
+        if s["active"] == json!(false) {
+            origin.push('*');
+        }
+        let roles = match list(&s["allowed_roles"]).as_str() {
+            "-" => "(every role)".to_owned(),
+            r => r.to_owned(),
+        };
+        let mut sub = s["subdomain"].as_str().unwrap_or("-").to_owned();
+        if let Some(p) = s["path_prefix"].as_str() {
+            sub.push_str(p);
+        }
+        println!(
+            "{:<20} {:<20} {:<6} {:<36} {}",
+            s["name"].as_str().unwrap_or("-"),
+            sub,
+            origin,
+            list(&s["upstreams"]),
+            roles
+        );
+    }
+    println!(
+        "version {}{}",
+        v["version"],
+        if v["services"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s["active"] == json!(false)))
+        {
+            " (* an API service shadowed by the config file's service of the same name)"
+        } else {
+            ""
+        }
+    );
+    ExitCode::SUCCESS
 }
 
 #[cfg(test)]

@@ -62,5 +62,6 @@ fn main() -> ExitCode {
         Command::Session(cmd) => runtime.block_on(commands::session(cmd)),
         Command::User(cmd) => runtime.block_on(commands::user(cmd)),
         Command::Cert(cmd) => runtime.block_on(commands::cert(cmd)),
+        Command::Service(cmd) => runtime.block_on(commands::service(cmd)),
     }
 }

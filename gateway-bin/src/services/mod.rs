@@ -237,7 +237,7 @@ impl ServicesApi {
     /// Applies one change under the rebuild lock: precondition, existence, validation against
     /// every other service, a trial build, the state file, then the swap. Returns the new
     /// version and the file config the change was checked against.
-    fn apply(&self, expect: Option<&Precondition>, change: Change) -> Result<u64, Response> {
+    fn apply(&self, expect: Option<&Precondition>, change: Change) -> Result<u64, Refusal> {
         let inner = &self.inner;
         let shared = &inner.shared;
         let mut previous: Option<(u64, Vec<Service>)> = None;
@@ -300,7 +300,8 @@ impl ServicesApi {
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "state-write-failed",
                         "the change could not be saved, so it was not applied; see the gateway's log",
-                    ));
+                    )
+                    .into());
                 }
             }
             previous = Some((version, current.to_vec()));
@@ -333,7 +334,8 @@ impl ServicesApi {
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "apply-failed",
                     &format!("the change could not be applied: {e}"),
-                ))
+                )
+                .into())
             }
         }
     }
@@ -345,7 +347,7 @@ impl ServicesApi {
 }
 
 /// Refuses a service whose subdomain and path prefix another service already serves.
-fn check_free(s: &Service, effective: &Config) -> Result<(), Response> {
+fn check_free(s: &Service, effective: &Config) -> Result<(), Refusal> {
     if let Some(other) = effective
         .services
         .iter()
@@ -421,17 +423,36 @@ fn with_etag(mut res: Response, version: u64) -> Response {
     res
 }
 
-fn unprocessable(field: &str, message: &str) -> Response {
+/// An expected refusal, already a response (boxed: it travels through `Result`s).
+struct Refusal(Box<Response>);
+
+impl From<Response> for Refusal {
+    fn from(res: Response) -> Refusal {
+        Refusal(Box::new(res))
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        *self.0
+    }
+}
+
+fn unprocessable(field: &str, message: &str) -> Refusal {
     let body = json!({ "error": message, "code": "invalid-field", "field": field });
-    (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response()
+    (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body))
+        .into_response()
+        .into()
 }
 
-fn conflict(code: &str, message: &str) -> Response {
+fn conflict(code: &str, message: &str) -> Refusal {
     let body = json!({ "error": message, "code": code, "field": "name" });
-    (StatusCode::CONFLICT, axum::Json(body)).into_response()
+    (StatusCode::CONFLICT, axum::Json(body))
+        .into_response()
+        .into()
 }
 
-fn in_config_file(name: &str) -> Response {
+fn in_config_file(name: &str) -> Refusal {
     conflict(
         "service-in-config-file",
         &format!(
@@ -441,7 +462,7 @@ fn in_config_file(name: &str) -> Response {
     )
 }
 
-fn missing(file: &Config, name: &str) -> Response {
+fn missing(file: &Config, name: &str) -> Refusal {
     if file.service(name).is_some() {
         in_config_file(name)
     } else {
@@ -450,25 +471,27 @@ fn missing(file: &Config, name: &str) -> Response {
             "unknown-service",
             &format!("no service named `{name}`"),
         )
+        .into()
     }
 }
 
-fn precondition_failed(version: u64) -> Response {
+fn precondition_failed(version: u64) -> Refusal {
     let body = json!({
         "error": format!("the services changed: the current version is {version}; read them again and retry"),
         "code": "version-mismatch",
         "current_version": version,
     });
     let res = (StatusCode::PRECONDITION_FAILED, axum::Json(body)).into_response();
-    with_etag(res, version)
+    with_etag(res, version).into()
 }
 
-fn precondition_required() -> Response {
+fn precondition_required() -> Refusal {
     reject::json::<AxumBody>(
         StatusCode::PRECONDITION_REQUIRED,
         "if-match-required",
         "send If-Match with the ETag of GET /v1/services (or `*` to skip the check)",
     )
+    .into()
 }
 
 /// The router's state.
@@ -491,13 +514,14 @@ impl FromRequestParts<ApiState> for Admin {
     }
 }
 
-fn read_json(body: &Bytes) -> Result<Value, Response> {
+fn read_json(body: &Bytes) -> Result<Value, Refusal> {
     serde_json::from_slice(body).map_err(|e| {
         reject::json::<AxumBody>(
             StatusCode::BAD_REQUEST,
             "invalid-json",
             &format!("the body must be a JSON service object: {e}"),
         )
+        .into()
     })
 }
 
@@ -506,7 +530,7 @@ async fn run_change(
     api: &ServicesApi,
     expect: Option<Precondition>,
     change: Change,
-) -> Result<u64, Response> {
+) -> Result<u64, Refusal> {
     let api = api.clone();
     match tokio::task::spawn_blocking(move || api.apply(expect.as_ref(), change)).await {
         Ok(result) => result,
@@ -516,7 +540,8 @@ async fn run_change(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "the change failed; see the gateway's log",
-            ))
+            )
+            .into())
         }
     }
 }
@@ -559,7 +584,7 @@ async fn get_one(
     }
 }
 
-fn parse_service(state: &ApiState, value: &Value) -> Result<Service, Response> {
+fn parse_service(state: &ApiState, value: &Value) -> Result<Service, Refusal> {
     let file = state.api.inner.shared.file_config.load_full();
     spec::parse(value, &defaults(&file)).map_err(|e| unprocessable(&e.field, &e.message))
 }
@@ -596,9 +621,9 @@ async fn create(
         let expect = Precondition::from_headers(&headers);
         let version = run_change(&state.api, expect, Change::Add(service)).await?;
         tracing::info!(service = %name, version, "service added through the admin API");
-        Ok::<_, Response>(written(&state, StatusCode::CREATED, version, &name))
+        Ok::<_, Refusal>(written(&state, StatusCode::CREATED, version, &name))
     };
-    result.await.unwrap_or_else(|r| r)
+    result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn replace(
@@ -630,7 +655,7 @@ async fn replace(
         tracing::info!(service = %name, version, "service replaced through the admin API");
         Ok(written(&state, StatusCode::OK, version, &name))
     };
-    result.await.unwrap_or_else(|r| r)
+    result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn remove(
@@ -640,7 +665,7 @@ async fn remove(
     headers: HeaderMap,
 ) -> Response {
     let Some(expect) = Precondition::from_headers(&headers) else {
-        return precondition_required();
+        return precondition_required().into_response();
     };
     match run_change(&state.api, Some(expect), Change::Remove(name.clone())).await {
         Ok(version) => {
@@ -648,6 +673,6 @@ async fn remove(
             let body = json!({ "version": version, "deleted": name });
             with_etag(axum::Json(body).into_response(), version)
         }
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
