@@ -1,0 +1,560 @@
+//! CORS, CSRF and browser redirects against the real binary, over real sockets.
+//!
+//! - CORS: preflights are answered by the gateway without a session, even for a role-restricted
+//!   service, and never reach the upstream; the project's own origins are echoed with
+//!   credentials, foreign ones get no `Access-Control-Allow-Origin`; `cors = false` turns it off.
+//! - CSRF (SECURITY-CASES 13): cookie-authenticated state-changing requests from foreign origins
+//!   get 403; the same-site ones, the safe methods and bearer-authenticated ones do not.
+//! - Redirects: browser navigations refused for lack of a session (or of a role) go to the
+//!   configured page with a `redirect_to` on the project's own host; API calls keep their JSON.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+
+/// The standard services plus: `nocors` (admin only, `cors = false`), `partner` (extra origin,
+/// methods and headers), `portal` (admin only, with both redirects); and one trusted CSRF origin.
+fn config(up: &str) -> String {
+    let extra = format!(
+        r#"
+[[services]]
+name = "nocors"
+upstreams = ["{up}"]
+allowed_roles = ["admin"]
+cors = false
+
+[[services]]
+name = "partner"
+upstreams = ["{up}"]
+cors_allowed_origins = ["https://partner.example.org"]
+cors_allowed_methods = ["GET", "put"]
+cors_allowed_headers = ["X-Custom"]
+
+[[services]]
+name = "portal"
+upstreams = ["{up}"]
+allowed_roles = ["admin"]
+no_session_redirect = "https://auth.{DOMAIN}/login"
+no_access_redirect = "https://auth.{DOMAIN}/denied"
+
+[csrf]
+trusted_origins = ["https://partner.example.org"]
+"#
+    );
+    standard_config(0, 0, up, &extra)
+}
+
+async fn gateway() -> (Upstream, Gateway) {
+    let up = Upstream::start().await;
+    let g = Gateway::start(&config(&up.url()), 0, 0);
+    (up, g)
+}
+
+/// A raw request to `sub.<domain>` on the gateway, `Connection: close`.
+fn send(g: &Gateway, method: &str, sub: &str, path: &str, headers: &str) -> String {
+    let body = if matches!(method, "POST" | "PUT" | "PATCH" | "DELETE") {
+        "Content-Length: 0\r\n"
+    } else {
+        ""
+    };
+    raw(
+        g.http,
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{headers}{body}Connection: close\r\n\r\n",
+            host(sub)
+        )
+        .as_bytes(),
+    )
+}
+
+/// The values of a response header, lowercase name, in order.
+fn header_values(response: &str, name: &str) -> Vec<String> {
+    let head = response.split("\r\n\r\n").next().unwrap_or("");
+    head.lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().to_owned())
+        .collect()
+}
+
+fn header(response: &str, name: &str) -> Option<String> {
+    let v = header_values(response, name);
+    assert!(v.len() <= 1, "{name} appears {} times: {response}", v.len());
+    v.into_iter().next()
+}
+
+fn preflight(origin: &str, method: &str, headers: &str) -> String {
+    format!(
+        "Origin: {origin}\r\nAccess-Control-Request-Method: {method}\r\nAccess-Control-Request-Headers: {headers}\r\n"
+    )
+}
+
+fn list(v: Option<String>) -> Vec<String> {
+    v.unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_is_answered_without_a_session_and_never_proxied() {
+    let (up, g) = gateway().await;
+    let origin = format!("https://app.{DOMAIN}");
+    let before = up.count();
+    // `admin` allows only the admin role: an anonymous GET gets 401, its preflight does not.
+    for extra in [
+        String::new(),
+        // A stale or unknown session cookie (a browser never sends one on a preflight, but a
+        // proxy might): the session layer admits it as anonymous.
+        "Cookie: gw_session=gw_unknown-token-0123456789abcdefghijklmnop\r\n".to_owned(),
+    ] {
+        let res = send(
+            &g,
+            "OPTIONS",
+            "admin",
+            "/graphql",
+            &format!(
+                "{}{extra}",
+                preflight(&origin, "POST", "content-type, x-hasura-role")
+            ),
+        );
+        assert_eq!(status_of(&res), 200, "{res}");
+        assert_eq!(
+            header(&res, "access-control-allow-origin").as_deref(),
+            Some(origin.as_str())
+        );
+        assert_eq!(
+            header(&res, "access-control-allow-credentials").as_deref(),
+            Some("true")
+        );
+        let methods = list(header(&res, "access-control-allow-methods"));
+        for m in ["get", "post", "put", "patch", "delete", "options"] {
+            assert!(methods.contains(&m.to_owned()), "{m} in {methods:?}");
+        }
+        let headers = list(header(&res, "access-control-allow-headers"));
+        for h in ["content-type", "authorization", "x-hasura-role"] {
+            assert!(headers.contains(&h.to_owned()), "{h} in {headers:?}");
+        }
+        let vary = header_values(&res, "vary").join(",").to_ascii_lowercase();
+        assert!(vary.contains("origin"), "vary: {vary}");
+        assert!(header(&res, "access-control-max-age").is_some());
+    }
+    assert_eq!(up.count(), before, "a preflight reached the upstream");
+
+    // The actual request is still refused without a session, with CORS headers so that the
+    // page can read the 401.
+    let res = send(
+        &g,
+        "GET",
+        "admin",
+        "/graphql",
+        &format!("Origin: {origin}\r\n"),
+    );
+    assert_eq!(status_of(&res), 401, "{res}");
+    assert_eq!(
+        header(&res, "access-control-allow-origin").as_deref(),
+        Some(origin.as_str())
+    );
+    assert_eq!(up.count(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn project_origins_are_echoed_with_credentials() {
+    let (up, g) = gateway().await;
+    let token = create_session(&g, "42", &["user"], None).await;
+    for origin in [
+        format!("https://app.{DOMAIN}"),
+        format!("http://app.{DOMAIN}:8080"),
+        format!("https://{DOMAIN}"),
+        format!("https://deep.sub.{DOMAIN}"),
+    ] {
+        let res = send(
+            &g,
+            "GET",
+            "data",
+            "/me",
+            &format!("Origin: {origin}\r\nCookie: gw_session={token}\r\n"),
+        );
+        assert_eq!(status_of(&res), 200, "{res}");
+        assert_eq!(
+            header(&res, "access-control-allow-origin").as_deref(),
+            Some(origin.as_str()),
+            "exact origin echoed, never *"
+        );
+        assert_eq!(
+            header(&res, "access-control-allow-credentials").as_deref(),
+            Some("true")
+        );
+        let vary = header_values(&res, "vary").join(",").to_ascii_lowercase();
+        assert!(vary.contains("origin"), "vary: {vary}");
+        assert_eq!(up.last().one("x-hasura-user-id").as_deref(), Some("42"));
+    }
+    // A cookie-authenticated POST from a sibling subdomain passes both CORS and CSRF.
+    let origin = format!("https://app.{DOMAIN}");
+    let res = send(
+        &g,
+        "POST",
+        "data",
+        "/write",
+        &format!("Origin: {origin}\r\nSec-Fetch-Site: same-site\r\nCookie: gw_session={token}\r\n"),
+    );
+    assert_eq!(status_of(&res), 200, "{res}");
+    assert_eq!(
+        header(&res, "access-control-allow-origin").as_deref(),
+        Some(origin.as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_origins_get_no_allow_origin() {
+    let (up, g) = gateway().await;
+    let before = up.count();
+    for origin in [
+        "https://evil.test".to_owned(),
+        format!("https://{DOMAIN}.evil.test"),
+        format!("https://evil{DOMAIN}"),
+        "null".to_owned(),
+        format!("ftp://app.{DOMAIN}"),
+        // Extra origins are per service: `data` has none.
+        "https://partner.example.org".to_owned(),
+    ] {
+        let res = send(
+            &g,
+            "OPTIONS",
+            "data",
+            "/",
+            &preflight(&origin, "POST", "content-type"),
+        );
+        assert_eq!(header(&res, "access-control-allow-origin"), None, "{res}");
+        let res = send(&g, "GET", "data", "/", &format!("Origin: {origin}\r\n"));
+        assert_eq!(status_of(&res), 200);
+        assert_eq!(header(&res, "access-control-allow-origin"), None, "{res}");
+    }
+    assert_eq!(
+        up.count(),
+        before + 6,
+        "only the GETs were proxied, no preflight"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_origins_methods_and_headers() {
+    let (up, g) = gateway().await;
+    let before = up.count();
+    let res = send(
+        &g,
+        "OPTIONS",
+        "partner",
+        "/",
+        &preflight("https://partner.example.org", "PUT", "x-custom"),
+    );
+    assert_eq!(status_of(&res), 200);
+    assert_eq!(
+        header(&res, "access-control-allow-origin").as_deref(),
+        Some("https://partner.example.org")
+    );
+    assert_eq!(
+        list(header(&res, "access-control-allow-methods")),
+        ["get", "put"]
+    );
+    assert_eq!(
+        list(header(&res, "access-control-allow-headers")),
+        ["x-custom"]
+    );
+    // The project's own origins stay allowed beside the configured ones.
+    let res = send(
+        &g,
+        "OPTIONS",
+        "partner",
+        "/",
+        &preflight(&format!("https://app.{DOMAIN}"), "GET", "x-custom"),
+    );
+    assert_eq!(
+        header(&res, "access-control-allow-origin"),
+        Some(format!("https://app.{DOMAIN}"))
+    );
+    assert_eq!(up.count(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_false_adds_nothing_and_authorizes_options() {
+    let (up, g) = gateway().await;
+    let origin = format!("https://app.{DOMAIN}");
+    let before = up.count();
+    // No CORS layer: the OPTIONS goes through the role check like any other method.
+    let res = send(
+        &g,
+        "OPTIONS",
+        "nocors",
+        "/",
+        &preflight(&origin, "POST", "content-type"),
+    );
+    assert_eq!(status_of(&res), 401, "{res}");
+    assert_eq!(header(&res, "access-control-allow-origin"), None);
+    assert_eq!(up.count(), before);
+    // With the role, it is proxied to the upstream, which answers it.
+    let token = create_session(&g, "1", &["admin"], None).await;
+    let res = send(
+        &g,
+        "OPTIONS",
+        "nocors",
+        "/",
+        &format!(
+            "{}Authorization: Bearer {token}\r\n",
+            preflight(&origin, "POST", "content-type")
+        ),
+    );
+    assert_eq!(status_of(&res), 200, "{res}");
+    assert_eq!(header(&res, "access-control-allow-origin"), None);
+    assert_eq!(up.count(), before + 1);
+    assert_eq!(up.last().method, "OPTIONS");
+    let res = send(
+        &g,
+        "GET",
+        "nocors",
+        "/",
+        &format!("Origin: {origin}\r\nAuthorization: Bearer {token}\r\n"),
+    );
+    assert_eq!(status_of(&res), 200);
+    assert_eq!(header(&res, "access-control-allow-origin"), None);
+    assert_eq!(header(&res, "access-control-allow-credentials"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn case_13_csrf_on_every_state_changing_method() {
+    let (up, g) = gateway().await;
+    let token = create_session(&g, "13", &["user"], None).await;
+    let cookie = format!("Cookie: gw_session={token}\r\n");
+    let before = up.count();
+    for method in ["POST", "PUT", "PATCH", "DELETE"] {
+        for bad in [
+            "Origin: https://evil.test\r\n".to_owned(),
+            format!("Origin: https://{DOMAIN}.evil.test\r\n"),
+            "Origin: null\r\n".to_owned(),
+            // A same-site Origin does not excuse a cross-site fetch.
+            format!("Origin: https://app.{DOMAIN}\r\nSec-Fetch-Site: cross-site\r\n"),
+            "Sec-Fetch-Site: cross-site\r\n".to_owned(),
+        ] {
+            let res = send(&g, method, "data", "/x", &format!("{cookie}{bad}"));
+            assert_eq!(status_of(&res), 403, "{method} {bad:?}: {res}");
+            assert!(res.contains("cross-site-request"), "{res}");
+        }
+    }
+    // A cross-site logout through the issuer is refused too, and the session survives.
+    let res = send(
+        &g,
+        "POST",
+        "auth",
+        "/logout",
+        &format!("{cookie}Origin: https://evil.test\r\n"),
+    );
+    assert_eq!(status_of(&res), 403);
+    assert_eq!(up.count(), before, "nothing cross-site was proxied");
+    let res = send(&g, "GET", "data", "/me", &cookie);
+    assert_eq!(status_of(&res), 200);
+    assert_eq!(up.last().one("x-hasura-user-id").as_deref(), Some("13"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn case_13_what_csrf_lets_through() {
+    let (up, g) = gateway().await;
+    let token = create_session(&g, "14", &["user"], None).await;
+    let cookie = format!("Cookie: gw_session={token}\r\n");
+    let ok = |res: &str, what: &str| assert_eq!(status_of(res), 200, "{what}: {res}");
+    // Same-site origins, with or without a port, and same-origin fetches.
+    for good in [
+        format!("Origin: https://app.{DOMAIN}\r\nSec-Fetch-Site: same-site\r\n"),
+        format!("Origin: http://data.{DOMAIN}:8080\r\nSec-Fetch-Site: same-origin\r\n"),
+        format!("Origin: https://{DOMAIN}\r\n"),
+        // The configured trusted origin.
+        "Origin: https://partner.example.org\r\n".to_owned(),
+        // No Origin, no Sec-Fetch-Site: not a browser cross-site request (curl, a server).
+        String::new(),
+    ] {
+        ok(
+            &send(&g, "POST", "data", "/x", &format!("{cookie}{good}")),
+            &good,
+        );
+    }
+    // Safe methods with a foreign origin: allowed (but CORS keeps the answer from the page).
+    let res = send(
+        &g,
+        "GET",
+        "data",
+        "/x",
+        &format!("{cookie}Origin: https://evil.test\r\nSec-Fetch-Site: cross-site\r\n"),
+    );
+    ok(&res, "cross-site GET");
+    assert_eq!(header(&res, "access-control-allow-origin"), None);
+    // Bearer-authenticated and anonymous requests are not cookie-authenticated.
+    ok(
+        &send(
+            &g,
+            "DELETE",
+            "data",
+            "/x",
+            &format!("Authorization: Bearer {token}\r\nOrigin: https://evil.test\r\n"),
+        ),
+        "bearer",
+    );
+    ok(
+        &send(
+            &g,
+            "POST",
+            "data",
+            "/x",
+            "Origin: https://evil.test\r\nSec-Fetch-Site: cross-site\r\n",
+        ),
+        "anonymous",
+    );
+    assert_eq!(up.last().one("x-hasura-role").as_deref(), Some("anonymous"));
+}
+
+/// The `redirect_to` query parameter of a Location, decoded.
+fn redirect_to(location: &str) -> Option<String> {
+    let query = location.split_once('?')?.1;
+    let v = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("redirect_to="))?;
+    let bytes = v.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            out.push(u8::from_str_radix(&v[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(String::from_utf8(out).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn navigations_are_redirected_api_calls_get_401_json() {
+    let (up, g) = gateway().await;
+    let before = up.count();
+    // A navigation without a session.
+    for nav in [
+        "Sec-Fetch-Mode: navigate\r\nSec-Fetch-Dest: document\r\n",
+        "Accept: text/html,application/xhtml+xml,*/*;q=0.8\r\n",
+    ] {
+        let res = send(&g, "GET", "portal", "/reports?year=2024&q=a%20b", nav);
+        assert_eq!(status_of(&res), 302, "{res}");
+        let location = header(&res, "location").unwrap();
+        assert!(
+            location.starts_with(&format!("https://auth.{DOMAIN}/login?redirect_to=")),
+            "{location}"
+        );
+        // Through the real socket the Host carries no port (raw sends `portal.<domain>`).
+        assert_eq!(
+            redirect_to(&location).as_deref(),
+            Some(format!("http://portal.{DOMAIN}/reports?year=2024&q=a%20b").as_str())
+        );
+    }
+    // A form post navigation gets 303.
+    let res = send(
+        &g,
+        "POST",
+        "portal",
+        "/submit",
+        "Sec-Fetch-Mode: navigate\r\nAccept: text/html\r\n",
+    );
+    assert_eq!(status_of(&res), 303, "{res}");
+    // API calls keep their 401 JSON.
+    for api in [
+        "",
+        "Accept: application/json\r\n",
+        "Sec-Fetch-Mode: cors\r\nAccept: text/html\r\n",
+    ] {
+        let res = send(&g, "GET", "portal", "/reports", api);
+        assert_eq!(status_of(&res), 401, "{api:?}: {res}");
+        assert_eq!(header(&res, "location"), None);
+        assert!(res.contains("\"code\":\"authorization-required\""), "{res}");
+    }
+    // A session without the role goes to no_access_redirect; one with it is served.
+    let user = create_session(&g, "5", &["user"], None).await;
+    let res = send(
+        &g,
+        "GET",
+        "portal",
+        "/",
+        &format!("Cookie: gw_session={user}\r\nSec-Fetch-Mode: navigate\r\n"),
+    );
+    assert_eq!(status_of(&res), 302, "{res}");
+    assert!(header(&res, "location")
+        .unwrap()
+        .starts_with(&format!("https://auth.{DOMAIN}/denied?redirect_to=")));
+    assert_eq!(up.count(), before, "no refused request was proxied");
+    let admin = create_session(&g, "6", &["admin"], None).await;
+    let res = send(
+        &g,
+        "GET",
+        "portal",
+        "/",
+        &format!("Cookie: gw_session={admin}\r\nSec-Fetch-Mode: navigate\r\n"),
+    );
+    assert_eq!(status_of(&res), 200, "{res}");
+    // A service without redirects keeps its 401 for navigations too.
+    let res = send(&g, "GET", "admin", "/", "Sec-Fetch-Mode: navigate\r\n");
+    assert_eq!(status_of(&res), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_is_never_open() {
+    let (_up, g) = gateway().await;
+    let nav = "Sec-Fetch-Mode: navigate\r\n";
+    // A redirect_to in the request is only ever data inside ours, encoded.
+    let res = send(
+        &g,
+        "GET",
+        "portal",
+        "/?redirect_to=https://evil.test/&next=//evil.test",
+        nav,
+    );
+    let location = header(&res, "location").unwrap();
+    assert!(
+        location.starts_with(&format!(
+            "https://auth.{DOMAIN}/login?redirect_to=http%3A%2F%2Fportal.{DOMAIN}%2F"
+        )),
+        "{location}"
+    );
+    assert_eq!(location.matches("redirect_to=").count(), 1, "{location}");
+    assert!(!location.contains("://evil"), "{location}");
+    // Host spellings that route to the service (case, trailing dot) stay on the project host.
+    for host_header in [
+        format!("PORTAL.{}", DOMAIN.to_uppercase()),
+        format!("portal.{DOMAIN}."),
+        format!("portal.{DOMAIN}:{}", g.http),
+    ] {
+        let res = raw(
+            g.http,
+            format!("GET /p HTTP/1.1\r\nHost: {host_header}\r\n{nav}Connection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(status_of(&res), 302, "{host_header}: {res}");
+        let back = redirect_to(&header(&res, "location").unwrap()).unwrap();
+        let back_host = back
+            .strip_prefix("http://")
+            .unwrap()
+            .split(['/', ':'])
+            .next()
+            .unwrap()
+            .trim_end_matches('.')
+            .to_owned();
+        assert_eq!(back_host, format!("portal.{DOMAIN}"), "{back}");
+    }
+    // A host that is not the project's never reaches the service at all.
+    let res = raw(
+        g.http,
+        format!("GET /p HTTP/1.1\r\nHost: portal.evil.test\r\n{nav}Connection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_ne!(status_of(&res), 302, "{res}");
+    assert_eq!(header(&res, "location"), None);
+}
