@@ -21,6 +21,10 @@ pub enum Command {
         /// The config file.
         #[arg(long, short, default_value = "gateway.toml", env = "GATEWAY_CONFIG")]
         config: PathBuf,
+        /// Worker threads. 1 runs everything on one thread (tokio's current-thread runtime,
+        /// the cheapest per request); the default is one per CPU.
+        #[arg(long, env = "GATEWAY_THREADS")]
+        threads: Option<usize>,
     },
     /// Validate a config file: exit 0 when valid, 64 with every problem listed when not.
     Check {

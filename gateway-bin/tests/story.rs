@@ -440,3 +440,33 @@ fn check_exits_0_for_a_valid_config_and_64_with_the_line_for_an_invalid_one() {
     assert!(err.contains(&format!("line {line}")), "{err}");
     assert!(err.contains("services[1].allowed_roles[0]"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_thread_mode_serves_the_same_story() {
+    let up = Upstream::start().await;
+    let g = Gateway::start_with(
+        &standard_config(0, 0, &up.url(), ""),
+        0,
+        0,
+        &["--threads", "1"],
+    );
+    let c = client();
+    let token = create_session(&g, "77", &["user"], None).await;
+    let res = c
+        .get(g.url("/one"))
+        .header("host", host("data"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(up.last().one("x-hasura-user-id").as_deref(), Some("77"));
+    let res = c
+        .get(g.url("/"))
+        .header("host", host("admin"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+}

@@ -250,6 +250,11 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn start(config: &str, http: u16, admin: u16) -> Gateway {
+        Gateway::start_with(config, http, admin, &[])
+    }
+
+    /// Like [`Gateway::start`], with extra `gateway run` arguments (e.g. `--threads 1`).
+    pub fn start_with(config: &str, http: u16, admin: u16, extra: &[&str]) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("gateway.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -258,6 +263,7 @@ impl Gateway {
         let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
             .args(["run", "--config"])
             .arg(&config_path)
+            .args(extra)
             .env("GATEWAY_ADMIN_SECRET", ADMIN_SECRET)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
