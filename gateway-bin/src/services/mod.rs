@@ -122,6 +122,14 @@ fn defaults(file: &Config) -> spec::Defaults<'_> {
     }
 }
 
+/// What a successful write did.
+struct Applied {
+    /// The new version.
+    version: u64,
+    /// The added or replaced service as `GET` lists it.
+    service: Option<Value>,
+}
+
 /// What one write does.
 enum Change {
     Add(Service),
@@ -176,7 +184,8 @@ impl ServicesApi {
         })
     }
 
-    /// The version of the API's service list.
+    /// The version of the API's service list. Waits for a change in progress (which may be
+    /// flushing the state file to disk).
     pub fn version(&self) -> u64 {
         let _guard = self.inner.shared.rebuild_lock.lock();
         self.inner.version.load(Ordering::Acquire)
@@ -222,6 +231,22 @@ impl ServicesApi {
         )
     }
 
+    /// [`Self::snapshot`] off the async threads: a writer may hold the lock through an fsync.
+    async fn snapshot_async(&self) -> Result<(u64, Arc<Config>, Arc<Vec<Service>>), Refusal> {
+        let api = self.clone();
+        tokio::task::spawn_blocking(move || api.snapshot())
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "services snapshot task failed");
+                reject::json::<AxumBody>(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the services could not be read; see the gateway's log",
+                )
+                .into()
+            })
+    }
+
     fn publish_names(&self) {
         let names = crate::tls::certificate_names(&self.inner.shared.config.load());
         self.inner.names.send_if_modified(|current| {
@@ -236,12 +261,13 @@ impl ServicesApi {
 
     /// Applies one change under the rebuild lock: precondition, existence, validation against
     /// every other service, a trial build, the state file, then the swap. Returns the new
-    /// version and the file config the change was checked against.
-    fn apply(&self, expect: Option<&Precondition>, change: Change) -> Result<u64, Refusal> {
+    /// version and the changed service as listed. Blocking: run it off the async threads.
+    fn apply(&self, expect: Option<&Precondition>, change: Change) -> Result<Applied, Refusal> {
         let inner = &self.inner;
         let shared = &inner.shared;
         let mut previous: Option<(u64, Vec<Service>)> = None;
         let mut new_version = 0;
+        let mut listed = None;
         let outcome = shared.update_api_services(|current| {
             let version = inner.version.load(Ordering::Acquire);
             if let Some(p) = expect {
@@ -304,6 +330,7 @@ impl ServicesApi {
                     .into());
                 }
             }
+            listed = changed.as_ref().map(|s| self.listing(&file, s));
             previous = Some((version, current.to_vec()));
             inner.version.store(version_after, Ordering::Release);
             new_version = version_after;
@@ -313,7 +340,10 @@ impl ServicesApi {
             Err(refusal) => Err(refusal),
             Ok(Ok(())) => {
                 self.publish_names();
-                Ok(new_version)
+                Ok(Applied {
+                    version: new_version,
+                    service: listed,
+                })
             }
             Ok(Err(e)) => {
                 // Unreachable in practice (the same table was just built); put back what was
@@ -530,7 +560,7 @@ async fn run_change(
     api: &ServicesApi,
     expect: Option<Precondition>,
     change: Change,
-) -> Result<u64, Refusal> {
+) -> Result<Applied, Refusal> {
     let api = api.clone();
     match tokio::task::spawn_blocking(move || api.apply(expect.as_ref(), change)).await {
         Ok(result) => result,
@@ -547,7 +577,10 @@ async fn run_change(
 }
 
 async fn list(_: Admin, State(state): State<ApiState>) -> Response {
-    let (version, file, api) = state.api.snapshot();
+    let (version, file, api) = match state.api.snapshot_async().await {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
     let services: Vec<Value> = file
         .services
         .iter()
@@ -567,7 +600,10 @@ async fn get_one(
     State(state): State<ApiState>,
     UrlPath(name): UrlPath<String>,
 ) -> Response {
-    let (version, file, api) = state.api.snapshot();
+    let (version, file, api) = match state.api.snapshot_async().await {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
     let found = file
         .service(&name)
         .or_else(|| api.iter().find(|s| s.name == name));
@@ -589,12 +625,8 @@ fn parse_service(state: &ApiState, value: &Value) -> Result<Service, Refusal> {
     spec::parse(value, &defaults(&file)).map_err(|e| unprocessable(&e.field, &e.message))
 }
 
-fn written(state: &ApiState, status: StatusCode, version: u64, name: &str) -> Response {
-    let (_, file, api) = state.api.snapshot();
-    let service = api
-        .iter()
-        .find(|s| s.name == name)
-        .map(|s| state.api.listing(&file, s));
+fn written(status: StatusCode, applied: Applied, name: &str) -> Response {
+    let Applied { version, service } = applied;
     let mut res = (
         status,
         axum::Json(json!({ "version": version, "service": service })),
@@ -619,9 +651,9 @@ async fn create(
         let service = parse_service(&state, &value)?;
         let name = service.name.clone();
         let expect = Precondition::from_headers(&headers);
-        let version = run_change(&state.api, expect, Change::Add(service)).await?;
-        tracing::info!(service = %name, version, "service added through the admin API");
-        Ok::<_, Refusal>(written(&state, StatusCode::CREATED, version, &name))
+        let applied = run_change(&state.api, expect, Change::Add(service)).await?;
+        tracing::info!(service = %name, version = applied.version, "service added through the admin API");
+        Ok::<_, Refusal>(written(StatusCode::CREATED, applied, &name))
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -651,9 +683,9 @@ async fn replace(
         }
         let expect = Precondition::from_headers(&headers).ok_or_else(precondition_required)?;
         let service = parse_service(&state, &value)?;
-        let version = run_change(&state.api, Some(expect), Change::Replace(service)).await?;
-        tracing::info!(service = %name, version, "service replaced through the admin API");
-        Ok(written(&state, StatusCode::OK, version, &name))
+        let applied = run_change(&state.api, Some(expect), Change::Replace(service)).await?;
+        tracing::info!(service = %name, version = applied.version, "service replaced through the admin API");
+        Ok(written(StatusCode::OK, applied, &name))
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -668,7 +700,7 @@ async fn remove(
         return precondition_required().into_response();
     };
     match run_change(&state.api, Some(expect), Change::Remove(name.clone())).await {
-        Ok(version) => {
+        Ok(Applied { version, .. }) => {
             tracing::info!(service = %name, version, "service removed through the admin API");
             let body = json!({ "version": version, "deleted": name });
             with_etag(axum::Json(body).into_response(), version)
