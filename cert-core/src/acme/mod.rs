@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
-    NewOrder, OrderStatus, RetryPolicy,
+    Account, AccountCredentials, AuthorizationStatus, CertificateIdentifier, ChallengeType,
+    Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
 };
 use parking_lot::Mutex;
+use rustls::pki_types::CertificateDer;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -135,6 +136,39 @@ struct NameState {
     next_attempt: Option<SystemTime>,
     last_error: Option<String>,
     forced: bool,
+    /// The served leaf, to identify it to the server's renewal information (ARI) endpoint.
+    leaf_der: Option<CertificateDer<'static>>,
+    /// The renewal time chosen inside the server's ARI window, and when to ask again.
+    ari: Option<AriChoice>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct AriChoice {
+    /// `None`: the server gave no usable window; the lifetime rule alone applies.
+    renew_at: Option<SystemTime>,
+    refresh_at: SystemTime,
+}
+
+impl NameState {
+    /// When to renew: a third of the lifetime left (configurable), or earlier when the
+    /// server's ARI window says so.
+    fn renew_at(&self, fraction: f64) -> Option<SystemTime> {
+        let by_lifetime = self.cert.as_ref()?.renew_at(fraction);
+        Some(match self.ari.and_then(|a| a.renew_at) {
+            Some(at) => by_lifetime.min(at),
+            None => by_lifetime,
+        })
+    }
+}
+
+/// A uniformly random point of an ARI window (RFC 9773 §4.2), as the RFC asks, so replicas
+/// and clients spread their renewals. A window already open means now.
+fn ari_pick(start: SystemTime, end: SystemTime, now: SystemTime, fraction: f64) -> SystemTime {
+    if start <= now {
+        return now;
+    }
+    let span = end.duration_since(start).unwrap_or_default();
+    start + span.mul_f64(fraction.clamp(0.0, 1.0))
 }
 
 /// Orders, renews and installs certificates over ACME, in the background.
@@ -174,6 +208,8 @@ struct Inner {
     wake: Notify,
     stopped: AtomicBool,
     orders: AtomicU64,
+    /// Set once the directory turned out to offer no renewal information (ARI).
+    ari_unsupported: AtomicBool,
 }
 
 impl fmt::Debug for AcmeManager {
@@ -256,6 +292,7 @@ impl AcmeManagerBuilder {
                 wake: Notify::new(),
                 stopped: AtomicBool::new(false),
                 orders: AtomicU64::new(0),
+                ari_unsupported: AtomicBool::new(false),
             }),
         })
     }
@@ -454,7 +491,7 @@ impl Inner {
             name: name.to_owned(),
             issuer: st.and_then(|s| s.cert.as_ref()).map(|c| c.issuer.clone()),
             not_after: st.and_then(|s| s.cert.as_ref()).map(|c| c.not_after),
-            next_renewal: st.and_then(|s| s.cert.as_ref()).map(|c| c.renew_at(frac)),
+            next_renewal: st.and_then(|s| s.renew_at(frac)),
             failures: st.map_or(0, |s| s.failures),
             last_error: st.and_then(|s| s.last_error.clone()),
             next_attempt: st.and_then(|s| s.next_attempt),
@@ -493,6 +530,8 @@ impl Inner {
         self.resolver.insert(name, loaded.key.clone());
         st.cert = Some(loaded.info);
         st.chain_pem = Some(stored.chain_pem);
+        st.leaf_der = loaded.key.cert.first().cloned();
+        st.ari = None;
         Ok(true)
     }
 
@@ -520,6 +559,7 @@ impl Inner {
         if let Err(e) = self.sync_from_store(name).await {
             tracing::warn!(name, error = %e, "reading the stored certificate failed");
         }
+        self.refresh_ari(name).await;
         let now = self.clock.now();
         let frac = self.cfg.renew_remaining_fraction;
         let until = |t: SystemTime| t.duration_since(now).unwrap_or_default();
@@ -533,7 +573,7 @@ impl Inner {
             // A forced renewal skips the expiry check but not the backoff: it keeps being
             // retried until it succeeds.
             let forced = st.is_some_and(|s| s.forced);
-            let renew_at = st.and_then(|s| s.cert.as_ref()).map(|c| c.renew_at(frac));
+            let renew_at = st.and_then(|s| s.renew_at(frac));
             if !forced {
                 if let Some(at) = renew_at.filter(|at| *at > now) {
                     return until(at);
@@ -546,7 +586,13 @@ impl Inner {
         match self.obtain(name).await {
             Ok(loaded) => {
                 self.on_success(name, &loaded).await;
-                until(loaded.info.renew_at(frac))
+                let next = until(loaded.info.renew_at(frac));
+                if self.ari_unsupported.load(Ordering::Relaxed) {
+                    next
+                } else {
+                    // Ask the server's ARI window for the new certificate soon.
+                    next.min(self.cfg.retry_min)
+                }
             }
             Err(Error::Leased(_)) => {
                 // Another replica is ordering; its certificate will appear in the store.
@@ -581,6 +627,72 @@ impl Inner {
         st.next_attempt = None;
         st.last_error = None;
         st.forced = false;
+        st.leaf_der = loaded.key.cert.first().cloned();
+        st.ari = None;
+    }
+
+    /// Asks the server's renewal information (ARI, RFC 9773) for the served certificate of
+    /// `name` when it offers it and the last answer is due for a refresh. A server without
+    /// ARI is remembered and never asked again; other failures are retried later and never
+    /// delay the lifetime rule.
+    async fn refresh_ari(&self, name: &str) {
+        if self.ari_unsupported.load(Ordering::Relaxed) {
+            return;
+        }
+        let now = self.clock.now();
+        let leaf = {
+            let state = self.state.lock();
+            let Some(st) = state.get(name) else { return };
+            if st.ari.is_some_and(|a| a.refresh_at > now) {
+                return;
+            }
+            match &st.leaf_der {
+                Some(der) => der.clone(),
+                None => return,
+            }
+        };
+        let id = match CertificateIdentifier::try_from(&leaf) {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::debug!(name, error = %e, "certificate has no ARI identifier");
+                self.set_ari(name, None, now + self.cfg.check_interval);
+                return;
+            }
+        };
+        let account = match self.account().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(name, error = %e, "no ACME account for ARI yet");
+                return;
+            }
+        };
+        match account.renewal_info(&id).await {
+            Ok((info, retry)) => {
+                let start = SystemTime::from(info.suggested_window.start);
+                let end = SystemTime::from(info.suggested_window.end);
+                let renew_at = ari_pick(start, end, now, rand::random::<f64>());
+                let refresh = retry.clamp(Duration::from_secs(60), self.cfg.check_interval);
+                tracing::debug!(name, ?renew_at, "ARI renewal window");
+                self.set_ari(name, Some(renew_at), now + refresh);
+            }
+            Err(instant_acme::Error::Unsupported(_)) => {
+                self.ari_unsupported.store(true, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::debug!(name, error = %e, "ARI request failed; the lifetime rule applies");
+                self.set_ari(name, None, now + self.cfg.retry_min);
+            }
+        }
+    }
+
+    fn set_ari(&self, name: &str, renew_at: Option<SystemTime>, refresh_at: SystemTime) {
+        let mut state = self.state.lock();
+        if let Some(st) = state.get_mut(name) {
+            st.ari = Some(AriChoice {
+                renew_at,
+                refresh_at,
+            });
+        }
     }
 
     fn on_failure(&self, name: &str, e: &Error) {
@@ -648,20 +760,23 @@ impl Inner {
             name: name.to_owned(),
         };
         let owner = self.cfg.owner_id.as_str();
-        if !self.store.try_lease(name, owner, self.cfg.lease_ttl).await? {
+        if !self
+            .store
+            .try_lease(name, owner, self.cfg.lease_ttl)
+            .await?
+        {
             return Err(Error::Leased(name.to_owned()));
         }
         *self.retry_after.lock() = None;
         let attempt = self.state.lock().get(name).map_or(0, |s| s.failures);
-        let result = match tokio::time::timeout(self.cfg.order_timeout, self.order(name, attempt))
-            .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(Error::OrderFailed {
-                name: name.to_owned(),
-                detail: format!("timed out after {:?}", self.cfg.order_timeout),
-            }),
-        };
+        let result =
+            match tokio::time::timeout(self.cfg.order_timeout, self.order(name, attempt)).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::OrderFailed {
+                    name: name.to_owned(),
+                    detail: format!("timed out after {:?}", self.cfg.order_timeout),
+                }),
+            };
         if let Err(e) = self.store.release(name, owner).await {
             tracing::warn!(name, error = %e, "releasing the order lease failed");
         }
@@ -677,8 +792,8 @@ impl Inner {
         let builder = Account::builder_with_http(Box::new(self.http.clone()));
         let account = match self.store.load_account(url).await? {
             Some(bytes) => {
-                let creds: AccountCredentials = serde_json::from_slice(&bytes)
-                    .map_err(|source| Error::Corrupt {
+                let creds: AccountCredentials =
+                    serde_json::from_slice(&bytes).map_err(|source| Error::Corrupt {
                         what: "ACME account",
                         source,
                     })?;
@@ -845,5 +960,62 @@ impl Inner {
             tracing::error!(name, error = %e, "storing the new certificate failed; serving it from memory");
         }
         Ok(loaded)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::{ari_pick, AriChoice, NameState};
+    use crate::certs::CertInfo;
+
+    #[test]
+    fn ari_picks_inside_the_window_or_now_when_it_is_open() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000);
+        let start = now + Duration::from_secs(100);
+        let end = now + Duration::from_secs(300);
+        assert_eq!(ari_pick(start, end, now, 0.0), start);
+        assert_eq!(ari_pick(start, end, now, 1.0), end);
+        assert_eq!(
+            ari_pick(start, end, now, 0.5),
+            now + Duration::from_secs(200)
+        );
+        // An open window (or one in the past) means renew now.
+        assert_eq!(ari_pick(now - Duration::from_secs(5), end, now, 0.7), now);
+        // A reversed window collapses to its start.
+        assert_eq!(ari_pick(end, start, now, 0.7), end);
+    }
+
+    #[test]
+    fn the_earlier_of_lifetime_and_ari_wins() {
+        let start = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let info = CertInfo {
+            names: vec![],
+            issuer: String::new(),
+            not_before: start,
+            not_after: start + Duration::from_secs(90 * 86_400),
+            serial: String::new(),
+        };
+        let lifetime_rule = info.renew_at(1.0 / 3.0);
+        let mut st = NameState {
+            cert: Some(info),
+            ..Default::default()
+        };
+        assert_eq!(st.renew_at(1.0 / 3.0), Some(lifetime_rule));
+        let early = start + Duration::from_secs(10 * 86_400);
+        let at = |renew_at| {
+            Some(AriChoice {
+                renew_at,
+                refresh_at: start,
+            })
+        };
+        st.ari = at(Some(early));
+        assert_eq!(st.renew_at(1.0 / 3.0), Some(early));
+        st.ari = at(Some(lifetime_rule + Duration::from_secs(1)));
+        assert_eq!(st.renew_at(1.0 / 3.0), Some(lifetime_rule));
+        st.ari = at(None);
+        assert_eq!(st.renew_at(1.0 / 3.0), Some(lifetime_rule));
+        assert_eq!(NameState::default().renew_at(1.0 / 3.0), None);
     }
 }
