@@ -175,6 +175,53 @@ impl TlsRuntime {
         Ok(())
     }
 
+    /// The certificate status of one host name, for the services API and the console:
+    /// `{"source", "state", ...}` with issuer and dates when ACME manages it.
+    pub fn certificate_status(&self, host: &str) -> serde_json::Value {
+        let rfc = |t: Option<std::time::SystemTime>| {
+            t.map(|t| humantime::format_rfc3339_seconds(t).to_string())
+        };
+        match (&self.mode, &self.acme) {
+            (TlsMode::Acme { .. }, Some(m)) if !host.starts_with("*.") => match m.status(host) {
+                Some(st) if st.not_after.is_some() => serde_json::json!({
+                    "source": "acme",
+                    "state": if st.failures > 0 { "renewing" } else { "valid" },
+                    "issuer": st.issuer,
+                    "not_after": rfc(st.not_after),
+                    "next_renewal": rfc(st.next_renewal),
+                    "last_error": st.last_error,
+                }),
+                Some(st) => serde_json::json!({
+                    "source": "acme",
+                    "state": if st.failures > 0 { "failing" } else { "pending" },
+                    "last_error": st.last_error,
+                }),
+                None => serde_json::json!({ "source": "acme", "state": "pending" }),
+            },
+            (TlsMode::Acme { .. }, _) => serde_json::json!({
+                "source": "acme",
+                "state": "unsupported",
+                "detail": "wildcard names need DNS-01",
+            }),
+            (mode, _) => {
+                let source = match mode {
+                    TlsMode::Files { .. } => "files",
+                    TlsMode::DevCa => "dev-ca",
+                    _ => "off",
+                };
+                let lookup = host
+                    .strip_prefix("*.")
+                    .map_or_else(|| host.to_owned(), |d| format!("x.{d}"));
+                let state = if self.resolver.has_cert(&lookup) {
+                    "installed"
+                } else {
+                    "default"
+                };
+                serde_json::json!({ "source": source, "state": state })
+            }
+        }
+    }
+
     /// Follows a config change: new names get certificates (ACME orders, the dev CA issues),
     /// and PEM files are read again.
     pub fn on_config(&self, config: &Config) {

@@ -94,6 +94,30 @@ async fn gateway_obtains_serves_and_reuses_acme_certificates() {
     let data = host("data");
     wait_for_cert(&g, &data).await;
     assert!(metric(&g, "cert_acme_orders_total").await >= 1.0);
+    let listed: serde_json::Value = client()
+        .get(g.admin_url("/v1/services"))
+        .bearer_auth(ADMIN_SECRET)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let svc = listed["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "data")
+        .unwrap();
+    assert_eq!(svc["certificate"]["source"], "acme", "{listed}");
+    assert_eq!(svc["certificate"]["state"], "valid", "{listed}");
+    assert!(
+        svc["certificate"]["issuer"]
+            .as_str()
+            .unwrap()
+            .contains("Pebble"),
+        "{listed}"
+    );
 
     // A client that trusts only Pebble's issuing root completes the handshake and is proxied.
     let root = p.issuing_root_pem().await;

@@ -372,7 +372,14 @@ impl ServicesApi {
 
     fn listing(&self, file: &Config, s: &Service) -> Value {
         let active = s.origin == crate::config::Origin::File || file.service(&s.name).is_none();
-        spec::to_listing(s, &file.domains, active)
+        let mut v = spec::to_listing(s, &file.domains, active);
+        if let (Some(tls), Value::Object(map)) = (&self.inner.shared.tls, &mut v) {
+            // The certificate of the service's name under the primary domain.
+            if let Some(host) = s.host_patterns(&file.domains).first() {
+                map.insert("certificate".into(), tls.certificate_status(host));
+            }
+        }
+        v
     }
 }
 
