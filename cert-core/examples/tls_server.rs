@@ -18,7 +18,10 @@ use tokio::net::TcpListener;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let port: u16 = std::env::args().nth(1).and_then(|p| p.parse().ok()).unwrap_or(8443);
+    let port: u16 = std::env::args()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(8443);
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = DevCa::load_or_create(dir.path().join("ca")).expect("dev ca");
     let resolver = Arc::new(CertResolver::new().expect("resolver"));
@@ -29,12 +32,19 @@ async fn main() {
         server_config(resolver, &TlsConfig::default()).expect("config"),
     ));
     let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
-    eprintln!("listening on https://127.0.0.1:{port} (pid {})", std::process::id());
+    eprintln!(
+        "listening on https://127.0.0.1:{port} (pid {})",
+        std::process::id()
+    );
     loop {
-        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else { return };
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
             if is_acme_tls_alpn(tls.get_ref().1) {
                 return;
             }

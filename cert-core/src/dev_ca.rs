@@ -5,8 +5,8 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
 };
 use time::{Duration as TimeDuration, OffsetDateTime};
 
@@ -50,7 +50,10 @@ impl DevCa {
         ensure_private_dir(&dir)?;
         let cert_path = dir.join(CA_CERT_FILE);
         let key_path = dir.join(CA_KEY_FILE);
-        match (fs::read_to_string(&cert_path), fs::read_to_string(&key_path)) {
+        match (
+            fs::read_to_string(&cert_path),
+            fs::read_to_string(&key_path),
+        ) {
             (Ok(cert_pem), Ok(key_pem)) => {
                 let key = KeyPair::from_pem(&key_pem)?;
                 let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)?;
@@ -158,8 +161,8 @@ impl DevCa {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
     use rustls::client::danger::ServerCertVerifier;
+    use std::os::unix::fs::MetadataExt;
     use std::sync::Arc;
 
     #[test]
@@ -182,7 +185,11 @@ mod tests {
         // The leaf verifies against the CA with a real verifier.
         let mut roots = rustls::RootCertStore::empty();
         roots
-            .add(crate::certs::parse_chain(ca.ca_cert_pem()).unwrap().remove(0))
+            .add(
+                crate::certs::parse_chain(ca.ca_cert_pem())
+                    .unwrap()
+                    .remove(0),
+            )
             .unwrap();
         let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
             Arc::new(roots),

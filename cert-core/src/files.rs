@@ -25,8 +25,8 @@ impl FileCert {
     pub fn load(&self) -> Result<LoadedCert, Error> {
         let chain = fs::read_to_string(&self.cert_path)
             .map_err(|e| Error::io("read", &self.cert_path, e))?;
-        let key = fs::read_to_string(&self.key_path)
-            .map_err(|e| Error::io("read", &self.key_path, e))?;
+        let key =
+            fs::read_to_string(&self.key_path).map_err(|e| Error::io("read", &self.key_path, e))?;
         Ok(LoadedCert {
             key: certified_key_from_pem(&chain, &key)?,
             info: CertInfo::from_pem(&chain)?,

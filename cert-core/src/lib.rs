@@ -89,8 +89,8 @@ pub use acme::{
     list_stored, AcmeConfig, AcmeManager, AcmeManagerBuilder, CertStatus, LETS_ENCRYPT_DIRECTORY,
 };
 pub use certs::{
-    certified_key_from_der, certified_key_from_pem, parse_chain, parse_key, self_signed,
-    CertInfo, LoadedCert,
+    certified_key_from_der, certified_key_from_pem, parse_chain, parse_key, self_signed, CertInfo,
+    LoadedCert,
 };
 pub use challenge::{ChallengeResponder, HTTP01_PATH_PREFIX};
 pub use clock::{Clock, SystemClock};

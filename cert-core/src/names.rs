@@ -131,7 +131,10 @@ mod tests {
 
     #[test]
     fn normalizes() {
-        assert_eq!(normalize_name("API.Example.com.").unwrap(), "api.example.com");
+        assert_eq!(
+            normalize_name("API.Example.com.").unwrap(),
+            "api.example.com"
+        );
         assert_eq!(normalize_name("*.example.com").unwrap(), "*.example.com");
         for bad in [
             "", ".", "a..b", "-a.com", "a-.com", "a/b.com", "../x", "1.2.3.4", "*.com", "a_b.com",

@@ -217,8 +217,14 @@ mod tests {
         assert!(Arc::ptr_eq(&r.lookup(Some("a.example.com.")), &a));
         assert!(Arc::ptr_eq(&r.lookup(Some("b.example.com")), &w));
         // A wildcard covers one label only.
-        assert!(Arc::ptr_eq(&r.lookup(Some("x.b.example.com")), &r.placeholder()));
-        assert!(Arc::ptr_eq(&r.lookup(Some("example.com")), &r.placeholder()));
+        assert!(Arc::ptr_eq(
+            &r.lookup(Some("x.b.example.com")),
+            &r.placeholder()
+        ));
+        assert!(Arc::ptr_eq(
+            &r.lookup(Some("example.com")),
+            &r.placeholder()
+        ));
         assert!(Arc::ptr_eq(&r.lookup(None), &r.placeholder()));
         r.set_default(Some(d.clone()));
         assert!(Arc::ptr_eq(&r.lookup(None), &d));
@@ -235,7 +241,8 @@ mod tests {
     #[test]
     fn challenges() {
         let r = CertResolver::new().unwrap();
-        r.set_tls_alpn_challenge("a.example.com", &[7u8; 32]).unwrap();
+        r.set_tls_alpn_challenge("a.example.com", &[7u8; 32])
+            .unwrap();
         assert!(r.has_tls_alpn_challenge("a.example.com"));
         r.clear_tls_alpn_challenge("a.example.com");
         assert!(!r.has_tls_alpn_challenge("a.example.com"));

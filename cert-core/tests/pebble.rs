@@ -18,7 +18,7 @@ use cert_core::{
 };
 use common::{
     https_get, mode, pebble_available, presented_leaf, roots_from_pem, tls_connect, wait_for,
-    TestClock, Pebble, PebbleOpts, TestServer,
+    Pebble, PebbleOpts, TestClock, TestServer,
 };
 
 const NAME: &str = "app.gateway.test";
@@ -105,11 +105,16 @@ impl Env {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http01_issues_and_trusted_client_gets_response_files_private() {
-    let Some(env) = Env::start(None, &[]).await else { return };
+    let Some(env) = Env::start(None, &[]).await else {
+        return;
+    };
     let manager = env.manager(env.config(true, false), &[NAME]);
     let started = Instant::now();
     let task = manager.spawn();
-    assert!(started.elapsed() < Duration::from_millis(100), "spawn must not block");
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "spawn must not block"
+    );
 
     wait_for("issuance", ISSUE_TIMEOUT, || env.resolver.has_cert(NAME)).await;
     eprintln!("HTTP-01 issuance took {:?}", started.elapsed());
@@ -125,16 +130,24 @@ async fn http01_issues_and_trusted_client_gets_response_files_private() {
     assert_eq!(status, 200);
     assert_eq!(body, format!("hello from {NAME}"));
     // And h2 is negotiated when offered.
-    let h2 = tls_connect(env.server.tls_port, NAME, Some(roots), &[b"h2", b"http/1.1"])
-        .await
-        .unwrap();
+    let h2 = tls_connect(
+        env.server.tls_port,
+        NAME,
+        Some(roots),
+        &[b"h2", b"http/1.1"],
+    )
+    .await
+    .unwrap();
     assert_eq!(h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
 
     // `gateway cert list`
     let list = manager.list();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].name, NAME);
-    assert!(list[0].issuer.as_deref().unwrap().contains("Pebble"), "{list:?}");
+    assert!(
+        list[0].issuer.as_deref().unwrap().contains("Pebble"),
+        "{list:?}"
+    );
     let not_after = list[0].not_after.unwrap();
     assert!(list[0].next_renewal.unwrap() < not_after);
 
@@ -144,7 +157,10 @@ async fn http01_issues_and_trusted_client_gets_response_files_private() {
     assert_eq!(mode(&root.join("certs")), 0o700);
     assert_eq!(mode(&root.join("accounts")), 0o700);
     assert_eq!(mode(&env.store.cert_path(NAME)), 0o600);
-    assert_eq!(mode(&env.store.account_path(&env.pebble.directory_url)), 0o600);
+    assert_eq!(
+        mode(&env.store.account_path(&env.pebble.directory_url)),
+        0o600
+    );
     let stored = env.store.load_cert(NAME).await.unwrap().unwrap();
     assert!(stored.key_pem.contains("PRIVATE KEY"));
     manager.stop();
@@ -153,7 +169,9 @@ async fn http01_issues_and_trusted_client_gets_response_files_private() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_alpn01_issues_without_serving_http_on_validation_connections() {
-    let Some(env) = Env::start(None, &[]).await else { return };
+    let Some(env) = Env::start(None, &[]).await else {
+        return;
+    };
     let manager = env.manager(env.config(false, true), &[NAME]);
     let started = Instant::now();
     let _task = manager.spawn();
@@ -165,9 +183,11 @@ async fn tls_alpn01_issues_without_serving_http_on_validation_connections() {
     assert_eq!(env.server.https_requests.load(Ordering::SeqCst), 0);
     // The challenge is withdrawn: an acme-tls/1 handshake now fails (case 27)...
     assert!(!env.resolver.has_tls_alpn_challenge(NAME));
-    assert!(tls_connect(env.server.tls_port, NAME, None, &[ACME_TLS_ALPN])
-        .await
-        .is_err());
+    assert!(
+        tls_connect(env.server.tls_port, NAME, None, &[ACME_TLS_ALPN])
+            .await
+            .is_err()
+    );
     // ...and normal ALPN gets the real, trusted certificate.
     let roots = env.trusted_roots().await;
     let (status, _) = https_get(env.server.tls_port, NAME, Some(roots), "/")
@@ -180,7 +200,9 @@ async fn tls_alpn01_issues_without_serving_http_on_validation_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renews_six_day_certificate_when_a_third_remains() {
     const DAY: u64 = 86_400;
-    let Some(env) = Env::start(Some(6 * DAY), &[]).await else { return };
+    let Some(env) = Env::start(Some(6 * DAY), &[]).await else {
+        return;
+    };
     let manager = env.manager(env.config(true, false), &[NAME]);
     let _task = manager.spawn();
     wait_for("issuance", ISSUE_TIMEOUT, || env.resolver.has_cert(NAME)).await;
@@ -189,7 +211,10 @@ async fn renews_six_day_certificate_when_a_third_remains() {
         .unwrap();
     let info = CertInfo::from_der(&first).unwrap();
     let lifetime = info.lifetime().as_secs();
-    assert!((6 * DAY - 60..=6 * DAY + 60).contains(&lifetime), "lifetime {lifetime}s");
+    assert!(
+        (6 * DAY - 60..=6 * DAY + 60).contains(&lifetime),
+        "lifetime {lifetime}s"
+    );
 
     // An hour before the renewal point (a third of the lifetime left): not yet.
     let renew_at = info.renew_at(1.0 / 3.0);
@@ -197,7 +222,10 @@ async fn renews_six_day_certificate_when_a_third_remains() {
     let skew = renew_at
         .duration_since(two_thirds)
         .unwrap_or_else(|e| e.duration());
-    assert!(skew < Duration::from_secs(1), "renewal at two thirds of the lifetime");
+    assert!(
+        skew < Duration::from_secs(1),
+        "renewal at two thirds of the lifetime"
+    );
     env.clock.freeze_at(renew_at - Duration::from_secs(3600));
     tokio::time::sleep(Duration::from_millis(2000)).await;
     assert_eq!(manager.orders_placed(), 1);
@@ -230,7 +258,9 @@ async fn renews_six_day_certificate_when_a_third_remains() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_reuses_stored_certificate_and_account() {
-    let Some(env) = Env::start(None, &[]).await else { return };
+    let Some(env) = Env::start(None, &[]).await else {
+        return;
+    };
     let cfg = env.config(true, false);
     let first = env.manager(cfg.clone(), &[NAME]);
     let task = first.spawn();
@@ -269,7 +299,9 @@ async fn restart_reuses_stored_certificate_and_account() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_validation_backs_off_and_keeps_serving_old_certificate() {
-    let Some(env) = Env::start(None, &[]).await else { return };
+    let Some(env) = Env::start(None, &[]).await else {
+        return;
+    };
     let manager = env.manager(env.config(true, false), &[NAME]);
     let _task = manager.spawn();
     wait_for("issuance", ISSUE_TIMEOUT, || env.resolver.has_cert(NAME)).await;
@@ -293,8 +325,15 @@ async fn failed_validation_backs_off_and_keeps_serving_old_certificate() {
     eprintln!("after {:?}: {status:?}", t0.elapsed());
     // Backoff: failures 2 and 3 wait >= 150 ms and >= 300 ms (jittered from 300/600 ms);
     // without backoff the 100 ms check interval would retry much faster.
-    assert!(t0.elapsed() >= Duration::from_millis(450), "{:?}", t0.elapsed());
-    assert!(status.last_error.as_deref().unwrap().contains("404"), "{status:?}");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(450),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert!(
+        status.last_error.as_deref().unwrap().contains("404"),
+        "{status:?}"
+    );
     assert!(status.next_attempt.is_some());
     // The old certificate is still served and still trusted.
     let now = presented_leaf(env.server.tls_port, NAME, &[b"http/1.1"])
@@ -344,11 +383,18 @@ async fn acme_errors_never_block_startup_and_back_off() {
     let before = manager.status(NAME).unwrap().failures;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let after = manager.status(NAME).unwrap();
-    eprintln!("{} failures in {:?}: {after:?}", after.failures - before, t0.elapsed());
+    eprintln!(
+        "{} failures in {:?}: {after:?}",
+        after.failures - before,
+        t0.elapsed()
+    );
     // With a 100 ms check interval and no backoff there would be ~15 more attempts.
     assert!(after.failures - before <= 4, "{after:?}");
-    assert!(after.last_error.as_deref().unwrap().contains("badNonce")
-        || after.last_error.as_deref().unwrap().contains("nonce"), "{after:?}");
+    assert!(
+        after.last_error.as_deref().unwrap().contains("badNonce")
+            || after.last_error.as_deref().unwrap().contains("nonce"),
+        "{after:?}"
+    );
     assert_eq!(manager.orders_placed(), 0);
     assert!(!env.resolver.has_cert(NAME));
     manager.stop();
@@ -356,18 +402,27 @@ async fn acme_errors_never_block_startup_and_back_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_sni_places_no_order_and_writes_nothing() {
-    let Some(env) = Env::start(None, &[]).await else { return };
+    let Some(env) = Env::start(None, &[]).await else {
+        return;
+    };
     let manager = env.manager(env.config(true, false), &[NAME]);
     let _task = manager.spawn();
     wait_for("issuance", ISSUE_TIMEOUT, || env.resolver.has_cert(NAME)).await;
     // The certificate is served first and then written; wait for the write.
-    wait_for("stored", ISSUE_TIMEOUT, || env.store.cert_path(NAME).exists()).await;
+    wait_for("stored", ISSUE_TIMEOUT, || {
+        env.store.cert_path(NAME).exists()
+    })
+    .await;
     let files_before: Vec<_> = std::fs::read_dir(env.store_dir.path().join("certs/certs"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
 
-    for evil in ["evil.gateway.test", "admin.evil.test", "APP.gateway.test.evil"] {
+    for evil in [
+        "evil.gateway.test",
+        "admin.evil.test",
+        "APP.gateway.test.evil",
+    ] {
         let leaf = presented_leaf(env.server.tls_port, evil, &[b"http/1.1"])
             .await
             .unwrap();
@@ -396,14 +451,18 @@ async fn unknown_sni_places_no_order_and_writes_nothing() {
 /// `gateway cert renew NAME`: an immediate order, honoured only for managed names.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renew_now_orders_immediately() {
-    let Some(env) = Env::start(None, &[]).await else { return };
+    let Some(env) = Env::start(None, &[]).await else {
+        return;
+    };
     let manager = env.manager(env.config(true, true), &[NAME]);
     // No background loop: the CLI path alone.
     let status = manager.renew_now(NAME).await.unwrap();
     assert_eq!(manager.orders_placed(), 1);
     assert!(status.not_after.is_some());
     assert!(env.resolver.has_cert(NAME));
-    let listed = cert_core::list_stored(env.store.as_ref(), 1.0 / 3.0).await.unwrap();
+    let listed = cert_core::list_stored(env.store.as_ref(), 1.0 / 3.0)
+        .await
+        .unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].not_after, status.not_after);
 }
@@ -413,7 +472,9 @@ async fn renew_now_orders_immediately() {
 /// shared pending-challenge table whichever replica ordered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_sharing_a_store_place_one_order() {
-    let Some(env) = Env::start(None, &[]).await else { return };
+    let Some(env) = Env::start(None, &[]).await else {
+        return;
+    };
     let names = Arc::new(NameSet::new([NAME]).unwrap());
     let replica = |owner: &str| {
         let cfg = AcmeConfig {
@@ -423,10 +484,11 @@ async fn replicas_sharing_a_store_place_one_order() {
         let resolver = Arc::new(CertResolver::new().unwrap());
         // Each replica has its own responder; only the shared store connects them to the
         // listener's responder.
-        let manager = AcmeManager::builder(cfg, env.shared.clone(), resolver.clone(), names.clone())
-            .challenge_responder(ChallengeResponder::new())
-            .build()
-            .unwrap();
+        let manager =
+            AcmeManager::builder(cfg, env.shared.clone(), resolver.clone(), names.clone())
+                .challenge_responder(ChallengeResponder::new())
+                .build()
+                .unwrap();
         (manager, resolver)
     };
     let (a, ra) = replica("replica-a");

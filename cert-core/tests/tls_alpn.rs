@@ -24,7 +24,9 @@ async fn acme_tls_alpn_gets_challenge_cert_only_while_pending_and_no_http() {
     let server = TestServer::start(resolver.clone(), ChallengeResponder::new()).await;
 
     // No challenge pending: an acme-tls/1 handshake is refused.
-    assert!(tls_connect(server.tls_port, NAME, None, &[ACME_TLS_ALPN]).await.is_err());
+    assert!(tls_connect(server.tls_port, NAME, None, &[ACME_TLS_ALPN])
+        .await
+        .is_err());
 
     let digest = [0x5au8; 32];
     resolver.set_tls_alpn_challenge(NAME, &digest).unwrap();
@@ -44,7 +46,9 @@ async fn acme_tls_alpn_gets_challenge_cert_only_while_pending_and_no_http() {
     assert_eq!(&ext.value[2..], &digest);
 
     // The server closes the connection without serving HTTP on it.
-    let _ = stream.write_all(b"GET / HTTP/1.1\r\nhost: app.gateway.test\r\n\r\n").await;
+    let _ = stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: app.gateway.test\r\n\r\n")
+        .await;
     let mut buf = Vec::new();
     let _ = stream.read_to_end(&mut buf).await;
     assert!(buf.is_empty(), "no HTTP on an acme-tls/1 connection");
@@ -59,5 +63,7 @@ async fn acme_tls_alpn_gets_challenge_cert_only_while_pending_and_no_http() {
 
     // Withdrawn: refused again.
     resolver.clear_tls_alpn_challenge(NAME);
-    assert!(tls_connect(server.tls_port, NAME, None, &[ACME_TLS_ALPN]).await.is_err());
+    assert!(tls_connect(server.tls_port, NAME, None, &[ACME_TLS_ALPN])
+        .await
+        .is_err());
 }

@@ -129,7 +129,9 @@ impl CertStore for DirStore {
         bundle.push('\n');
         bundle.push_str(cert.chain_pem.trim_end());
         bundle.push('\n');
-        Box::pin(blocking(move || write_private_file(&path, bundle.as_bytes())))
+        Box::pin(blocking(move || {
+            write_private_file(&path, bundle.as_bytes())
+        }))
     }
 
     fn list_names(&self) -> BoxFuture<'_, Result<Vec<String>, Error>> {
@@ -319,7 +321,13 @@ mod tests {
         // No temporary files are left behind.
         let leftovers = fs::read_dir(root.join("certs"))
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp"))
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+            })
             .count();
         assert_eq!(leftovers, 0);
     }

@@ -96,7 +96,10 @@ impl CertStore for MemoryStore {
         Box::pin(async { Ok(()) })
     }
 
-    fn load_challenge<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Option<String>, Error>> {
+    fn load_challenge<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, Error>> {
         let found = self
             .challenges
             .lock()

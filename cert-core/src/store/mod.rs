@@ -107,7 +107,10 @@ pub trait CertStore: Send + Sync + 'static {
     }
 
     /// Looks up a pending HTTP-01 answer published by any replica. Default: none.
-    fn load_challenge<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Option<String>, Error>> {
+    fn load_challenge<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, Error>> {
         let _ = token;
         Box::pin(async { Ok(None) })
     }
