@@ -24,14 +24,47 @@ struct Counts {
     errors: u64,
 }
 
+/// What the first handshake negotiated, for the report.
+struct Negotiated {
+    suite: String,
+    group: String,
+    alpn: String,
+}
+
 async fn one(
     addr: SocketAddr,
     name: ServerName<'static>,
     connector: &TlsConnector,
 ) -> Res<HandshakeKind> {
+    one_with(addr, name, connector, None).await
+}
+
+async fn one_with(
+    addr: SocketAddr,
+    name: ServerName<'static>,
+    connector: &TlsConnector,
+    negotiated: Option<&mut Option<Negotiated>>,
+) -> Res<HandshakeKind> {
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let mut tls = connector.connect(name, tcp).await?;
+    if let Some(n) = negotiated {
+        let c = tls.get_ref().1;
+        *n = Some(Negotiated {
+            suite: c
+                .negotiated_cipher_suite()
+                .map(|s| format!("{:?}", s.suite()))
+                .unwrap_or_default(),
+            group: c
+                .negotiated_key_exchange_group()
+                .map(|g| format!("{:?}", g.name()))
+                .unwrap_or_default(),
+            alpn: c
+                .alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .unwrap_or_default(),
+        });
+    }
     let kind = tls
         .get_ref()
         .1
@@ -64,7 +97,13 @@ pub(crate) async fn run(
     let name = ServerName::try_from(sni)?;
     let connector = TlsConnector::from(cfg);
     // One handshake first: it proves the server is there and, when resuming, seeds tickets.
-    one(addr, name.clone(), &connector).await?;
+    let mut negotiated = None;
+    one_with(addr, name.clone(), &connector, Some(&mut negotiated)).await?;
+    let negotiated = negotiated.unwrap_or(Negotiated {
+        suite: String::new(),
+        group: String::new(),
+        alpn: String::new(),
+    });
     let cpu0 = proc::cpu_us(pids)?;
     let me = std::process::id();
     let client0 = proc::cpu_us_one(me)?;
@@ -105,6 +144,9 @@ pub(crate) async fn run(
         "per_sec": n as f64 / secs,
         "server_cpu_us": cpu,
         "cpu_us_per_handshake": if n > 0 { cpu as f64 / n as f64 } else { 0.0 },
+        "suite": negotiated.suite,
+        "group": negotiated.group,
+        "alpn": negotiated.alpn,
         "client_cpu_us_per_handshake": if n > 0 { client as f64 / n as f64 } else { 0.0 },
     }))
 }
