@@ -10,6 +10,9 @@
 //!   ([`MemoryStore`] built in).
 //! - [`SessionLayer`] and [`RequireRoleLayer`]: tower middleware, usable in axum too.
 //! - [`CookieConfig`]: the session cookie and the cookie that clears it.
+//! - With the `redis` feature: `RedisStore` (sessions shared by replicas; its module docs hold
+//!   the key schema), `CachingResolver` (a local cache that pub/sub revocations clear at once)
+//!   and `Revocations` (revocation events within the process).
 //!
 //! Every rejection is a JSON response built by [`rejection`]; the layers never return an
 //! error of their own.
@@ -108,6 +111,8 @@ pub use session::{
 };
 pub use session_layer::{SessionLayer, SessionService};
 pub use set_cookie::{CookieConfig, SameSite};
+#[cfg(feature = "redis")]
+pub use store::{CacheConfig, CachingResolver, RedisConfig, RedisStore, Revocation, Revocations};
 pub use store::{MemoryStore, SessionStore, StoreError};
 pub use token::{constant_time_eq, Token, TokenHash, MAX_TOKEN_LEN};
 

@@ -13,8 +13,20 @@ use crate::token::{Token, TokenHash};
 use crate::BoxFuture;
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "redis")]
+mod redis_cache;
+#[cfg(feature = "redis")]
+mod redis_revocations;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use redis::{RedisConfig, RedisStore};
+#[cfg(feature = "redis")]
+pub use redis_cache::{CacheConfig, CachingResolver};
+#[cfg(feature = "redis")]
+pub use redis_revocations::{Revocation, Revocations};
 
 /// A store failure.
 #[non_exhaustive]

@@ -1,0 +1,621 @@
+//! [`RedisStore`]: sessions in Redis, shared by every replica (feature `redis`).
+//!
+//! # Key schema
+//!
+//! Every key starts with a configurable prefix (`gateway` by default, written `<prefix>`
+//! below). A token is never stored: sessions are keyed by the lowercase hex SHA-256 of the
+//! token's bytes (the token is the 43-character base64url string the client sends).
+//!
+//! | key | type | content |
+//! |---|---|---|
+//! | `<prefix>:session:<sha256 hex>` | hash | `user_id`, `roles` (comma-separated, in order), `default_role`, `created_at`, `expires_at` (Unix milliseconds) |
+//! | `<prefix>:user:<user_id>` | set | the hex hashes of the user's sessions |
+//! | `<prefix>:revocations` | pub/sub channel | the hex hash of a revoked session, or `user:<user_id>` when all of a user's sessions are revoked |
+//!
+//! - A session hash carries a native Redis expiry (`PEXPIREAT` = `expires_at`), so Redis
+//!   removes it by itself. Sliding expiry moves `expires_at` and the key's expiry together,
+//!   never backwards.
+//! - The user set expires with the user's longest-lived session. Members whose session hash is
+//!   gone (expired) are removed lazily, when the user's sessions are listed or revoked.
+//! - A reader also refuses a session whose `expires_at` is in the past, or whose fields break
+//!   the session rules (user id and roles of visible ASCII, no `,` in a role, the default role
+//!   among the roles).
+//! - Times in scripts come from the Redis server's clock (`TIME`), so replicas with skewed
+//!   clocks agree on expiry.
+//!
+//! Another service may create a session directly, in one `MULTI`/`EXEC` or script:
+//!
+//! ```text
+//! HSET      <prefix>:session:<hex> user_id <id> roles <r1,r2> default_role <r1> created_at <ms> expires_at <ms>
+//! PEXPIREAT <prefix>:session:<hex> <expires_at ms>
+//! SADD      <prefix>:user:<id> <hex>
+//! PEXPIREAT <prefix>:user:<id> <expires_at ms>   (only if later than the set's current expiry)
+//! ```
+//!
+//! and revoke one with `DEL <prefix>:session:<hex>`, `SREM <prefix>:user:<id> <hex>` and
+//! `PUBLISH <prefix>:revocations <hex>` (without the `PUBLISH`, replicas may serve the session
+//! from their local cache until the cache TTL ends).
+//!
+//! # Failures
+//!
+//! Every command runs under a timeout (500 ms by default). Every Redis error, timeout or lost
+//! connection is [`StoreError::Unavailable`]: callers fail closed (503). The connection is a
+//! redis-rs `ConnectionManager`, created lazily: a gateway starts while Redis is down and
+//! reconnects by itself.
+//!
+//! # URLs
+//!
+//! `redis://[user[:password]@]host[:port][/db]` (AUTH and ACL users), `redis+unix:///path`,
+//! and `rediss://` with the `redis-tls` feature (rustls; the process must install a rustls
+//! crypto provider). Redis Cluster is not supported (the scripts compute user and session
+//! keys, which need not share a hash slot); Sentinel is not enabled in this build.
+//! The URL may carry a password: it is never logged or put into an error message.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisResult, Script};
+
+use super::redis_revocations::{Revocation, Revocations};
+use super::{SessionStore, StoreError};
+use crate::identity::{Identity, RoleHeaders};
+use crate::session::{validate_role, validate_user_id, NewSession, Session};
+use crate::token::{Token, TokenHash};
+use crate::BoxFuture;
+
+/// Sliding expiry only writes when it moves the expiry by more than this (milliseconds).
+const SLIDE_GRANULARITY_MS: u64 = 1_000;
+
+/// Settings of a [`RedisStore`].
+#[derive(Clone, Debug)]
+pub struct RedisConfig {
+    /// The key prefix (`<prefix>:session:<hex>`); default `gateway`.
+    pub prefix: String,
+    /// How long one command may take before it counts as a failure; default 500 ms. Also the
+    /// connect timeout.
+    pub command_timeout: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            prefix: "gateway".into(),
+            command_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A [`SessionStore`] in Redis: the key schema is in the module docs.
+///
+/// Cloning is cheap; clones share the connection. Revocations made through this store are
+/// published on `<prefix>:revocations` and reported at once to this process's
+/// [`Revocations`] listeners.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: redis::Client,
+    conn: ConnectionManager,
+    timeout: Duration,
+    session_prefix: String,
+    user_prefix: String,
+    channel: String,
+    revocations: Revocations,
+    scripts: Scripts,
+}
+
+struct Scripts {
+    create: Script,
+    resolve_slide: Script,
+    touch: Script,
+    revoke: Script,
+    revoke_user: Script,
+    list_user: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The client holds the URL (maybe a password): it is left out.
+        f.debug_struct("RedisStore")
+            .field("channel", &self.inner.channel)
+            .field("timeout", &self.inner.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One session as read for the request path: its identity and when it expires.
+#[derive(Clone, Debug)]
+pub(crate) struct Found {
+    pub(crate) identity: Identity,
+    pub(crate) expires_ms: u64,
+}
+
+impl RedisStore {
+    /// A store for the Redis at `url` (see the module docs for the forms). It does not connect
+    /// yet: the first command does, and a lost connection is re-established by itself.
+    ///
+    /// Must be called within a tokio runtime. Fails only on a malformed URL; the error never
+    /// contains the URL.
+    pub fn open(url: &str, config: RedisConfig) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL ({:?})", e.kind())))?;
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.command_timeout))
+            .set_response_timeout(Some(config.command_timeout))
+            // Few, quick retries: requests wait at most `command_timeout` anyway, and every
+            // later command starts a new attempt.
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        let conn =
+            ConnectionManager::new_lazy_with_config(client.clone(), manager).map_err(|e| {
+                StoreError::Unavailable(format!("cannot set up the Redis connection: {e}"))
+            })?;
+        let p = &config.prefix;
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                client,
+                conn,
+                timeout: config.command_timeout,
+                session_prefix: format!("{p}:session:"),
+                user_prefix: format!("{p}:user:"),
+                channel: format!("{p}:revocations"),
+                revocations: Revocations::default(),
+                scripts: Scripts {
+                    create: Script::new(CREATE),
+                    resolve_slide: Script::new(RESOLVE_SLIDE),
+                    touch: Script::new(TOUCH),
+                    revoke: Script::new(REVOKE),
+                    revoke_user: Script::new(REVOKE_USER),
+                    list_user: Script::new(LIST_USER),
+                },
+            }),
+        })
+    }
+
+    /// Sends `PING`; `Ok` when Redis answered within the command timeout.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.inner.conn.clone();
+        self.run("PING", async move {
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// The listeners told about every revocation this process makes or hears of.
+    pub fn revocations(&self) -> &Revocations {
+        &self.inner.revocations
+    }
+
+    /// The revocation channel (`<prefix>:revocations`).
+    pub fn channel(&self) -> &str {
+        &self.inner.channel
+    }
+
+    /// The command timeout.
+    pub fn command_timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    pub(crate) fn client(&self) -> &redis::Client {
+        &self.inner.client
+    }
+
+    fn session_key(&self, id: &TokenHash) -> String {
+        format!("{}{}", self.inner.session_prefix, id.to_hex())
+    }
+
+    fn user_key(&self, user_id: &str) -> String {
+        format!("{}{}", self.inner.user_prefix, user_id)
+    }
+
+    /// Runs one Redis call under the command timeout; every failure is `Unavailable`.
+    async fn run<T>(
+        &self,
+        what: &'static str,
+        call: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.inner.timeout, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(StoreError::Unavailable(format!("redis {what}: {e}"))),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "redis {what}: no answer within {} ms",
+                self.inner.timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// The live session `id` as the request path needs it, sliding its expiry when asked:
+    /// one round trip either way.
+    pub(crate) async fn lookup(
+        &self,
+        id: &TokenHash,
+        slide: Option<Duration>,
+    ) -> Result<Option<Found>, StoreError> {
+        Ok(self
+            .fields(id, slide)
+            .await?
+            .and_then(|f| f.found(id).map(|(found, _)| found)))
+    }
+
+    async fn fields(
+        &self,
+        id: &TokenHash,
+        slide: Option<Duration>,
+    ) -> Result<Option<Fields>, StoreError> {
+        let key = self.session_key(id);
+        let mut conn = self.inner.conn.clone();
+        let raw: Vec<Option<String>> = match slide {
+            None => {
+                self.run("HMGET", async move {
+                    redis::cmd("HMGET")
+                        .arg(&key)
+                        .arg(&FIELDS)
+                        .query_async(&mut conn)
+                        .await
+                })
+                .await?
+            }
+            Some(ttl) => {
+                let script = &self.inner.scripts.resolve_slide;
+                let mut inv = script.key(&key);
+                inv.arg(duration_ms(ttl))
+                    .arg(SLIDE_GRANULARITY_MS)
+                    .arg(&self.inner.user_prefix);
+                self.run("resolve", async move { inv.invoke_async(&mut conn).await })
+                    .await?
+            }
+        };
+        Ok(Fields::from_raw(raw))
+    }
+
+    /// Publishes nothing and tells local listeners: used after every revocation attempt, even a
+    /// failed one (the caller meant to end the session; dropping a cache entry or closing a
+    /// WebSocket of a session that survives is harmless).
+    fn tell_local(&self, r: &Revocation) {
+        self.inner.revocations.notify(r);
+    }
+}
+
+/// The hash fields, in the order every script and `HMGET` returns them.
+const FIELDS: [&str; 5] = [
+    "user_id",
+    "roles",
+    "default_role",
+    "created_at",
+    "expires_at",
+];
+
+/// A session hash as read from Redis, not yet checked.
+struct Fields {
+    user_id: String,
+    roles: String,
+    default_role: String,
+    created_ms: u64,
+    expires_ms: u64,
+}
+
+impl Fields {
+    fn from_raw(raw: Vec<Option<String>>) -> Option<Fields> {
+        let mut it = raw.into_iter();
+        let user_id = it.next()??;
+        let roles = it.next()??;
+        let default_role = it.next()??;
+        let created_ms = it
+            .next()
+            .flatten()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let expires_ms = it.next()??.parse().ok()?;
+        Some(Fields {
+            user_id,
+            roles,
+            default_role,
+            created_ms,
+            expires_ms,
+        })
+    }
+
+    /// The identity and the session record, if the fields pass the session rules and the
+    /// session has not expired.
+    fn found(self, id: &TokenHash) -> Option<(Found, Session)> {
+        if self.expires_ms <= now_ms() {
+            return None;
+        }
+        let valid = validate_user_id(&self.user_id).is_ok()
+            && !self.roles.is_empty()
+            && self.roles.split(',').all(|r| validate_role(r).is_ok());
+        let role_list: Arc<[Arc<str>]> = self.roles.split(',').map(Arc::from).collect();
+        let default = role_list
+            .iter()
+            .find(|r| ***r == *self.default_role)
+            .cloned();
+        let (Some(role), true) = (default, valid) else {
+            tracing::warn!(
+                session = %id.to_hex(),
+                "a Redis session record breaks the session rules; refusing it"
+            );
+            return None;
+        };
+        let headers = Arc::new(RoleHeaders::build(role_list)?);
+        let identity =
+            Identity::with_role_headers(Arc::from(self.user_id.as_str()), role, &headers);
+        let session = Session {
+            id: *id,
+            user_id: self.user_id,
+            roles: self.roles.split(',').map(str::to_owned).collect(),
+            default_role: self.default_role,
+            created_at: UNIX_EPOCH + Duration::from_millis(self.created_ms),
+            expires_at: UNIX_EPOCH + Duration::from_millis(self.expires_ms),
+        };
+        Some((
+            Found {
+                identity,
+                expires_ms: self.expires_ms,
+            },
+            session,
+        ))
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, duration_ms)
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+// The current time in milliseconds from the server's clock.
+macro_rules! lua_now {
+    () => {
+        "local t = redis.call('TIME')\n\
+         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    };
+}
+
+// Pushes the user set's expiry to at least `exp` (a set without expiry gets one).
+macro_rules! lua_extend_user {
+    () => {
+        "local function extend_user(key, exp, now)\n\
+           local left = redis.call('PTTL', key)\n\
+           if left ~= -2 and (left < 0 or left < exp - now) then\n\
+             redis.call('PEXPIREAT', key, string.format('%d', exp))\n\
+           end\n\
+         end\n"
+    };
+}
+
+/// KEYS: session, user. ARGV: hex, user_id, roles, default_role, ttl ms. Returns {now, exp}.
+const CREATE: &str = concat!(
+    lua_now!(),
+    lua_extend_user!(),
+    "local exp = now + tonumber(ARGV[5])\n\
+     redis.call('HSET', KEYS[1], 'user_id', ARGV[2], 'roles', ARGV[3], 'default_role', ARGV[4],\n\
+       'created_at', string.format('%d', now), 'expires_at', string.format('%d', exp))\n\
+     redis.call('PEXPIREAT', KEYS[1], string.format('%d', exp))\n\
+     redis.call('SADD', KEYS[2], ARGV[1])\n\
+     extend_user(KEYS[2], exp, now)\n\
+     return {now, exp}\n"
+);
+
+/// KEYS: session. ARGV: ttl ms, granularity ms, user prefix. Returns the fields (nil if none),
+/// after moving the expiry to now + ttl when that is more than `granularity` later.
+const RESOLVE_SLIDE: &str = concat!(
+    lua_now!(),
+    lua_extend_user!(),
+    "local v = redis.call('HMGET', KEYS[1], 'user_id', 'roles', 'default_role', 'created_at', 'expires_at')\n\
+     if not v[1] or not v[5] then return v end\n\
+     local want = now + tonumber(ARGV[1])\n\
+     local cur = tonumber(v[5]) or 0\n\
+     if cur > now and want > cur + tonumber(ARGV[2]) then\n\
+       local s = string.format('%d', want)\n\
+       redis.call('HSET', KEYS[1], 'expires_at', s)\n\
+       redis.call('PEXPIREAT', KEYS[1], s)\n\
+       extend_user(ARGV[3] .. v[1], want, now)\n\
+       v[5] = s\n\
+     end\n\
+     return v\n"
+);
+
+/// KEYS: session. ARGV: ttl ms, user prefix. Returns 1 if the session lives (its expiry is now
+/// at least now + ttl), 0 if not.
+const TOUCH: &str = concat!(
+    lua_now!(),
+    lua_extend_user!(),
+    "local v = redis.call('HMGET', KEYS[1], 'user_id', 'expires_at')\n\
+     if not v[1] or not v[2] then return 0 end\n\
+     local cur = tonumber(v[2]) or 0\n\
+     if cur <= now then return 0 end\n\
+     local want = now + tonumber(ARGV[1])\n\
+     if want > cur then\n\
+       local s = string.format('%d', want)\n\
+       redis.call('HSET', KEYS[1], 'expires_at', s)\n\
+       redis.call('PEXPIREAT', KEYS[1], s)\n\
+       extend_user(ARGV[2] .. v[1], want, now)\n\
+     end\n\
+     return 1\n"
+);
+
+/// KEYS: session. ARGV: hex, user prefix, channel. Deletes the session, unindexes it and
+/// publishes its hash. Returns 1 if a session was deleted.
+const REVOKE: &str = "local uid = redis.call('HGET', KEYS[1], 'user_id')\n\
+     local n = redis.call('DEL', KEYS[1])\n\
+     if uid then redis.call('SREM', ARGV[2] .. uid, ARGV[1]) end\n\
+     redis.call('PUBLISH', ARGV[3], ARGV[1])\n\
+     return n\n";
+
+/// KEYS: user. ARGV: session prefix, channel, payload. Deletes every session of the user and
+/// the index, publishes `user:<id>`. Returns how many sessions were live.
+const REVOKE_USER: &str = "local ids = redis.call('SMEMBERS', KEYS[1])\n\
+     local n = 0\n\
+     for _, h in ipairs(ids) do n = n + redis.call('DEL', ARGV[1] .. h) end\n\
+     redis.call('DEL', KEYS[1])\n\
+     redis.call('PUBLISH', ARGV[2], ARGV[3])\n\
+     return n\n";
+
+/// KEYS: user. ARGV: session prefix. Returns {hex, user_id, roles, default_role, created_at,
+/// expires_at, ...} for each live session and removes members whose session is gone.
+const LIST_USER: &str = "local ids = redis.call('SMEMBERS', KEYS[1])\n\
+     local out = {}\n\
+     for _, h in ipairs(ids) do\n\
+       local v = redis.call('HMGET', ARGV[1] .. h, 'user_id', 'roles', 'default_role', 'created_at', 'expires_at')\n\
+       if v[1] then\n\
+         table.insert(out, h)\n\
+         for i = 1, 5 do table.insert(out, v[i] or '') end\n\
+       else\n\
+         redis.call('SREM', KEYS[1], h)\n\
+       end\n\
+     end\n\
+     return out\n";
+
+impl SessionStore for RedisStore {
+    fn create<'a>(
+        &'a self,
+        new: NewSession,
+    ) -> BoxFuture<'a, Result<(Token, Session), StoreError>> {
+        Box::pin(async move {
+            new.validate()?;
+            let token = Token::try_generate()
+                .map_err(|e| StoreError::Unavailable(format!("OS random source failed: {e}")))?;
+            let id = token.hash();
+            let hex = id.to_hex();
+            let default_role = new
+                .roles
+                .get(new.default_role_index())
+                .cloned()
+                .unwrap_or_default();
+            let roles = new.roles.join(",");
+            let mut inv = self.inner.scripts.create.key(self.session_key(&id));
+            inv.key(self.user_key(&new.user_id))
+                .arg(&hex)
+                .arg(&new.user_id)
+                .arg(&roles)
+                .arg(&default_role)
+                .arg(duration_ms(new.ttl).max(1));
+            let mut conn = self.inner.conn.clone();
+            let (created, expires): (u64, u64) = self
+                .run("create", async move { inv.invoke_async(&mut conn).await })
+                .await?;
+            let session = Session {
+                id,
+                user_id: new.user_id,
+                roles: new.roles,
+                default_role,
+                created_at: UNIX_EPOCH + Duration::from_millis(created),
+                expires_at: UNIX_EPOCH + Duration::from_millis(expires),
+            };
+            Ok((token, session))
+        })
+    }
+
+    fn resolve<'a>(
+        &'a self,
+        id: &'a TokenHash,
+    ) -> BoxFuture<'a, Result<Option<Session>, StoreError>> {
+        Box::pin(async move {
+            Ok(self
+                .fields(id, None)
+                .await?
+                .and_then(|f| f.found(id).map(|(_, s)| s)))
+        })
+    }
+
+    fn touch<'a>(
+        &'a self,
+        id: &'a TokenHash,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let mut inv = self.inner.scripts.touch.key(self.session_key(id));
+            inv.arg(duration_ms(ttl)).arg(&self.inner.user_prefix);
+            let mut conn = self.inner.conn.clone();
+            let n: i64 = self
+                .run("touch", async move { inv.invoke_async(&mut conn).await })
+                .await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn revoke<'a>(&'a self, id: &'a TokenHash) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let mut inv = self.inner.scripts.revoke.key(self.session_key(id));
+            inv.arg(id.to_hex())
+                .arg(&self.inner.user_prefix)
+                .arg(&self.inner.channel);
+            let mut conn = self.inner.conn.clone();
+            let result = self
+                .run(
+                    "revoke",
+                    async move { inv.invoke_async::<i64>(&mut conn).await },
+                )
+                .await;
+            self.tell_local(&Revocation::Session(*id));
+            Ok(result? == 1)
+        })
+    }
+
+    fn revoke_user<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<usize, StoreError>> {
+        Box::pin(async move {
+            let mut inv = self.inner.scripts.revoke_user.key(self.user_key(user_id));
+            inv.arg(&self.inner.session_prefix)
+                .arg(&self.inner.channel)
+                .arg(format!("user:{user_id}"));
+            let mut conn = self.inner.conn.clone();
+            let result = self
+                .run("revoke_user", async move {
+                    inv.invoke_async::<i64>(&mut conn).await
+                })
+                .await;
+            self.tell_local(&Revocation::User(Arc::from(user_id)));
+            Ok(usize::try_from(result?).unwrap_or(0))
+        })
+    }
+
+    fn list_user<'a>(
+        &'a self,
+        user_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Session>, StoreError>> {
+        Box::pin(async move {
+            let mut inv = self.inner.scripts.list_user.key(self.user_key(user_id));
+            inv.arg(&self.inner.session_prefix);
+            let mut conn = self.inner.conn.clone();
+            let flat: Vec<String> = self
+                .run(
+                    "list_user",
+                    async move { inv.invoke_async(&mut conn).await },
+                )
+                .await?;
+            let mut out = Vec::with_capacity(flat.len() / 6);
+            for chunk in flat.chunks_exact(6) {
+                let Some(id) = TokenHash::from_hex(&chunk[0]) else {
+                    continue;
+                };
+                let raw = chunk[1..]
+                    .iter()
+                    .map(|s| Some(s.clone()).filter(|s| !s.is_empty()))
+                    .collect();
+                if let Some((_, session)) = Fields::from_raw(raw).and_then(|f| f.found(&id)) {
+                    out.push(session);
+                }
+            }
+            out.sort_by_key(|s| s.created_at);
+            Ok(out)
+        })
+    }
+
+    fn resolve_identity<'a>(
+        &'a self,
+        id: &'a TokenHash,
+        slide: Option<Duration>,
+    ) -> BoxFuture<'a, Result<Option<Identity>, StoreError>> {
+        Box::pin(async move { Ok(self.lookup(id, slide).await?.map(|f| f.identity)) })
+    }
+}

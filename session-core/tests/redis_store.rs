@@ -1,0 +1,762 @@
+//! `RedisStore` and `CachingResolver` against a real `redis-server` started by each test on a
+//! free port (no persistence), killed when the test ends.
+//!
+//! Without `redis-server` on the PATH these tests print a loud skip message, except on CI
+//! (`CI=true`) where they fail.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use session_core::{
+    CacheConfig, CachingResolver, MemoryStore, NewSession, RedisConfig, RedisStore, Resolver,
+    Revocation, SessionStore, StoreError, StoreResolver, Token,
+};
+
+/// A `redis-server` child process, killed on drop.
+struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    args: Vec<String>,
+}
+
+impl RedisServer {
+    /// Starts one, or returns `None` (after a loud message) when redis-server is missing and
+    /// this is not CI.
+    fn start(extra: &[&str]) -> Option<RedisServer> {
+        let found = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok();
+        if !found {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("redis-server is not installed (run scripts/install-test-deps)");
+            }
+            eprintln!(
+                "\n\n*** SKIPPED: redis-server is not installed (scripts/install-test-deps) ***\n"
+            );
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut s = RedisServer {
+            child: None,
+            port,
+            args: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.restart();
+        Some(s)
+    }
+
+    fn restart(&mut self) {
+        assert!(self.child.is_none());
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--enable-debug-command", "yes"])
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A plain connection for checking what the store wrote.
+    async fn raw(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn store(server: &RedisServer) -> RedisStore {
+    RedisStore::open(&server.url(), RedisConfig::default()).unwrap()
+}
+
+fn new_session(user: &str, ttl: Duration) -> NewSession {
+    NewSession {
+        user_id: user.into(),
+        roles: vec!["user".into(), "admin".into()],
+        default_role: Some("admin".into()),
+        ttl,
+    }
+}
+
+async fn until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    start.elapsed()
+}
+
+#[tokio::test]
+async fn store_round_trip_and_key_schema() {
+    let Some(server) = RedisServer::start(&[]) else {
+        return;
+    };
+    let s = store(&server);
+    let (token, session) = s
+        .create(new_session("alice", Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(session.id, token.hash());
+    assert_eq!(session.default_role, "admin");
+
+    // The schema the README documents.
+    let mut raw = server.raw().await;
+    let hex = token.hash().to_hex();
+    let key = format!("gateway:session:{hex}");
+    let h: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(&key)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(h["user_id"], "alice");
+    assert_eq!(h["roles"], "user,admin");
+    assert_eq!(h["default_role"], "admin");
+    let exp: u64 = h["expires_at"].parse().unwrap();
+    let created: u64 = h["created_at"].parse().unwrap();
+    assert_eq!(exp - created, 60_000);
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(&key)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!((55_000..=60_000).contains(&pttl), "{pttl}");
+    let members: Vec<String> = redis::cmd("SMEMBERS")
+        .arg("gateway:user:alice")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(members, vec![hex.clone()]);
+    let user_ttl: i64 = redis::cmd("PTTL")
+        .arg("gateway:user:alice")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(user_ttl > 55_000, "{user_ttl}");
+    // No token anywhere.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(keys.iter().all(|k| !k.contains(token.expose())));
+
+    let got = s.resolve(&token.hash()).await.unwrap().unwrap();
+    assert_eq!(got.user_id, "alice");
+    assert_eq!(got.roles, vec!["user", "admin"]);
+    let id = s
+        .resolve_identity(&token.hash(), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&*id.role, "admin");
+    assert!(id.has_role("user"));
+
+    let (t2, _) = s
+        .create(new_session("alice", Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(s.list_user("alice").await.unwrap().len(), 2);
+    assert!(s.revoke(&token.hash()).await.unwrap());
+    assert!(!s.revoke(&token.hash()).await.unwrap());
+    assert!(s.resolve(&token.hash()).await.unwrap().is_none());
+    assert_eq!(s.list_user("alice").await.unwrap().len(), 1);
+    assert_eq!(s.revoke_user("alice").await.unwrap(), 1);
+    assert!(s.resolve(&t2.hash()).await.unwrap().is_none());
+    assert_eq!(s.revoke_user("alice").await.unwrap(), 0);
+    assert!(s.list_user("alice").await.unwrap().is_empty());
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg("gateway:*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+
+    // Validation happens before anything is written.
+    let bad = NewSession {
+        roles: vec!["a,b".into()],
+        ..new_session("bob", Duration::from_secs(60))
+    };
+    assert!(matches!(s.create(bad).await, Err(StoreError::Invalid(_))));
+}
+
+#[tokio::test]
+async fn expiry_is_native_and_sliding_moves_it() {
+    let Some(server) = RedisServer::start(&[]) else {
+        return;
+    };
+    let s = store(&server);
+    let (short, _) = s
+        .create(new_session("carol", Duration::from_millis(300)))
+        .await
+        .unwrap();
+    let (slid, _) = s
+        .create(new_session("carol", Duration::from_millis(1500)))
+        .await
+        .unwrap();
+    // touch never shortens, and pushes the expiry (key and field) forward.
+    assert!(s
+        .touch(&slid.hash(), Duration::from_secs(30))
+        .await
+        .unwrap());
+    let mut raw = server.raw().await;
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(format!("gateway:session:{}", slid.hash().to_hex()))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(pttl > 25_000, "{pttl}");
+    assert!(s.touch(&slid.hash(), Duration::from_secs(1)).await.unwrap());
+    let after = s.resolve(&slid.hash()).await.unwrap().unwrap();
+    let left = after
+        .expires_at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap();
+    assert!(left > Duration::from_secs(25), "{left:?}");
+
+    // The resolver's sliding expiry: one round trip that also moves the expiry.
+    let (third, _) = s
+        .create(new_session("carol", Duration::from_secs(2)))
+        .await
+        .unwrap();
+    let id = s
+        .resolve_identity(&third.hash(), Some(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert!(id.is_some());
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(format!("gateway:session:{}", third.hash().to_hex()))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(pttl > 15_000, "{pttl}");
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(s.resolve(&short.hash()).await.unwrap().is_none());
+    assert!(!s
+        .touch(&short.hash(), Duration::from_secs(30))
+        .await
+        .unwrap());
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(format!("gateway:session:{}", short.hash().to_hex()))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0, "Redis removed the expired hash by itself");
+    // The user index still lists it until it is cleaned lazily.
+    let n: i64 = redis::cmd("SCARD")
+        .arg("gateway:user:carol")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    assert_eq!(s.list_user("carol").await.unwrap().len(), 2);
+    let n: i64 = redis::cmd("SCARD")
+        .arg("gateway:user:carol")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(n, 2, "list_user removed the expired member");
+}
+
+#[tokio::test]
+async fn records_written_by_others_are_checked() {
+    let Some(server) = RedisServer::start(&[]) else {
+        return;
+    };
+    let s = RedisStore::open(
+        &server.url(),
+        RedisConfig {
+            prefix: "other".into(),
+            ..RedisConfig::default()
+        },
+    )
+    .unwrap();
+    let mut raw = server.raw().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let write = |token: &Token, roles: &str, default: &str, exp: u64| {
+        let key = format!("other:session:{}", token.hash().to_hex());
+        let mut p = redis::pipe();
+        p.cmd("HSET")
+            .arg(&key)
+            .arg("user_id")
+            .arg("dave")
+            .arg("roles")
+            .arg(roles)
+            .arg("default_role")
+            .arg(default)
+            .arg("created_at")
+            .arg(now)
+            .arg("expires_at")
+            .arg(exp)
+            .cmd("PEXPIREAT")
+            .arg(&key)
+            .arg(now + 60_000);
+        p
+    };
+    let good = Token::generate();
+    let () = write(&good, "user,editor", "editor", now + 60_000)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let id = s
+        .resolve_identity(&good.hash(), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&*id.user_id, "dave");
+    assert_eq!(&*id.role, "editor");
+    for (roles, default, exp) in [
+        ("user\r\nx-evil: 1", "user", now + 60_000),
+        ("user", "admin", now + 60_000),
+        ("", "", now + 60_000),
+        ("user", "user", now - 1),
+    ] {
+        let t = Token::generate();
+        let () = write(&t, roles, default, exp)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        assert!(
+            s.resolve_identity(&t.hash(), None).await.unwrap().is_none(),
+            "{roles:?} {default:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn acl_users_and_passwords_in_the_url() {
+    let Some(server) = RedisServer::start(&[
+        "--requirepass",
+        "default-pw",
+        "--user",
+        "gw",
+        "on",
+        ">gw-secret",
+        "~gateway:*",
+        "&gateway:*",
+        "+@all",
+    ]) else {
+        return;
+    };
+    let url = format!("redis://gw:gw-secret@127.0.0.1:{}", server.port);
+    let s = RedisStore::open(&url, RedisConfig::default()).unwrap();
+    let (t, _) = s
+        .create(new_session("erin", Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert!(s.resolve(&t.hash()).await.unwrap().is_some());
+    let pw = format!("redis://:default-pw@127.0.0.1:{}", server.port);
+    let s2 = RedisStore::open(&pw, RedisConfig::default()).unwrap();
+    assert!(s2.resolve(&t.hash()).await.unwrap().is_some());
+
+    let wrong = format!("redis://gw:nope@127.0.0.1:{}", server.port);
+    let s3 = RedisStore::open(&wrong, RedisConfig::default()).unwrap();
+    match s3.resolve(&t.hash()).await {
+        Err(StoreError::Unavailable(m)) => {
+            assert!(!m.contains("nope"), "the error shows the password: {m}")
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    // A malformed URL: the error does not echo it.
+    match RedisStore::open("redis://u:hunter2@[::1", RedisConfig::default()) {
+        Err(e) => assert!(!e.to_string().contains("hunter2"), "{e}"),
+        Ok(_) => panic!("a malformed URL was accepted"),
+    }
+}
+
+#[tokio::test]
+async fn down_stalled_and_back() {
+    let Some(mut server) = RedisServer::start(&[]) else {
+        return;
+    };
+    let s = RedisStore::open(
+        &server.url(),
+        RedisConfig {
+            command_timeout: Duration::from_millis(300),
+            ..RedisConfig::default()
+        },
+    )
+    .unwrap();
+    let (t, _) = s
+        .create(new_session("frank", Duration::from_secs(60)))
+        .await
+        .unwrap();
+
+    // Stalled: a timeout, not a hang.
+    let mut raw = server.raw().await;
+    let stall = tokio::spawn(async move {
+        let _: Result<String, _> = redis::cmd("DEBUG")
+            .arg("SLEEP")
+            .arg("2")
+            .query_async(&mut raw)
+            .await;
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = Instant::now();
+    let r = s.resolve(&t.hash()).await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    assert!(
+        start.elapsed() < Duration::from_millis(600),
+        "{:?}",
+        start.elapsed()
+    );
+    stall.await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.resolve(&t.hash()).await.is_err() {
+        assert!(Instant::now() < deadline, "no recovery after the stall");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Down: fails at once (or within the timeout), then recovers without a new store.
+    server.stop();
+    let start = Instant::now();
+    for _ in 0..3 {
+        assert!(matches!(
+            s.resolve(&t.hash()).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(matches!(
+            s.create(new_session("frank", Duration::from_secs(60)))
+                .await,
+            Err(StoreError::Unavailable(_))
+        ));
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    server.restart();
+    let restarted = Instant::now();
+    let deadline = restarted + Duration::from_secs(5);
+    let t2 = loop {
+        match s
+            .create(new_session("frank", Duration::from_secs(60)))
+            .await
+        {
+            Ok((t, _)) => break t,
+            Err(_) => {
+                assert!(Instant::now() < deadline, "no recovery after a restart");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    eprintln!(
+        "store recovered {:?} after the restart",
+        restarted.elapsed()
+    );
+    assert!(s.resolve(&t2.hash()).await.unwrap().is_some());
+    // Sessions were not persisted (`--save ""`): the old one is gone, never served.
+    assert!(s.resolve(&t.hash()).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_store_started_while_redis_is_down_connects_later() {
+    let Some(mut server) = RedisServer::start(&[]) else {
+        return;
+    };
+    server.stop();
+    let s = store(&server);
+    assert!(s.ping().await.is_err());
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.ping().await.is_err() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn cache_cfg() -> CacheConfig {
+    CacheConfig {
+        ttl: Duration::from_secs(30),
+        ..CacheConfig::default()
+    }
+}
+
+async fn connected(r: &CachingResolver) {
+    let r = r.clone();
+    until("subscribed", Duration::from_secs(5), move || {
+        r.is_connected()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_cache_serves_hits_and_revocations_clear_every_replica() {
+    let Some(server) = RedisServer::start(&[]) else {
+        return;
+    };
+    // Three "replicas": each its own store (connection) and cache.
+    let replicas: Vec<CachingResolver> = (0..3)
+        .map(|_| CachingResolver::new(store(&server), cache_cfg()))
+        .collect();
+    for r in &replicas {
+        connected(r).await;
+    }
+    let a = &replicas[0];
+    let (token, _) = a
+        .store()
+        .create(new_session("gina", Duration::from_secs(60)))
+        .await
+        .unwrap();
+    for r in &replicas {
+        assert!(r.resolve_now(&token).is_none(), "nothing cached yet");
+        assert!(r.resolve(&token).await.unwrap().is_some());
+        let hit = r.resolve_now(&token).expect("cached").unwrap().unwrap();
+        assert_eq!(&*hit.role, "admin");
+        assert_eq!(r.cached(), 1);
+    }
+    // Unknown tokens are not cached.
+    let unknown = Token::generate();
+    assert!(a.resolve(&unknown).await.unwrap().is_none());
+    assert!(a.resolve_now(&unknown).is_none());
+
+    // Revoked on A: gone from A at once, from B and C as the message arrives.
+    assert!(a.store().revoke(&token.hash()).await.unwrap());
+    assert!(a.resolve_now(&token).is_none());
+    for r in &replicas[1..] {
+        let r2 = r.clone();
+        let t = token.clone();
+        let took = until(
+            "revocation reached the replica",
+            Duration::from_millis(100),
+            move || r2.resolve_now(&t).is_none(),
+        )
+        .await;
+        eprintln!("replica cache cleared after {took:?}");
+        assert!(r.resolve(&token).await.unwrap().is_none());
+    }
+
+    // Revoke a user on C: A and B drop that user's entries, keep the others.
+    let (u1, _) = a
+        .store()
+        .create(new_session("hank", Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let (u2, _) = a
+        .store()
+        .create(new_session("ivy", Duration::from_secs(60)))
+        .await
+        .unwrap();
+    for r in &replicas[..2] {
+        r.resolve(&u1).await.unwrap().unwrap();
+        r.resolve(&u2).await.unwrap().unwrap();
+    }
+    assert_eq!(replicas[2].store().revoke_user("hank").await.unwrap(), 1);
+    for r in &replicas[..2] {
+        let r2 = r.clone();
+        let t = u1.clone();
+        until("user revocation", Duration::from_millis(100), move || {
+            r2.resolve_now(&t).is_none()
+        })
+        .await;
+        assert!(r.resolve_now(&u2).is_some());
+    }
+}
+
+#[tokio::test]
+async fn the_cache_is_off_while_the_channel_is_down() {
+    let Some(mut server) = RedisServer::start(&[]) else {
+        return;
+    };
+    let r = CachingResolver::new(store(&server), cache_cfg());
+    connected(&r).await;
+    let heard = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let h = heard.clone();
+    r.store()
+        .revocations()
+        .listen(move |ev| h.lock().push(ev.clone()));
+    let (token, _) = r
+        .store()
+        .create(new_session("jay", Duration::from_secs(60)))
+        .await
+        .unwrap();
+    r.resolve(&token).await.unwrap().unwrap();
+    assert!(r.resolve_now(&token).is_some());
+
+    server.stop();
+    let r2 = r.clone();
+    let took = until("the link went down", Duration::from_secs(2), move || {
+        !r2.is_connected()
+    })
+    .await;
+    eprintln!("link down noticed after {took:?}");
+    // No cached answer, and Redis fails: fail closed.
+    assert!(r.resolve_now(&token).is_none());
+    let start = Instant::now();
+    assert!(matches!(
+        r.resolve(&token).await,
+        Err(session_core::ResolveError::Unavailable(_))
+    ));
+    assert!(start.elapsed() < Duration::from_millis(700));
+
+    server.restart();
+    connected(&r).await;
+    assert!(heard.lock().contains(&Revocation::Resync));
+    // A fresh server (no persistence): the session is gone, never served from a stale cache.
+    assert!(r.resolve_now(&token).is_none());
+    assert!(r.resolve(&token).await.unwrap().is_none());
+    let (t2, _) = r
+        .store()
+        .create(new_session("jay", Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert!(r.resolve(&t2).await.unwrap().is_some());
+    assert!(r.resolve_now(&t2).is_some());
+}
+
+#[tokio::test]
+async fn a_stall_turns_the_cache_off() {
+    let Some(server) = RedisServer::start(&[]) else {
+        return;
+    };
+    let r = CachingResolver::new(store(&server), cache_cfg());
+    connected(&r).await;
+    let (token, _) = r
+        .store()
+        .create(new_session("kim", Duration::from_secs(60)))
+        .await
+        .unwrap();
+    r.resolve(&token).await.unwrap().unwrap();
+    let mut raw = server.raw().await;
+    let stall = tokio::spawn(async move {
+        let _: Result<String, _> = redis::cmd("DEBUG")
+            .arg("SLEEP")
+            .arg("2")
+            .query_async(&mut raw)
+            .await;
+    });
+    let r2 = r.clone();
+    let took = until("the stall was noticed", Duration::from_secs(1), move || {
+        !r2.is_connected()
+    })
+    .await;
+    eprintln!("stall noticed after {took:?}");
+    assert!(r.resolve_now(&token).is_none());
+    let start = Instant::now();
+    assert!(r.resolve(&token).await.is_err());
+    assert!(start.elapsed() < Duration::from_millis(700));
+    stall.await.unwrap();
+    connected(&r).await;
+    assert!(r.resolve(&token).await.unwrap().is_some());
+}
+
+/// Hot-path cost: a warm local cache, a miss that goes to Redis, and the memory store.
+/// Printed, not asserted (`cargo test -p session-core --features redis --test redis_store
+/// -- --nocapture hot_path_costs`).
+#[tokio::test]
+async fn hot_path_costs() {
+    let Some(server) = RedisServer::start(&[]) else {
+        return;
+    };
+    let r = CachingResolver::new(store(&server), cache_cfg());
+    connected(&r).await;
+    let (token, _) = r
+        .store()
+        .create(new_session("lee", Duration::from_secs(600)))
+        .await
+        .unwrap();
+    r.resolve(&token).await.unwrap().unwrap();
+
+    const HITS: u32 = 200_000;
+    let start = Instant::now();
+    for _ in 0..HITS {
+        std::hint::black_box(r.resolve_now(std::hint::black_box(&token)));
+    }
+    let hit = start.elapsed() / HITS;
+
+    let memory = MemoryStore::new();
+    let (mt, _) = memory
+        .create(new_session("lee", Duration::from_secs(600)))
+        .await
+        .unwrap();
+    let mr = StoreResolver::new(Arc::new(memory));
+    let start = Instant::now();
+    for _ in 0..HITS {
+        std::hint::black_box(mr.resolve_now(std::hint::black_box(&mt)));
+    }
+    let mem = start.elapsed() / HITS;
+
+    // Misses: no cache (capacity 0), one Redis round trip each, sequential and 32 at once.
+    let cold = CachingResolver::new(
+        store(&server),
+        CacheConfig {
+            capacity: 0,
+            ..cache_cfg()
+        },
+    );
+    connected(&cold).await;
+    const MISSES: u32 = 2_000;
+    let mut lat = Vec::with_capacity(MISSES as usize);
+    for _ in 0..MISSES {
+        let s = Instant::now();
+        assert!(cold.resolve_now(&token).is_none());
+        cold.resolve(&token).await.unwrap().unwrap();
+        lat.push(s.elapsed());
+    }
+    lat.sort();
+    let pct = |p: usize| lat[(lat.len() * p / 100).min(lat.len() - 1)];
+    let start = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let cold = cold.clone();
+        let token = token.clone();
+        set.spawn(async move {
+            for _ in 0..MISSES / 32 {
+                cold.resolve(&token).await.unwrap().unwrap();
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+    let concurrent = start.elapsed() / (MISSES / 32 * 32);
+    eprintln!(
+        "\nhot path (resolver only, this machine, debug={}):\n  memory store hit: {mem:?}/lookup\n  redis, warm local cache: {hit:?}/lookup\n  redis miss (round trip to a local redis-server): p50 {:?} p90 {:?} p99 {:?}; 32 concurrent: {concurrent:?}/lookup amortised\n",
+        cfg!(debug_assertions),
+        pct(50),
+        pct(90),
+        pct(99),
+    );
+}
