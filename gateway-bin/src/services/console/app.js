@@ -127,8 +127,8 @@
   function certificateText(c) {
     if (c === null || c === undefined) return "—";
     if (typeof c === "string") return c;
-    if (c.status) return String(c.status);
-    if (c.not_after) return "valid until " + c.not_after;
+    if (c.not_after) return c.source + ": valid until " + c.not_after;
+    if (c.state) return c.source + ": " + c.state + (c.last_error ? " (" + c.last_error + ")" : "");
     return JSON.stringify(c);
   }
 
