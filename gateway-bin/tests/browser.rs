@@ -6,7 +6,7 @@
 //! Chromium (Debian's `chromium` and `chromium-driver`), driven over WebDriver by `fantoccini`,
 //! resolves every test host to 127.0.0.1 and trusts the dev CA through an NSS database in a
 //! fresh `HOME` (`certutil`, Debian `libnss3-tools`); without `certutil` it falls back to
-//! `--ignore-certificate-errors` and says so.
+//! `--ignore-certificate-errors` and says so (on CI it fails instead).
 //!
 //! The steps, each with a screenshot in `target/screenshots/`: the page loads anonymously; a
 //! login sets an `HttpOnly`, `Secure` cookie for `.<domain>` that `document.cookie` cannot see; a
@@ -412,6 +412,10 @@ async fn browser_app_uses_the_cookie_session_across_subdomains() {
     if trusted {
         eprintln!("Chromium trusts the gateway's dev CA through an NSS database in its HOME");
     } else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "certutil (libnss3-tools) is required on CI to trust the dev CA (scripts/install-test-deps)"
+        );
         eprintln!("!!! certutil (libnss3-tools) is missing: Chromium runs with --ignore-certificate-errors !!!");
         args.push("--ignore-certificate-errors".to_owned());
     }
