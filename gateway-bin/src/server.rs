@@ -17,8 +17,8 @@ use hyper_util::server::conn::auto;
 use pin_project_lite::pin_project;
 use route_core::{Body, ConnectionInfo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tower::Service;
 
@@ -78,11 +78,13 @@ where
     }
 }
 
-/// Accepts plain TCP connections until shutdown.
-pub async fn serve_plain<M>(listener: TcpListener, make: M, settings: ConnSettings)
+/// Accepts connections until shutdown, under the connection cap: a connection over the cap is
+/// closed at once (and counted), and each accepted one is handed to `handle` with its permit,
+/// which it holds until the connection ends.
+pub async fn accept_loop<F, Fut>(listener: TcpListener, settings: &ConnSettings, mut handle: F)
 where
-    M: MakeService,
-    <M::Service as Service<Request<Incoming>>>::Future: Send + 'static,
+    F: FnMut(TcpStream, SocketAddr, Option<SocketAddr>, OwnedSemaphorePermit) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
 {
     let local = listener.local_addr().ok();
     let mut shutdown = settings.shutdown.clone();
@@ -106,6 +108,18 @@ where
             continue;
         };
         let _ = stream.set_nodelay(true);
+        tokio::spawn(handle(stream, remote, local, permit));
+    }
+}
+
+/// Accepts plain TCP connections until shutdown.
+pub async fn serve_plain<M>(listener: TcpListener, make: M, settings: ConnSettings)
+where
+    M: MakeService,
+    <M::Service as Service<Request<Incoming>>>::Future: Send + 'static,
+{
+    let conn_settings = settings.clone();
+    accept_loop(listener, &settings, move |stream, remote, local, permit| {
         let info = ConnectionInfo {
             remote_addr: remote,
             local_addr: local.unwrap_or(remote),
@@ -113,14 +127,15 @@ where
             sni: None,
         };
         let svc = make.make(&info);
-        let settings = settings.clone();
-        tokio::spawn(async move {
+        let settings = conn_settings.clone();
+        async move {
             metrics::gauge!("gateway_active_connections").increment(1.0);
             serve_connection(stream, info, svc, &settings).await;
             metrics::gauge!("gateway_active_connections").decrement(1.0);
             drop(permit);
-        });
-    }
+        }
+    })
+    .await;
 }
 
 /// Serves one connection (plain or TLS) until it ends, idles out, or the gateway drains.

@@ -264,31 +264,12 @@ pub async fn serve_tls<M>(
     M: MakeService,
     <M::Service as Service<Request<Incoming>>>::Future: Send + 'static,
 {
-    let local = listener.local_addr().ok();
-    let mut shutdown = settings.shutdown.clone();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.wait_for(|s| *s) => break,
-        };
-        let (stream, remote) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = settings.permits.clone().try_acquire_owned() else {
-            metrics::counter!("gateway_connections_refused_total").increment(1);
-            drop(stream);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
+    let conn_settings = settings.clone();
+    server::accept_loop(listener, &settings, move |stream, remote, local, permit| {
         let acceptor = acceptor.clone();
         let make = make.clone();
-        let settings = settings.clone();
-        tokio::spawn(async move {
+        let settings = conn_settings.clone();
+        async move {
             let handshake = tokio::time::timeout(
                 settings.limits.tls_handshake_timeout,
                 acceptor.accept(stream),
@@ -322,8 +303,9 @@ pub async fn serve_tls<M>(
             server::serve_connection(tls, info, svc, &settings).await;
             metrics::gauge!("gateway_active_connections").decrement(1.0);
             drop(permit);
-        });
-    }
+        }
+    })
+    .await;
 }
 
 /// The plain listener's front when TLS is on: it answers ACME HTTP-01 challenges itself (they
