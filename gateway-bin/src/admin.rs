@@ -70,7 +70,13 @@ pub struct AdminState {
     pub extra: Option<axum::Router>,
     /// The ACME manager, for `GET /v1/certs` and `POST /v1/certs/{name}/renew`.
     pub acme: Option<cert_core::AcmeManager>,
+    /// An extra readiness check (the Redis session store): `/readyz` answers 503 with the
+    /// reason while it fails.
+    pub readiness: Option<Readiness>,
 }
+
+/// A readiness check: `Err(reason)` while a dependency is unreachable.
+pub type Readiness = Arc<dyn Fn() -> Result<(), &'static str> + Send + Sync>;
 
 /// The admin router.
 pub fn router(state: AdminState) -> axum::Router {
@@ -399,9 +405,13 @@ async fn metrics(State(state): State<AdminState>) -> Response {
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {
-    if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    if !state.ready.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
+    }
+    match state.readiness.as_ref().map(|check| check()) {
+        Some(Err(reason)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")).into_response()
+        }
+        _ => (StatusCode::OK, "ready\n").into_response(),
     }
 }

@@ -41,6 +41,9 @@ pub enum StartError {
     /// A configured feature is not available.
     #[error("{0}")]
     Unsupported(&'static str),
+    /// The Redis session store could not be set up.
+    #[error(transparent)]
+    Redis(#[from] crate::redis::RedisSetupError),
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
@@ -204,11 +207,14 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
     if admin_secret.is_none() && config.listen.admin.is_some() {
         tracing::warn!("no admin secret is configured: the admin /v1 API refuses every request");
     }
+    let mut redis = None;
     let store: Arc<dyn SessionStore> = match &config.sessions.store {
-        StoreKind::Redis(_) => {
-            return Err(StartError::Unsupported(
-                "sessions.store = \"redis\" is not available in this build",
-            ))
+        StoreKind::Redis(settings) => {
+            let slide = Some(config.sessions.ttl).filter(|_| config.sessions.sliding_expiry);
+            let sessions = crate::redis::RedisSessions::start(settings, slide)?;
+            let store = sessions.store();
+            redis = Some(sessions);
+            store
         }
         StoreKind::Memory => {
             let memory = MemoryStore::new();
@@ -221,7 +227,10 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
     if config.sessions.sliding_expiry {
         resolver = resolver.with_sliding_expiry(config.sessions.ttl);
     }
-    let resolver: Arc<dyn Resolver> = Arc::new(resolver);
+    let resolver: Arc<dyn Resolver> = match &redis {
+        Some(r) => r.resolver(),
+        None => Arc::new(resolver),
+    };
     let proxy = Proxy::new(ProxyConfig {
         trusted_proxies: config.proxy.trusted_proxies.clone(),
         pool_idle_timeout: config.proxy.pool_idle_timeout,
@@ -243,6 +252,8 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         &config.domains,
         &config.csrf_trusted_origins,
     );
+    // WebSockets opened with a Redis session are closed when it is revoked on any replica.
+    let service = crate::redis::WatchTunnels::new(service, redis.as_ref());
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(config.limits.max_connections));
@@ -333,6 +344,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
             ready: ready.clone(),
             extra: Some(services.router(admin_secret.clone())),
             acme: tls.as_ref().and_then(|t| t.acme.clone()),
+            readiness: redis.as_ref().map(|r| r.readiness()),
         };
         let app = admin::router(state);
         let mut stop = shutdown_rx.clone();

@@ -25,6 +25,7 @@ pub mod csrf;
 pub mod front;
 pub mod policy;
 pub mod redirect;
+pub mod redis;
 pub mod reject;
 pub mod reload;
 pub mod server;

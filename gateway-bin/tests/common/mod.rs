@@ -471,3 +471,35 @@ impl Gateway {
         g
     }
 }
+
+impl Gateway {
+    /// Starts the binary like [`Gateway::start`], with extra environment variables (a Redis
+    /// URL, which never goes into the config file).
+    pub fn start_with_env(config: &str, http: u16, admin: u16, env: &[(&str, &str)]) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("gateway.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let log_path = dir.path().join("gateway.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env("GATEWAY_ADMIN_SECRET", ADMIN_SECRET)
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let mut g = Gateway {
+            child: Some(child),
+            http,
+            admin,
+            dir,
+            config_path,
+            log_path,
+        };
+        g.wait_ready();
+        g
+    }
+}

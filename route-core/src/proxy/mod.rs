@@ -29,7 +29,8 @@
 //!   connection. On 101 both sides are tunnelled; on anything else the answer is relayed and
 //!   that connection is closed, never reused (SECURITY-CASES 21). An upstream that answers
 //!   101 to a request that was not a WebSocket upgrade (say to a stripped `h2c` upgrade) gets
-//!   502 (SECURITY-CASES 20).
+//!   502 (SECURITY-CASES 20). A [`TunnelHook`] in the request's extensions can close the
+//!   tunnel later (the gateway closes WebSockets whose session is revoked).
 //! - Upstream URLs are `http://` only (TLS to upstreams is not part of this crate yet).
 
 mod balance;
@@ -48,6 +49,7 @@ use ipnet::IpNet;
 
 pub use future::ResponseFuture;
 pub use service::ProxyService;
+pub use upgrade::{TunnelClose, TunnelHook};
 
 use crate::{Body, ForwardedHeaders};
 use connector::{ConnSettings, UpstreamConnector};

@@ -277,6 +277,7 @@ where
             && !inner.http2;
         if upgrade {
             let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+            let close = super::upgrade::TunnelHook::watch(&parts.extensions);
             parts.extensions.clear();
             parts.headers.insert(CONNECTION, UPGRADE_TOKEN.clone());
             parts.headers.insert(UPGRADE, WEBSOCKET.clone());
@@ -286,6 +287,7 @@ where
                 idx,
                 req,
                 on_upgrade,
+                close,
             )));
         }
         // Downstream extensions (hyper's upgrade handle, an HTTP/2 `:protocol`…) must not

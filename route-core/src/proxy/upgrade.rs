@@ -1,5 +1,12 @@
 //! The WebSocket path: a dedicated, unpooled HTTP/1.1 connection per upgrade request.
+//!
+//! A tunnel can be closed from outside: a [`TunnelHook`] in the request's extensions is asked,
+//! when the upgrade is proxied, for a future; once the tunnel is up, it ends (both connections
+//! are closed) as soon as that future completes. The gateway uses it to close WebSockets whose
+//! session is revoked.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use http::header::{CONNECTION, UPGRADE};
@@ -12,11 +19,44 @@ use super::service::{Inner, UPGRADE_TOKEN, WEBSOCKET};
 use crate::hop::strip_hop_by_hop;
 use crate::{Body, Rejection};
 
+/// A future that closes a WebSocket tunnel when it completes.
+pub type TunnelClose = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+type HookFn = dyn Fn(&http::Extensions) -> Option<TunnelClose> + Send + Sync;
+
+/// A request extension for WebSocket upgrades: the proxy calls it with the request's extensions
+/// (the session layer's credential and identity are there) just before it tunnels the upgrade.
+/// The returned future, if any, closes the tunnel when it completes; it is dropped when the
+/// tunnel ends or the upgrade fails.
+#[derive(Clone)]
+pub struct TunnelHook(Arc<HookFn>);
+
+impl TunnelHook {
+    /// Wraps the callback.
+    pub fn new(
+        hook: impl Fn(&http::Extensions) -> Option<TunnelClose> + Send + Sync + 'static,
+    ) -> Self {
+        TunnelHook(Arc::new(hook))
+    }
+
+    /// The close future for a request with these extensions, if the hook gives one.
+    pub(super) fn watch(ext: &http::Extensions) -> Option<TunnelClose> {
+        ext.get::<TunnelHook>().and_then(|h| (h.0)(ext))
+    }
+}
+
+impl std::fmt::Debug for TunnelHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TunnelHook")
+    }
+}
+
 pub(super) async fn tunnel(
     inner: Arc<Inner>,
     idx: usize,
     mut req: Request<Body>,
     on_upgrade: Option<OnUpgrade>,
+    close: Option<TunnelClose>,
 ) -> Response<Body> {
     let mut connector = inner.shared.connector.clone();
     let stream = match connector.call(req.uri().clone()).await {
@@ -78,7 +118,18 @@ pub(super) async fn tunnel(
         match (downstream.await, upstream.await) {
             (Ok(d), Ok(u)) => {
                 let (mut d, mut u) = (TokioIo::new(d), TokioIo::new(u));
-                if let Err(e) = tokio::io::copy_bidirectional(&mut d, &mut u).await {
+                let copy = tokio::io::copy_bidirectional(&mut d, &mut u);
+                let copied = match close {
+                    Some(close) => tokio::select! {
+                        r = copy => r,
+                        () = close => {
+                            tracing::info!(%route, upstream = %label, "websocket tunnel closed by the gateway (session ended)");
+                            return;
+                        }
+                    },
+                    None => copy.await,
+                };
+                if let Err(e) = copied {
                     tracing::debug!(%route, upstream = %label, error = %e, "websocket tunnel closed");
                 }
             }

@@ -10,12 +10,14 @@
 //!   into the cache.
 //! - **No channel, no cache.** The cache is used only while the subscription is up and
 //!   answering a heartbeat (`PING` on the subscription connection every
-//!   [`CacheConfig::heartbeat`], answered within the store's command timeout). When the channel
-//!   drops, stalls or reconnects, the whole cache is dropped and every request with a token
-//!   goes to Redis until the channel is back: a revocation missed during a gap can never be
-//!   served from the cache. So while Redis is down or stalled, every request with a token fails
-//!   closed ([`ResolveError::Unavailable`], a 503) within about the command timeout, cached or
-//!   not; a stall is noticed within `heartbeat` + the command timeout.
+//!   [`CacheConfig::heartbeat`], answered within [`CacheConfig::heartbeat_timeout`]). When the
+//!   channel drops, stalls or reconnects, the whole cache is dropped and every request with a
+//!   token goes to Redis until the channel is back: a revocation missed during a gap can never
+//!   be served from the cache. So while Redis is down or stalled, every request with a token
+//!   fails closed ([`ResolveError::Unavailable`], a 503) within about the command timeout,
+//!   cached or not; a stall is noticed within `heartbeat` + `heartbeat_timeout` (400 ms by
+//!   default), and until then cached sessions are still served (no revocation can take effect
+//!   while Redis does not answer).
 //! - **Bounded.** Entries live at most [`CacheConfig::ttl`] and never past the session's own
 //!   expiry; when [`CacheConfig::capacity`] entries are held, the cache is emptied before the
 //!   next insert (it is only a cache). Unknown tokens are not cached.
@@ -51,6 +53,9 @@ pub struct CacheConfig {
     pub capacity: usize,
     /// How often the subscription connection is pinged (default 100 ms).
     pub heartbeat: Duration,
+    /// How long a heartbeat may go unanswered before the channel counts as down and the cache
+    /// is turned off (default 300 ms; at most the store's command timeout is used).
+    pub heartbeat_timeout: Duration,
     /// Sliding expiry: a lookup in Redis also pushes the session's expiry to now + this.
     pub slide: Option<Duration>,
 }
@@ -61,6 +66,7 @@ impl Default for CacheConfig {
             ttl: Duration::from_secs(5),
             capacity: 100_000,
             heartbeat: Duration::from_millis(100),
+            heartbeat_timeout: Duration::from_millis(300),
             slide: None,
         }
     }
@@ -238,12 +244,13 @@ impl Resolver for CachingResolver {
 /// The subscription task: (re)subscribes with a backoff, relays messages to the store's
 /// listeners, pings, and turns the cache off whenever the link is not known to be up.
 async fn subscribe(weak: Weak<Inner>) {
-    let Some((client, channel, timeout, heartbeat)) = weak.upgrade().map(|i| {
+    let Some((client, channel, timeout, heartbeat, heartbeat_timeout)) = weak.upgrade().map(|i| {
         (
             i.store.client().clone(),
             i.store.channel().to_owned(),
             i.store.command_timeout(),
             i.cfg.heartbeat,
+            i.cfg.heartbeat_timeout.min(i.store.command_timeout()),
         )
     }) else {
         return;
@@ -259,12 +266,20 @@ async fn subscribe(weak: Weak<Inner>) {
             Ok((mut sink, mut stream)) => {
                 backoff = Duration::from_millis(50);
                 let Some(inner) = weak.upgrade() else { return };
+                // The command connection may still be waiting out a reconnect backoff: bring it
+                // up too before the cache (and readiness) turns on.
+                if let Err(e) = inner.store.ping().await {
+                    tracing::debug!(error = %e, "Redis commands not answered yet; retrying");
+                    drop(inner);
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
                 inner.set_live(true);
                 inner.store.revocations().notify(&Revocation::Resync);
                 tracing::info!(%channel, "revocation channel subscribed; local session cache on");
                 was_up = true;
                 drop(inner);
-                let why = pump(&weak, &mut sink, &mut stream, heartbeat, timeout).await;
+                let why = pump(&weak, &mut sink, &mut stream, heartbeat, heartbeat_timeout).await;
                 if let Some(inner) = weak.upgrade() {
                     inner.set_live(false);
                     tracing::warn!(%channel, reason = why, "revocation channel lost; local session cache off, requests with a token go to Redis");

@@ -1,0 +1,528 @@
+//! Several real `gateway` processes sharing one real `redis-server` (issue 7, SECURITY-CASES
+//! 31): sessions and revocations across replicas, WebSockets closed on revocation, Redis
+//! killed, restarted and stalled.
+//!
+//! Without `redis-server` on the PATH these tests print a loud skip message, except on CI
+//! (`CI=true`) where they fail. Run with `--nocapture` to see the measured latencies.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+const REDIS_PASSWORD: &str = "replica-test-redis-pw";
+
+/// A `redis-server` child process on a free port (no persistence), killed on drop.
+struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> Option<RedisServer> {
+        let found = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok();
+        if !found {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("redis-server is not installed (run scripts/install-test-deps)");
+            }
+            eprintln!(
+                "\n\n*** SKIPPED: redis-server is not installed (scripts/install-test-deps) ***\n"
+            );
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut s = RedisServer { child: None, port };
+        s.restart();
+        Some(s)
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--enable-debug-command", "yes"])
+            .args(["--requirepass", REDIS_PASSWORD])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The URL with the password in it: it must never show up in a log.
+    fn url(&self) -> String {
+        format!("redis://:{REDIS_PASSWORD}@127.0.0.1:{}", self.port)
+    }
+
+    /// `DEBUG SLEEP secs` on its own connection (inline commands), in the background.
+    fn stall(&self, secs: u32) -> std::thread::JoinHandle<()> {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        std::thread::spawn(move || {
+            write!(c, "AUTH {REDIS_PASSWORD}\r\nDEBUG SLEEP {secs}\r\n").unwrap();
+            // +OK for AUTH, then +OK when the sleep ends.
+            let mut got = Vec::new();
+            let mut buf = [0u8; 64];
+            while got.iter().filter(|&&b| b == b'\n').count() < 2 {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A WebSocket echo upstream.
+async fn ws_echo() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() && ws.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn config(up: &str, ws: &str, timeout_ms: u64) -> String {
+    format!(
+        r#"
+[project]
+domains = ["{DOMAIN}"]
+
+[listen]
+http = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+
+[limits]
+header_read_timeout = "2s"
+idle_timeout = "30s"
+max_connections = 256
+shutdown_grace = "1s"
+
+[sessions]
+cookie_name = "gw_session"
+store = "redis"
+redis_url_env = "TEST_REDIS_URL"
+redis_prefix = "replicas"
+redis_timeout = "{timeout_ms}ms"
+cache_ttl = "30s"
+
+[log]
+format = "json"
+level = "info"
+
+[[services]]
+name = "data"
+upstreams = ["{up}"]
+allowed_roles = ["anonymous", "user"]
+
+[[services]]
+name = "private"
+upstreams = ["{up}"]
+allowed_roles = ["user"]
+
+[[services]]
+name = "ws"
+upstreams = ["{ws}"]
+allowed_roles = ["user"]
+websocket = true
+"#
+    )
+}
+
+struct Cluster {
+    redis: RedisServer,
+    replicas: Vec<Gateway>,
+    _up: Upstream,
+}
+
+async fn cluster(n: usize, timeout_ms: u64) -> Option<Cluster> {
+    let redis = RedisServer::start()?;
+    let up = Upstream::start().await;
+    let ws = ws_echo().await;
+    let cfg = config(&up.url(), &format!("http://{ws}"), timeout_ms);
+    let url = redis.url();
+    let replicas: Vec<Gateway> = (0..n)
+        .map(|_| Gateway::start_with_env(&cfg, 0, 0, &[("TEST_REDIS_URL", &url)]))
+        .collect();
+    let c = Cluster {
+        redis,
+        replicas,
+        _up: up,
+    };
+    for g in &c.replicas {
+        wait_ready(g, 200, Duration::from_secs(10)).await;
+    }
+    Some(c)
+}
+
+async fn readyz(g: &Gateway) -> u16 {
+    match client().get(g.admin_url("/readyz")).send().await {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+async fn wait_ready(g: &Gateway, want: u16, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if readyz(g).await == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "/readyz never answered {want}; log:\n{}",
+            g.log()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn get(
+    c: &reqwest::Client,
+    g: &Gateway,
+    svc: &str,
+    token: Option<&str>,
+) -> reqwest::Response {
+    let mut req = c.get(g.url("/")).header("host", host(svc));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
+async fn status(c: &reqwest::Client, g: &Gateway, svc: &str, token: Option<&str>) -> u16 {
+    get(c, g, svc, token).await.status().as_u16()
+}
+
+async fn revoke(g: &Gateway, token: &str) {
+    let res = client()
+        .delete(g.admin_url("/v1/sessions/current"))
+        .bearer_auth(ADMIN_SECRET)
+        .header("x-gateway-session-token", token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+}
+
+fn summary(name: &str, mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    let p = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    eprintln!(
+        "{name}: n={} min {:?} p50 {:?} p90 {:?} p99 {:?} max {:?}",
+        v.len(),
+        v[0],
+        p(0.5),
+        p(0.9),
+        p(0.99),
+        v[v.len() - 1]
+    );
+    v[v.len() - 1]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sessions_and_revocations_reach_every_replica() {
+    let Some(c) = cluster(3, 500).await else {
+        return;
+    };
+    let (a, b, cc) = (&c.replicas[0], &c.replicas[1], &c.replicas[2]);
+    let http = client();
+
+    // Created through A, works on B and C (and A).
+    let token = create_session(a, "alice", &["user"], None).await;
+    for g in [a, b, cc] {
+        let res = get(&http, g, "private", Some(&token)).await;
+        assert_eq!(res.status(), 200);
+    }
+    assert_eq!(status(&http, b, "private", None).await, 401);
+    assert_eq!(status(&http, b, "data", None).await, 200);
+
+    // 50 revocations on A; B and C polled until they refuse. Measured from the moment A's
+    // admin API answered 204.
+    let mut to_b = Vec::new();
+    let mut to_c = Vec::new();
+    for i in 0..50 {
+        let token = create_session(a, &format!("user-{i}"), &["user"], None).await;
+        for g in [b, cc] {
+            // Twice: the second answer comes from the replica's warm local cache.
+            assert_eq!(status(&http, g, "private", Some(&token)).await, 200);
+            assert_eq!(status(&http, g, "private", Some(&token)).await, 200);
+        }
+        revoke(a, &token).await;
+        let done = Instant::now();
+        assert_eq!(status(&http, a, "private", Some(&token)).await, 401);
+        let poll = |port: u16| {
+            let http = http.clone();
+            let token = token.clone();
+            async move {
+                loop {
+                    let s = http
+                        .get(format!("http://127.0.0.1:{port}/"))
+                        .header("host", host("private"))
+                        .bearer_auth(&token)
+                        .send()
+                        .await
+                        .unwrap()
+                        .status()
+                        .as_u16();
+                    if s == 401 {
+                        return done.elapsed();
+                    }
+                    assert_eq!(s, 200);
+                    assert!(done.elapsed() < Duration::from_secs(2), "never refused");
+                }
+            }
+        };
+        let (tb, tc) = tokio::join!(poll(b.http), poll(cc.http));
+        to_b.push(tb);
+        to_c.push(tc);
+    }
+    let worst_b = summary("revocation on A refused on B after", to_b);
+    let worst_c = summary("revocation on A refused on C after", to_c);
+    assert!(worst_b < Duration::from_millis(100), "{worst_b:?}");
+    assert!(worst_c < Duration::from_millis(100), "{worst_c:?}");
+
+    // Revoking a user on C ends that user's sessions on A and B.
+    let t1 = create_session(a, "bob", &["user"], None).await;
+    let t2 = create_session(b, "bob", &["user"], None).await;
+    for g in [a, b] {
+        assert_eq!(status(&http, g, "private", Some(&t1)).await, 200);
+        assert_eq!(status(&http, g, "private", Some(&t2)).await, 200);
+    }
+    let res = client()
+        .delete(cc.admin_url("/v1/users/bob/sessions"))
+        .bearer_auth(ADMIN_SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let start = Instant::now();
+    for g in [a, b] {
+        for t in [&t1, &t2] {
+            while status(&http, g, "private", Some(t)).await != 401 {
+                assert!(start.elapsed() < Duration::from_millis(100));
+            }
+        }
+    }
+
+    // A WebSocket open on B is closed when its session is revoked on A.
+    let token = create_session(a, "carol", &["user"], None).await;
+    let mut req = format!("ws://{}/chat", host("ws"))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", b.http))
+        .await
+        .unwrap();
+    let (mut ws, res) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+    assert_eq!(res.status(), 101);
+    ws.send(Message::text("hello")).await.unwrap();
+    let echo = tokio::time::timeout(Duration::from_secs(2), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echo, Message::text("hello"));
+    revoke(a, &token).await;
+    let done = Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(2), ws.next())
+        .await
+        .expect("the WebSocket stayed open after its session was revoked");
+    assert!(!matches!(end, Some(Ok(Message::Text(_)))), "{end:?}");
+    eprintln!(
+        "WebSocket on B closed {:?} after the revocation on A answered",
+        done.elapsed()
+    );
+    // And a new one with the revoked token is refused.
+    let mut req = format!("ws://{}/chat", host("ws"))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", b.http))
+        .await
+        .unwrap();
+    assert!(tokio_tungstenite::client_async(req, stream).await.is_err());
+
+    // The Redis URL carries a password; no replica logs it.
+    for g in &c.replicas {
+        assert!(
+            !g.log().contains(REDIS_PASSWORD),
+            "the Redis password was logged"
+        );
+    }
+    drop(c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_killed_then_restarted() {
+    let Some(mut c) = cluster(2, 500).await else {
+        return;
+    };
+    let http = client();
+    let token = create_session(&c.replicas[0], "dave", &["user"], None).await;
+    for g in &c.replicas {
+        assert_eq!(status(&http, g, "private", Some(&token)).await, 200);
+    }
+
+    c.redis.stop();
+    let killed = Instant::now();
+    // Requests with a token: 503 with Retry-After, each within about a second, never a role.
+    let mut waits = Vec::new();
+    let mut saw_503 = false;
+    while killed.elapsed() < Duration::from_secs(2) {
+        for g in &c.replicas {
+            let start = Instant::now();
+            let res = get(&http, g, "private", Some(&token)).await;
+            let took = start.elapsed();
+            waits.push(took);
+            assert!(
+                took < Duration::from_millis(1200),
+                "a request waited {took:?}"
+            );
+            match res.status().as_u16() {
+                503 => {
+                    saw_503 = true;
+                    assert!(res.headers().contains_key("retry-after"));
+                }
+                // Before the replica noticed the kill, its cache may answer (no revocation
+                // can happen while Redis is down).
+                200 => assert!(!saw_503 || killed.elapsed() < Duration::from_secs(1)),
+                s => panic!("unexpected {s}"),
+            }
+            // Anonymous traffic keeps flowing.
+            assert_eq!(status(&http, g, "data", None).await, 200);
+        }
+    }
+    for g in &c.replicas {
+        let res = get(&http, g, "private", Some(&token)).await;
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers()["retry-after"], "1");
+        assert_eq!(status(&http, g, "private", None).await, 401);
+        assert_eq!(readyz(g).await, 503);
+    }
+    summary(
+        "request with a token while Redis is down, answered after",
+        waits,
+    );
+
+    c.redis.restart();
+    let restarted = Instant::now();
+    for g in &c.replicas {
+        wait_ready(g, 200, Duration::from_secs(10)).await;
+    }
+    eprintln!(
+        "replicas ready {:?} after Redis restarted",
+        restarted.elapsed()
+    );
+    // No persistence: the old session is gone (401, not a cached 200); new ones work everywhere.
+    for g in &c.replicas {
+        assert_eq!(status(&http, g, "private", Some(&token)).await, 401);
+    }
+    let fresh = create_session(&c.replicas[1], "dave", &["user"], None).await;
+    for g in &c.replicas {
+        assert_eq!(status(&http, g, "private", Some(&fresh)).await, 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_stalled_is_503_not_a_hang() {
+    let Some(c) = cluster(2, 500).await else {
+        return;
+    };
+    let http = client();
+    let token = create_session(&c.replicas[0], "erin", &["user"], None).await;
+    for g in &c.replicas {
+        assert_eq!(status(&http, g, "private", Some(&token)).await, 200);
+    }
+    let stall = c.redis.stall(4);
+    let stalled = Instant::now();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut first_503 = None;
+    let mut waits = Vec::new();
+    while stalled.elapsed() < Duration::from_millis(2500) {
+        for g in &c.replicas {
+            let start = Instant::now();
+            let s = status(&http, g, "private", Some(&token)).await;
+            let took = start.elapsed();
+            waits.push(took);
+            assert!(
+                took < Duration::from_millis(1200),
+                "a request waited {took:?}"
+            );
+            assert!(s == 503 || s == 200, "{s}");
+            if s == 503 && first_503.is_none() {
+                first_503 = Some(stalled.elapsed());
+            }
+            if stalled.elapsed() > Duration::from_millis(1200) {
+                assert_eq!(
+                    s,
+                    503,
+                    "a stalled Redis still served a session after 1.2 s ({:?}); log:\n{}",
+                    stalled.elapsed(),
+                    g.log()
+                );
+            }
+            let anon = Instant::now();
+            assert_eq!(status(&http, g, "data", None).await, 200);
+            assert!(anon.elapsed() < Duration::from_millis(200));
+        }
+    }
+    eprintln!("first 503 {first_503:?} after the stall began");
+    summary(
+        "request with a token during the stall, answered after",
+        waits,
+    );
+    stall.join().unwrap();
+    for g in &c.replicas {
+        wait_ready(g, 200, Duration::from_secs(5)).await;
+        assert_eq!(status(&http, g, "private", Some(&token)).await, 200);
+    }
+}
