@@ -100,6 +100,8 @@ pub use error::Error;
 pub use files::FileCert;
 pub use names::{normalize_name, ManagedNames, NameSet};
 pub use resolver::CertResolver;
+#[cfg(feature = "redis")]
+pub use store::RedisCertStore;
 pub use store::{BoxFuture, CertStore, DirStore, MemoryStore, StoredCert, DIR_MODE, FILE_MODE};
 pub use tls::{crypto_provider, is_acme_tls_alpn, server_config, TlsConfig, ACME_TLS_ALPN};
 

@@ -13,9 +13,13 @@ use crate::Error;
 
 pub(crate) mod dir;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 pub use dir::{DirStore, DIR_MODE, FILE_MODE};
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisCertStore;
 
 /// A boxed, `Send` future: the return type of every [`CertStore`] method.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

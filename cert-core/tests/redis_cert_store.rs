@@ -1,0 +1,198 @@
+//! `RedisCertStore` against a real `redis-server` on a free port (no persistence), killed when
+//! the test ends. Without `redis-server` the test prints a loud skip message, except on CI
+//! (`CI=true`) where it fails.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cert_core::{CertStore, RedisCertStore, StoredCert};
+
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> Option<RedisServer> {
+        let found = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok();
+        if !found {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("redis-server is not installed (run scripts/install-test-deps)");
+            }
+            eprintln!(
+                "\n\n*** SKIPPED: redis-server is not installed (scripts/install-test-deps) ***\n"
+            );
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--requirepass", "cert-pw"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Some(RedisServer { child, port })
+    }
+
+    fn url(&self) -> String {
+        format!("redis://:cert-pw@127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn open(s: &RedisServer) -> RedisCertStore {
+    RedisCertStore::open(&s.url(), "gw", Duration::from_secs(1)).unwrap()
+}
+
+#[tokio::test]
+async fn two_replicas_share_certs_accounts_challenges_and_leases() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (open(&server), open(&server));
+
+    // Certificates: written by A, read by B; replaced as a pair.
+    assert_eq!(b.load_cert("a.example.test").await.unwrap(), None);
+    let first = StoredCert {
+        chain_pem: "CHAIN-1".into(),
+        key_pem: "KEY-1".into(),
+    };
+    a.store_cert("a.example.test", &first).await.unwrap();
+    a.store_cert("b.example.test", &first).await.unwrap();
+    assert_eq!(
+        b.load_cert("a.example.test").await.unwrap(),
+        Some(first.clone())
+    );
+    let second = StoredCert {
+        chain_pem: "CHAIN-2".into(),
+        key_pem: "KEY-2".into(),
+    };
+    b.store_cert("a.example.test", &second).await.unwrap();
+    assert_eq!(a.load_cert("a.example.test").await.unwrap(), Some(second));
+    assert_eq!(
+        a.list_names().await.unwrap(),
+        vec!["a.example.test", "b.example.test"]
+    );
+
+    // The ACME account, by directory URL.
+    let dir = "https://acme.example/dir";
+    assert_eq!(b.load_account(dir).await.unwrap(), None);
+    a.store_account(dir, b"{\"key\":\"secret\"}").await.unwrap();
+    assert_eq!(
+        b.load_account(dir).await.unwrap().as_deref(),
+        Some(&b"{\"key\":\"secret\"}"[..])
+    );
+    assert_eq!(b.load_account("https://other/dir").await.unwrap(), None);
+
+    // A challenge published by A is answered by B, and expires.
+    a.store_challenge("tok-1", "tok-1.thumb", Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.load_challenge("tok-1").await.unwrap().as_deref(),
+        Some("tok-1.thumb")
+    );
+    a.store_challenge("tok-2", "tok-2.thumb", Duration::from_secs(30))
+        .await
+        .unwrap();
+    b.remove_challenge("tok-2").await.unwrap();
+    assert_eq!(a.load_challenge("tok-2").await.unwrap(), None);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(b.load_challenge("tok-1").await.unwrap(), None);
+
+    // The order lease: one holder; the holder renews; a stranger cannot release it; it expires
+    // when the holder dies.
+    let ttl = Duration::from_millis(400);
+    assert!(a
+        .try_lease("a.example.test", "replica-a", ttl)
+        .await
+        .unwrap());
+    assert!(!b
+        .try_lease("a.example.test", "replica-b", ttl)
+        .await
+        .unwrap());
+    b.release("a.example.test", "replica-b").await.unwrap();
+    assert!(!b
+        .try_lease("a.example.test", "replica-b", ttl)
+        .await
+        .unwrap());
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(a
+        .try_lease("a.example.test", "replica-a", ttl)
+        .await
+        .unwrap());
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    // Renewed at 250 ms, so still held at 500 ms.
+    assert!(!b
+        .try_lease("a.example.test", "replica-b", ttl)
+        .await
+        .unwrap());
+    a.release("a.example.test", "replica-a").await.unwrap();
+    assert!(b
+        .try_lease("a.example.test", "replica-b", ttl)
+        .await
+        .unwrap());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(a
+        .try_lease("a.example.test", "replica-a", ttl)
+        .await
+        .unwrap());
+
+    // Racing replicas: exactly one wins each name.
+    let stores: Vec<RedisCertStore> = (0..8).map(|_| open(&server)).collect();
+    let mut set = tokio::task::JoinSet::new();
+    for (i, s) in stores.into_iter().enumerate() {
+        set.spawn(async move {
+            s.try_lease(
+                "race.example.test",
+                &format!("r{i}"),
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap()
+        });
+    }
+    let mut winners = 0;
+    while let Some(won) = set.join_next().await {
+        winners += usize::from(won.unwrap());
+    }
+    assert_eq!(winners, 1);
+}
+
+#[tokio::test]
+async fn redis_down_is_a_store_error_without_the_url() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let s = open(&server);
+    drop(server);
+    let start = Instant::now();
+    match s.load_cert("a.example.test").await {
+        Err(cert_core::Error::Store(m)) => assert!(!m.contains("cert-pw"), "{m}"),
+        other => panic!("expected a store error, got {other:?}"),
+    }
+    assert!(start.elapsed() < Duration::from_secs(2));
+}
