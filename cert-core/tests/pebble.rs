@@ -22,7 +22,9 @@ use common::{
 };
 
 const NAME: &str = "app.gateway.test";
-const ISSUE_TIMEOUT: Duration = Duration::from_secs(30);
+// Generous: a loaded 2-core CI machine can stretch one ACME round trip to tens of seconds;
+// passing runs never wait for it.
+const ISSUE_TIMEOUT: Duration = Duration::from_secs(90);
 
 struct Env {
     pebble: Pebble,
