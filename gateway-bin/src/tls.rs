@@ -29,6 +29,9 @@ pub enum TlsError {
     /// cert-core refused something.
     #[error("TLS: {0}")]
     Cert(#[from] cert_core::Error),
+    /// A setting cannot be used.
+    #[error("TLS: {0}")]
+    Config(String),
     /// A file could not be read.
     #[error("TLS: cannot read {path}: {source}")]
     Read {
@@ -124,10 +127,16 @@ impl TlsRuntime {
                     http01: *http01,
                     tls_alpn01: *tls_alpn01,
                     directory_roots_pem: roots,
+                    check_interval: config.tls.acme_check_interval,
                     ..AcmeConfig::default()
                 };
                 rt.names.replace(acme_names(config))?;
-                let store = Arc::new(DirStore::open(config.tls.dir.join("acme"))?);
+                let store: Arc<dyn cert_core::CertStore> = match config.tls.store {
+                    crate::config::CertStoreKind::Dir => {
+                        Arc::new(DirStore::open(config.tls.dir.join("acme"))?)
+                    }
+                    crate::config::CertStoreKind::Redis => redis_cert_store(config)?,
+                };
                 let manager = AcmeManager::builder(
                     acme_cfg,
                     store,
@@ -243,6 +252,26 @@ impl TlsRuntime {
             tracing::error!(error = %e, "TLS did not follow the new config; the old certificates keep serving");
         }
     }
+}
+
+/// The shared certificate store: every replica serves the same certificates, answers any
+/// replica's HTTP-01 challenges, and takes the per-name order lease there.
+fn redis_cert_store(config: &Config) -> Result<Arc<dyn cert_core::CertStore>, TlsError> {
+    let crate::config::StoreKind::Redis(r) = &config.sessions.store else {
+        return Err(TlsError::Config(
+            "tls.store = \"redis\" needs [sessions] store = \"redis\"".into(),
+        ));
+    };
+    // The URL may carry a password: it is read from the environment and never logged.
+    let url = std::env::var(&r.url_env).map_err(|_| {
+        TlsError::Config(format!(
+            "the environment variable {} (the Redis URL) is not set",
+            r.url_env
+        ))
+    })?;
+    Ok(Arc::new(cert_core::RedisCertStore::open(
+        &url, &r.prefix, r.timeout,
+    )?))
 }
 
 /// ACME can only prove control of exact names over HTTP-01 and TLS-ALPN-01.

@@ -8,6 +8,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
+// Pebble's harness is shared with cert-core's own tests.
+#[path = "../../cert-core/tests/common/mod.rs"]
+mod pebble;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -525,4 +528,147 @@ async fn redis_stalled_is_503_not_a_hang() {
         wait_ready(g, 200, Duration::from_secs(5)).await;
         assert_eq!(status(&http, g, "private", Some(&token)).await, 200);
     }
+}
+
+/// The sum of a metric's samples whose line mentions `filter`.
+async fn metric_sum(g: &Gateway, name: &str, filter: &str) -> f64 {
+    let text = client()
+        .get(g.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn has_cert(g: &Gateway, name: &str) -> bool {
+    let res = client()
+        .get(g.admin_url("/v1/certs"))
+        .bearer_auth(ADMIN_SECRET)
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = res.json().await.unwrap();
+    v["certificates"].as_array().is_some_and(|a| {
+        a.iter()
+            .any(|c| c["name"] == name && c["not_after"].is_string())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acme_replicas_place_one_order_per_name_and_share_certificates() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    if !pebble::pebble_available() {
+        return;
+    }
+    let up = Upstream::start().await;
+    // Pebble validates HTTP-01 on replica A's port only: an order placed by B succeeds only
+    // if A answers B's challenge from Redis.
+    let (a_http, a_https, b_http, b_https) = (free_port(), free_port(), free_port(), free_port());
+    let p = pebble::Pebble::start(&pebble::PebbleOpts {
+        http_port: a_http,
+        tls_port: a_https,
+        ..Default::default()
+    });
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), &p.listener_ca_pem).unwrap();
+    let config = |http: u16, https: u16| {
+        standard_config(http, 0, &up.url(), "")
+            .replace("[listen]\n", &format!("[listen]\nhttps = \"127.0.0.1:{https}\"\n"))
+            .replace("[sessions]\n", "[sessions]\nstore = \"redis\"\n")
+            .replace(
+                "[log]\n",
+                &format!(
+                    "[tls]\nmode = \"acme\"\nstore = \"redis\"\nacme_directory = \"{}\"\nacme_ca_file = \"{}\"\nhttp01 = true\ntls_alpn01 = false\nacme_check_interval = \"1s\"\n\n[log]\n",
+                    p.directory_url,
+                    ca.path().display()
+                ),
+            )
+    };
+    let env = [("GATEWAY_REDIS_URL", redis.url())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // Both replicas start at the same moment; B (whose port Pebble never calls) goes first.
+    let mut b = Gateway::spawn(&config(b_http, b_https), b_http, 0, &[], &env);
+    let mut a = Gateway::spawn(&config(a_http, a_https), a_http, 0, &[], &env);
+    b.wait_ready();
+    a.wait_ready();
+
+    let names: Vec<String> = std::iter::once(DOMAIN.to_owned())
+        .chain(
+            ["data", "admin", "auth", "open", "rogue"]
+                .iter()
+                .map(|s| host(s)),
+        )
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for name in &names {
+        while !(has_cert(&a, name).await && has_cert(&b, name).await) {
+            assert!(
+                Instant::now() < deadline,
+                "{name} not served by both replicas\nA:\n{}\nB:\n{}",
+                a.log(),
+                b.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let mut by_b = 0.0;
+    for name in &names {
+        let label = format!("name=\"{name}\"");
+        let (on_a, on_b) = (
+            metric_sum(&a, "cert_acme_orders_total", &label).await,
+            metric_sum(&b, "cert_acme_orders_total", &label).await,
+        );
+        assert_eq!(on_a + on_b, 1.0, "{name}: {on_a} orders on A, {on_b} on B");
+        by_b += on_b;
+    }
+    assert!(
+        by_b >= 1.0,
+        "B placed no order, so no validation landed on the other replica"
+    );
+
+    // Both replicas serve the same certificate to a client that trusts only Pebble's root.
+    let root = p.issuing_root_pem().await;
+    let data = host("data");
+    let fetch = |port: u16| {
+        let c = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(root.as_bytes()).unwrap())
+            .tls_built_in_root_certs(false)
+            .resolve(&data, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            .no_proxy()
+            .build()
+            .unwrap();
+        let url = format!("https://{data}:{port}/replicated");
+        async move { c.get(url).send().await.unwrap().status() }
+    };
+    assert_eq!(fetch(a_https).await, 200);
+    assert_eq!(fetch(b_https).await, 200);
+
+    // A restart of both reuses the certificates: no new order.
+    a.terminate();
+    b.terminate();
+    let a2 = Gateway::spawn(&config(a_http, a_https), a_http, 0, &[], &env);
+    let b2 = Gateway::spawn(&config(b_http, b_https), b_http, 0, &[], &env);
+    let (mut a2, mut b2) = (a2, b2);
+    a2.wait_ready();
+    b2.wait_ready();
+    for name in &names {
+        while !(has_cert(&a2, name).await && has_cert(&b2, name).await) {
+            assert!(
+                Instant::now() < deadline + Duration::from_secs(30),
+                "{name} not reloaded"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(metric_sum(&a2, "cert_acme_orders_total", "").await, 0.0);
+    assert_eq!(metric_sum(&b2, "cert_acme_orders_total", "").await, 0.0);
+    assert!(!a2.log().contains(REDIS_PASSWORD) && !b2.log().contains(REDIS_PASSWORD));
 }

@@ -207,8 +207,22 @@ pub enum TlsMode {
 pub struct Tls {
     /// The mode.
     pub mode: TlsMode,
-    /// Where certificates, keys and ACME accounts are stored.
+    /// Where certificates, keys and ACME accounts are stored on disk.
     pub dir: PathBuf,
+    /// Where ACME keeps certificates, accounts, challenges and order leases.
+    pub store: CertStoreKind,
+    /// The longest the ACME manager waits between looks at its names; also the bound on how
+    /// long a certificate renewed by another replica takes to be served here.
+    pub acme_check_interval: Duration,
+}
+
+/// Where ACME state lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertStoreKind {
+    /// Files under `tls.dir` (0600 files in 0700 directories).
+    Dir,
+    /// Redis, shared by every replica (the `[sessions]` Redis settings).
+    Redis,
 }
 
 /// Upstream proxy settings shared by every service.
@@ -617,7 +631,7 @@ impl Validator<'_> {
         };
         let sessions = self.sessions(raw.sessions, &domains);
         let admin = self.admin(raw.admin);
-        let tls = self.tls(raw.tls, base, &listen);
+        let tls = self.tls(raw.tls, base, &listen, &sessions);
         let proxy = self.proxy(raw.proxy);
         let log = self.log(raw.log);
         let mut csrf_trusted_origins = Vec::new();
@@ -887,7 +901,31 @@ impl Validator<'_> {
         }
     }
 
-    fn tls(&mut self, t: raw::RawTls, base: &Path, listen: &Listen) -> Tls {
+    fn tls(&mut self, t: raw::RawTls, base: &Path, listen: &Listen, sessions: &Sessions) -> Tls {
+        let store = match &t.store {
+            None => CertStoreKind::Dir,
+            Some(v) if v.get_ref() == "dir" => CertStoreKind::Dir,
+            Some(v) if v.get_ref() == "redis" => {
+                if !matches!(sessions.store, StoreKind::Redis(_)) {
+                    self.issue(
+                        "tls.store",
+                        v,
+                        "the Redis certificate store uses the [sessions] Redis settings",
+                        Some("set [sessions] store = \"redis\" too, or use store = \"dir\""),
+                    );
+                }
+                CertStoreKind::Redis
+            }
+            Some(v) => {
+                self.issue("tls.store", v, "must be \"dir\" or \"redis\"", None);
+                CertStoreKind::Dir
+            }
+        };
+        let acme_check_interval = self.duration(
+            "tls.acme_check_interval",
+            t.acme_check_interval,
+            Duration::from_secs(3600),
+        );
         let dir = t
             .dir
             .map(|d| base.join(d.into_inner()))
@@ -951,7 +989,12 @@ impl Validator<'_> {
                 hint: Some("add https = \"0.0.0.0:8443\" under [listen]".into()),
             });
         }
-        Tls { mode, dir }
+        Tls {
+            mode,
+            dir,
+            store,
+            acme_check_interval,
+        }
     }
 
     fn proxy(&mut self, p: raw::RawProxy) -> ProxySettings {

@@ -115,6 +115,8 @@ pub(crate) struct RawTls {
     pub(crate) acme_ca_file: Option<Spanned<String>>,
     pub(crate) http01: Option<bool>,
     pub(crate) tls_alpn01: Option<bool>,
+    pub(crate) store: Option<Spanned<String>>,
+    pub(crate) acme_check_interval: Option<SpannedDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -255,37 +255,89 @@ impl Gateway {
 
     /// Like [`Gateway::start`], with extra `gateway run` arguments (e.g. `--threads 1`).
     pub fn start_with(config: &str, http: u16, admin: u16, extra: &[&str]) -> Gateway {
+        let mut g = Gateway::spawn(config, http, admin, extra, &[]);
+        g.wait_ready();
+        g
+    }
+
+    /// Like [`Gateway::start`], with extra environment variables.
+    pub fn start_with_env(config: &str, http: u16, admin: u16, env: &[(&str, &str)]) -> Gateway {
+        let mut g = Gateway::spawn(config, http, admin, &[], env);
+        g.wait_ready();
+        g
+    }
+
+    /// Starts the binary on a fresh directory and returns at once; call
+    /// [`Gateway::wait_ready`] before using it. Several can be started at the same moment.
+    pub fn spawn(
+        config: &str,
+        http: u16,
+        admin: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("gateway.toml");
         std::fs::write(&config_path, config).unwrap();
-        let log_path = dir.path().join("gateway.log");
+        Gateway::launch(dir, &config_path, "gateway.log", http, admin, extra, env)
+    }
+
+    /// Starts the binary on an existing directory and config (a restart).
+    pub fn start_at(
+        dir: tempfile::TempDir,
+        config_path: &std::path::Path,
+        http: u16,
+        admin: u16,
+    ) -> Gateway {
+        let mut g = Gateway::launch(
+            dir,
+            config_path,
+            "gateway-restart.log",
+            http,
+            admin,
+            &[],
+            &[],
+        );
+        g.wait_ready();
+        g
+    }
+
+    fn launch(
+        dir: tempfile::TempDir,
+        config_path: &std::path::Path,
+        log_name: &str,
+        http: u16,
+        admin: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Gateway {
+        let log_path = dir.path().join(log_name);
         let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
             .args(["run", "--config"])
-            .arg(&config_path)
+            .arg(config_path)
             .args(extra)
             .env("GATEWAY_ADMIN_SECRET", ADMIN_SECRET)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap();
-        let mut g = Gateway {
+        Gateway {
             child: Some(child),
             http,
             admin,
             dir,
-            config_path,
+            config_path: config_path.to_owned(),
             log_path,
-        };
-        g.wait_ready();
-        g
+        }
     }
 
     /// Waits until both listeners are bound. Port 0 in the config means "any free port": the
     /// real ports are read from the gateway's "listening" log lines, which avoids the race of
     /// picking a free port in the test and binding it later in the gateway.
-    fn wait_ready(&mut self) {
+    pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             for line in self.log().lines() {
@@ -438,68 +490,4 @@ pub fn status_of(response: &str) -> u16 {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
-}
-
-impl Gateway {
-    /// Starts the binary on an existing directory and config (a restart).
-    pub fn start_at(
-        dir: tempfile::TempDir,
-        config_path: &std::path::Path,
-        http: u16,
-        admin: u16,
-    ) -> Gateway {
-        let log_path = dir.path().join("gateway-restart.log");
-        let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .args(["run", "--config"])
-            .arg(config_path)
-            .env("GATEWAY_ADMIN_SECRET", ADMIN_SECRET)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        let mut g = Gateway {
-            child: Some(child),
-            http,
-            admin,
-            dir,
-            config_path: config_path.to_owned(),
-            log_path,
-        };
-        g.wait_ready();
-        g
-    }
-}
-
-impl Gateway {
-    /// Starts the binary like [`Gateway::start`], with extra environment variables (a Redis
-    /// URL, which never goes into the config file).
-    pub fn start_with_env(config: &str, http: u16, admin: u16, env: &[(&str, &str)]) -> Gateway {
-        let dir = tempfile::tempdir().unwrap();
-        let config_path = dir.path().join("gateway.toml");
-        std::fs::write(&config_path, config).unwrap();
-        let log_path = dir.path().join("gateway.log");
-        let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .args(["run", "--config"])
-            .arg(&config_path)
-            .env("GATEWAY_ADMIN_SECRET", ADMIN_SECRET)
-            .env_remove("RUST_LOG")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        let mut g = Gateway {
-            child: Some(child),
-            http,
-            admin,
-            dir,
-            config_path,
-            log_path,
-        };
-        g.wait_ready();
-        g
-    }
 }
