@@ -190,10 +190,10 @@ where
     if draining {
         conn.as_mut().graceful_shutdown();
     }
-    let check_every = idle
-        .min(Duration::from_secs(1))
-        .max(Duration::from_millis(50));
-    let mut tick = tokio::time::interval_at(Instant::now() + check_every, check_every);
+    // One timer per connection, moved forward only when it fires: an idle connection wakes
+    // about once per idle timeout, a busy one never pays for its traffic with timer resets.
+    let idle_timer = tokio::time::sleep(idle);
+    tokio::pin!(idle_timer);
     loop {
         tokio::select! {
             res = conn.as_mut() => {
@@ -206,11 +206,14 @@ where
                 draining = true;
                 conn.as_mut().graceful_shutdown();
             }
-            _ = tick.tick(), if !draining => {
+            _ = &mut idle_timer, if !draining => {
                 let last = Duration::from_millis(activity.load(Ordering::Relaxed));
-                if epoch.elapsed().saturating_sub(last) >= idle {
+                let quiet = epoch.elapsed().saturating_sub(last);
+                if quiet >= idle {
                     draining = true;
                     conn.as_mut().graceful_shutdown();
+                } else {
+                    idle_timer.as_mut().reset(Instant::now() + (idle - quiet));
                 }
             }
         }

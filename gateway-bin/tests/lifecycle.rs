@@ -214,3 +214,35 @@ async fn logs_never_contain_tokens_cookies_or_the_admin_secret() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_are_closed_at_the_idle_timeout() {
+    use std::io::{Read, Write};
+    let up = Upstream::start().await;
+    // The header-read timeout (which also bounds HTTP/1 keep-alive waits in hyper) is long, so
+    // only the idle timeout can close the connection.
+    let config = standard_config(0, 0, &up.url(), "")
+        .replace(
+            "header_read_timeout = \"2s\"",
+            "header_read_timeout = \"30s\"",
+        )
+        .replace("idle_timeout = \"5s\"", "idle_timeout = \"1s\"");
+    let g = Gateway::start(&config, 0, 0);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", g.http)).unwrap();
+    s.write_all(format!("GET /x HTTP/1.1\r\nHost: {}\r\n\r\n", host("data")).as_bytes())
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Now idle: the gateway closes it after about a second.
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(800),
+        "closed too early: {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(5), "closed after {waited:?}");
+}
