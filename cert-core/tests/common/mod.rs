@@ -65,11 +65,25 @@ pub async fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> b
     }
 }
 
+/// A free port for Pebble's own listeners, taken below Linux's ephemeral range (32768-60999)
+/// so that no outgoing connection of a parallel test can occupy it before Pebble binds it.
 fn free_port() -> u16 {
-    StdTcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id()
+        ^ SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+    for _ in 0..1000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        // 12000-20000: below the gateway tests' range (20000-32000), so the two never collide.
+        let port = 12_000 + (seed.wrapping_add(n.wrapping_mul(7919)) % 8_000) as u16;
+        if StdTcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 12000 and 20000");
 }
 
 fn find_in_path(cmd: &str) -> Option<PathBuf> {

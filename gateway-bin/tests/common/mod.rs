@@ -23,13 +23,26 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 pub const DOMAIN: &str = "example.test";
 pub const ADMIN_SECRET: &str = "test-admin-secret-0123456789abcdef";
 
-/// A free TCP port on 127.0.0.1 (bound and released; the OS does not hand it out again soon).
+/// A free TCP port on 127.0.0.1 for a server that must be told its port before it starts
+/// (Pebble needs the gateway's). It is taken below Linux's ephemeral range (32768-60999), so
+/// no outgoing connection of a parallel test can occupy it between this check and the bind.
+/// Tests that can let the gateway pick (port 0) should do that instead.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+    for _ in 0..1000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (seed.wrapping_add(n.wrapping_mul(7919)) % 12_000) as u16;
+        if StdListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000");
 }
 
 /// What the recording upstream received.
