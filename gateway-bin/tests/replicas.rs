@@ -651,6 +651,62 @@ async fn acme_replicas_place_one_order_per_name_and_share_certificates() {
     assert_eq!(fetch(a_https).await, 200);
     assert_eq!(fetch(b_https).await, 200);
 
+    // A renewal forced on A reaches B through Redis, within B's acme_check_interval (1 s).
+    let not_after = |g: &Gateway| {
+        let url = g.admin_url("/v1/certs");
+        let data = data.clone();
+        async move {
+            let v: serde_json::Value = client()
+                .get(url)
+                .bearer_auth(ADMIN_SECRET)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["certificates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == data.as_str())
+                .and_then(|c| c["not_after"].as_str().map(str::to_owned))
+                .unwrap()
+        }
+    };
+    let before = not_after(&b).await;
+    // Pebble dates certificates to the second: make sure the renewed one differs.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let res = client()
+        .post(a.admin_url(&format!("/v1/certs/{data}/renew")))
+        .bearer_auth(ADMIN_SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let renewed_deadline = Instant::now() + Duration::from_secs(60);
+    let renewed_on_a = loop {
+        let now_a = not_after(&a).await;
+        if now_a != before {
+            break now_a;
+        }
+        assert!(
+            Instant::now() < renewed_deadline,
+            "A never renewed {data}\n{}",
+            a.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let seen_at = Instant::now();
+    while not_after(&b).await != renewed_on_a {
+        assert!(
+            seen_at.elapsed() < Duration::from_secs(10),
+            "B still serves the old certificate for {data}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("renewal on A reached B after {:?}", seen_at.elapsed());
+
     // A restart of both reuses the certificates: no new order.
     a.terminate();
     b.terminate();
