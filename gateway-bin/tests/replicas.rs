@@ -728,3 +728,131 @@ async fn acme_replicas_place_one_order_per_name_and_share_certificates() {
     assert_eq!(metric_sum(&b2, "cert_acme_orders_total", "").await, 0.0);
     assert!(!a2.log().contains(REDIS_PASSWORD) && !b2.log().contains(REDIS_PASSWORD));
 }
+
+/// A TLS-only redis-server (`rediss://`) with a password, its CA written to `dir/ca.pem`.
+fn start_tls_redis(dir: &std::path::Path) -> Option<(Child, u16)> {
+    RedisServer::start()?; // only to check that redis-server exists (skip or fail as usual)
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::default();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "redis test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("redis.pem"), leaf.pem()).unwrap();
+    std::fs::write(dir.join("redis.key"), key.serialize_pem()).unwrap();
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg("--tls-cert-file")
+        .arg(dir.join("redis.pem"))
+        .arg("--tls-key-file")
+        .arg(dir.join("redis.key"))
+        .arg("--tls-ca-cert-file")
+        .arg(dir.join("ca.pem"))
+        .args(["--tls-auth-clients", "no", "--requirepass", REDIS_PASSWORD])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "TLS redis-server did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Some((child, port))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_over_rediss_with_a_verified_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((mut redis, port)) = start_tls_redis(dir.path()) else {
+        return;
+    };
+    let up = Upstream::start().await;
+    let config = standard_config(0, 0, &up.url(), "")
+        .replace("[sessions]\n", "[sessions]\nstore = \"redis\"\n");
+    let url = format!("rediss://:{REDIS_PASSWORD}@localhost:{port}");
+    let ca = dir.path().join("ca.pem");
+    // The Redis client trusts the platform roots plus SSL_CERT_FILE, the usual way to add a CA.
+    let g = Gateway::start_with_env(
+        &config,
+        0,
+        0,
+        &[
+            ("GATEWAY_REDIS_URL", url.as_str()),
+            ("SSL_CERT_FILE", ca.to_str().unwrap()),
+        ],
+    );
+    let token = create_session(&g, "tls-user", &["user"], None).await;
+    let res = client()
+        .get(g.url("/over-tls"))
+        .header("host", host("data"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        up.last().one("x-hasura-user-id").as_deref(),
+        Some("tls-user")
+    );
+    assert_eq!(
+        client()
+            .get(g.admin_url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // Without the CA the certificate is refused: requests with a token fail closed.
+    let untrusted = Gateway::start_with_env(
+        &config,
+        0,
+        0,
+        &[
+            ("GATEWAY_REDIS_URL", url.as_str()),
+            ("SSL_CERT_FILE", "/dev/null"),
+        ],
+    );
+    let res = client()
+        .get(untrusted.url("/"))
+        .header("host", host("data"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(
+        client()
+            .get(untrusted.url("/"))
+            .header("host", host("data"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    for g in [&g, &untrusted] {
+        assert!(!g.log().contains(REDIS_PASSWORD));
+    }
+    let _ = redis.kill();
+    let _ = redis.wait();
+}
