@@ -10,6 +10,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use http::{Request, Response, StatusCode};
+use metrics::SharedString;
 use pin_project_lite::pin_project;
 use route_core::{Body, ConnectionInfo};
 use session_core::Identity;
@@ -152,11 +153,17 @@ impl Log {
             client = %self.info.as_ref().map(|i| i.remote_addr.to_string()).unwrap_or_else(|| "-".into()),
         );
         let status_label = status_class(status);
-        metrics::counter!("gateway_requests_total", "service" => service.to_owned(), "status" => status_label, "role" => role.to_owned()).increment(1);
-        metrics::histogram!("gateway_request_duration_seconds", "service" => service.to_owned())
+        // Labels share the Arc<str>s the request already holds: no String per request.
+        let dash = || SharedString::const_str("-");
+        let service_label = served.map_or_else(dash, |s| SharedString::from(s.service.clone()));
+        let role_label = served
+            .and_then(|s| s.identity.as_ref())
+            .map_or_else(dash, |i| SharedString::from(i.role.clone()));
+        metrics::counter!("gateway_requests_total", "service" => service_label.clone(), "status" => status_label, "role" => role_label).increment(1);
+        metrics::histogram!("gateway_request_duration_seconds", "service" => service_label.clone())
             .record(elapsed.as_secs_f64());
         match status {
-            502 | 504 => metrics::counter!("gateway_upstream_errors_total", "service" => service.to_owned(), "status" => status_label).increment(1),
+            502 | 504 => metrics::counter!("gateway_upstream_errors_total", "service" => service_label, "status" => status_label).increment(1),
             503 => metrics::counter!("gateway_store_errors_total").increment(1),
             _ => {}
         }

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use futures_util::future::Either;
 use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use route_core::Body;
@@ -66,6 +67,7 @@ pub struct RoutePolicy<S> {
     inner: S,
     shared: SessionPolicy,
     service: Arc<str>,
+    cookie_name: Arc<str>,
     forward_credentials: bool,
     session_issuer: bool,
 }
@@ -81,6 +83,7 @@ impl<S> RoutePolicy<S> {
     ) -> Self {
         RoutePolicy {
             inner,
+            cookie_name: Arc::from(shared.cookie.name.as_str()),
             shared,
             service: Arc::from(name),
             forward_credentials,
@@ -102,7 +105,10 @@ where
 {
     type Response = Response<Body>;
     type Error = std::convert::Infallible;
-    type Future = BoxFuture<Result<Response<Body>, std::convert::Infallible>>;
+    type Future = Either<
+        PolicyFuture<S::Future>,
+        BoxFuture<Result<Response<Body>, std::convert::Infallible>>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -119,34 +125,79 @@ where
                 restore_credential(req.headers_mut(), c, &self.shared.cookie.name);
             }
         }
-        let shared = self.shared.clone();
         let service = self.service.clone();
-        let issuer = self.session_issuer;
-        Box::pin(async move {
+        if !self.session_issuer {
+            // Most services: the response only needs synchronous scrubbing, so no boxed future.
+            return Either::Left(PolicyFuture {
+                inner: inner.call(req),
+                after: Some(After {
+                    service,
+                    identity,
+                    cookie_name: self.cookie_name.clone(),
+                }),
+            });
+        }
+        let shared = self.shared.clone();
+        Either::Right(Box::pin(async move {
             let Ok(mut res) = inner.call(req).await;
             res.extensions_mut().insert(crate::front::Served {
                 service: service.clone(),
                 identity,
             });
-            let ask = scrub_response(res.headers_mut(), &shared.cookie.name, issuer, &service);
-            if issuer {
-                if let Err(mut rejection) = apply_issuer(
-                    &shared,
-                    &service,
-                    ask,
-                    credential.as_ref(),
-                    res.headers_mut(),
-                )
-                .await
-                {
-                    if let Some(served) = res.extensions_mut().remove::<crate::front::Served>() {
-                        rejection.extensions_mut().insert(served);
-                    }
-                    return Ok(rejection);
+            let ask = scrub_response(res.headers_mut(), &shared.cookie.name, true, &service);
+            if let Err(mut rejection) = apply_issuer(
+                &shared,
+                &service,
+                ask,
+                credential.as_ref(),
+                res.headers_mut(),
+            )
+            .await
+            {
+                if let Some(served) = res.extensions_mut().remove::<crate::front::Served>() {
+                    rejection.extensions_mut().insert(served);
                 }
+                return Ok(rejection);
             }
             Ok(res)
-        })
+        }))
+    }
+}
+
+/// What a non-issuer service's response gets once it arrives.
+struct After {
+    service: Arc<str>,
+    identity: Option<session_core::Identity>,
+    cookie_name: Arc<str>,
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of a service that is not a session issuer: the inner future, then the
+    /// synchronous scrubbing of the response.
+    pub struct PolicyFuture<F> {
+        #[pin]
+        inner: F,
+        after: Option<After>,
+    }
+}
+
+impl<F> Future for PolicyFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, std::convert::Infallible>>,
+{
+    type Output = Result<Response<Body>, std::convert::Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(mut res) = std::task::ready!(this.inner.poll(cx));
+        if let Some(after) = this.after.take() {
+            scrub_response(res.headers_mut(), &after.cookie_name, false, &after.service);
+            res.extensions_mut().insert(crate::front::Served {
+                service: after.service,
+                identity: after.identity,
+            });
+        }
+        Poll::Ready(Ok(res))
     }
 }
 
