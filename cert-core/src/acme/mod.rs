@@ -391,7 +391,7 @@ impl AcmeManager {
     /// with [`Error::Leased`].
     pub async fn renew_now(&self, name: &str) -> Result<CertStatus, Error> {
         let name = self.inner.check_allowed(name)?;
-        match self.inner.obtain(&name).await {
+        match self.inner.obtain(&name, true).await {
             Ok(loaded) => {
                 self.inner.on_success(&name, &loaded).await;
             }
@@ -563,7 +563,7 @@ impl Inner {
         let now = self.clock.now();
         let frac = self.cfg.renew_remaining_fraction;
         let until = |t: SystemTime| t.duration_since(now).unwrap_or_default();
-        {
+        let forced = {
             let state = self.state.lock();
             let st = state.get(name);
             if let Some(cert) = st.and_then(|s| s.cert.as_ref()) {
@@ -582,8 +582,9 @@ impl Inner {
             if let Some(at) = st.and_then(|s| s.next_attempt).filter(|at| *at > now) {
                 return until(at);
             }
-        }
-        match self.obtain(name).await {
+            forced
+        };
+        match self.obtain(name, forced).await {
             Ok(loaded) => {
                 self.on_success(name, &loaded).await;
                 let next = until(loaded.info.renew_at(frac));
@@ -746,7 +747,10 @@ impl Inner {
     }
 
     /// Leases, orders and installs a certificate for `name`, which must be managed.
-    async fn obtain(&self, name: &str) -> Result<LoadedCert, Error> {
+    /// Orders a certificate for `name` under the store's lease. Unless `force`, a certificate
+    /// that another replica stored between the caller's check and the lease wins: it is
+    /// installed and nothing is ordered (reported as [`Error::Leased`], "someone else did it").
+    async fn obtain(&self, name: &str, force: bool) -> Result<LoadedCert, Error> {
         // Checked here, at the single entry to ordering, so that no path can order or write
         // for a name outside the route table (security case 28).
         if !self.names.contains(name) {
@@ -766,6 +770,27 @@ impl Inner {
             .await?
         {
             return Err(Error::Leased(name.to_owned()));
+        }
+        if !force {
+            // Double-checked under the lease: the holder before us may have just stored a
+            // fresh certificate and released.
+            if let Err(e) = self.sync_from_store(name).await {
+                tracing::warn!(name, error = %e, "reading the stored certificate failed");
+            }
+            let now = self.clock.now();
+            let frac = self.cfg.renew_remaining_fraction;
+            let fresh = self
+                .state
+                .lock()
+                .get(name)
+                .and_then(|s| s.renew_at(frac))
+                .is_some_and(|at| at > now);
+            if fresh {
+                if let Err(e) = self.store.release(name, owner).await {
+                    tracing::warn!(name, error = %e, "releasing the order lease failed");
+                }
+                return Err(Error::Leased(name.to_owned()));
+            }
         }
         *self.retry_after.lock() = None;
         let attempt = self.state.lock().get(name).map_or(0, |s| s.failures);

@@ -70,6 +70,8 @@ pub async fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> b
 fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
+    static HANDED_OUT: parking_lot::Mutex<std::collections::BTreeSet<u16>> =
+        parking_lot::const_mutex(std::collections::BTreeSet::new());
     let seed = std::process::id()
         ^ SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -80,7 +82,11 @@ fn free_port() -> u16 {
         // 12000-20000: below the gateway tests' range (20000-32000), so the two never collide.
         let port = 12_000 + (seed.wrapping_add(n.wrapping_mul(7919)) % 8_000) as u16;
         if StdTcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+            // Never hand out the same port twice in this process: two tests could otherwise
+            // both pick it before either binds it.
+            if HANDED_OUT.lock().insert(port) {
+                return port;
+            }
         }
     }
     panic!("no free port between 12000 and 20000");

@@ -30,6 +30,8 @@ pub const ADMIN_SECRET: &str = "test-admin-secret-0123456789abcdef";
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
+    static HANDED_OUT: parking_lot::Mutex<std::collections::BTreeSet<u16>> =
+        parking_lot::const_mutex(std::collections::BTreeSet::new());
     let seed = std::process::id()
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -39,7 +41,11 @@ pub fn free_port() -> u16 {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let port = 20_000 + (seed.wrapping_add(n.wrapping_mul(7919)) % 12_000) as u16;
         if StdListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+            // Never hand out the same port twice in this process: two tests could otherwise
+            // both pick it before either binds it.
+            if HANDED_OUT.lock().insert(port) {
+                return port;
+            }
         }
     }
     panic!("no free port between 20000 and 32000");
