@@ -25,11 +25,12 @@ mod common;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::driver::{on_path, Driver};
 use common::Gateway;
 use fantoccini::{Client, ClientBuilder, Locator};
 use http::{Request, Response};
@@ -43,14 +44,6 @@ use serde_json::json;
 /// gateway's CSRF check stands in the way.
 const DOMAIN: &str = "corp.example.test";
 const COOKIE: &str = "gw_session";
-
-fn find_in_path(cmd: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(cmd))
-            .find(|p| p.is_file())
-    })
-}
 
 fn screenshots_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -222,42 +215,10 @@ async fn serve_page_https(html: String, ca_dir: &Path, name: &str) -> u16 {
     port
 }
 
-/// chromedriver on a free port, killed on drop.
-struct Driver {
-    child: Child,
-    port: u16,
-}
-
-impl Driver {
-    fn start(chromedriver: &Path, home: &Path) -> Driver {
-        let port = common::free_port();
-        let child = Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .env("HOME", home)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Driver { child, port }
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Makes Chromium trust the dev CA: an NSS database in `home/.pki/nssdb`, where Chromium on
 /// Linux reads locally trusted roots. `false` when `certutil` is missing.
 fn trust_dev_ca(home: &Path, ca_pem: &Path) -> bool {
-    let Some(certutil) = find_in_path("certutil") else {
+    let Some(certutil) = on_path(&["certutil"]) else {
         return false;
     };
     let db = home.join(".pki/nssdb");
@@ -361,8 +322,7 @@ async fn body_text(c: &Client) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_app_uses_the_cookie_session_across_subdomains() {
-    let (Some(chromium), Some(chromedriver)) =
-        (find_in_path("chromium"), find_in_path("chromedriver"))
+    let (Some(chromium), Some(chromedriver)) = (on_path(&["chromium"]), on_path(&["chromedriver"]))
     else {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("chromium and chromedriver are required on CI (scripts/install-test-deps)");
@@ -419,7 +379,7 @@ async fn browser_app_uses_the_cookie_session_across_subdomains() {
         eprintln!("!!! certutil (libnss3-tools) is missing: Chromium runs with --ignore-certificate-errors !!!");
         args.push("--ignore-certificate-errors".to_owned());
     }
-    let driver = Driver::start(&chromedriver, home.path());
+    let driver = Driver::start(&chromedriver, Some(home.path()));
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".to_owned(),

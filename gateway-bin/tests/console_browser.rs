@@ -11,54 +11,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::driver::{on_path, Driver};
 use common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn on_path(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    names.iter().find_map(|n| {
-        std::env::split_paths(&path)
-            .map(|d| d.join(n))
-            .find(|p| p.is_file())
-    })
-}
-
-/// chromedriver on a free port, killed on drop.
-struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Driver {
-    fn start(bin: &Path) -> Driver {
-        let port = free_port();
-        let child = Command::new(bin)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Driver { child, url }
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn browser(driver: &Driver, chromium: &Path, profile: &Path) -> Client {
     let caps = serde_json::json!({
@@ -176,7 +135,7 @@ async fn console_adds_a_service_whose_roles_are_enforced_then_deletes_it() {
         .starts_with("text/javascript"));
 
     let profile = tempfile::tempdir().unwrap();
-    let driver = Driver::start(&chromedriver);
+    let driver = Driver::start(&chromedriver, None);
     let c = browser(&driver, &chromium, profile.path()).await;
     // A failed step must still close the browser: run the steps in their own task.
     let g = std::sync::Arc::new(g);

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod driver;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::{Read, Write};
