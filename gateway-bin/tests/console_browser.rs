@@ -236,8 +236,9 @@ async fn drive(c: &Client, g: &Gateway, up: &Upstream) {
         .click()
         .await
         .unwrap();
-    let row = wait_css(c, "#services tbody tr[data-name=\"reports\"]").await;
-    let text = row.text().await.unwrap();
+    // Read the row through `wait_text`: the console re-renders the table after each change,
+    // so a handle to the row can go stale between finding it and reading it.
+    let text = wait_text(c, "#services tbody tr[data-name=\"reports\"]", &up.url()).await;
     assert!(text.contains("user") && text.contains(&up.url()), "{text}");
     wait_text(c, "#notice", "added").await;
     let list = shot(c, "console-list.png").await;
@@ -259,9 +260,8 @@ async fn drive(c: &Client, g: &Gateway, up: &Upstream) {
     assert_eq!(status_for(g, "reports", Some(&user)).await, 200, "user");
 
     // Edit: let anonymous in too.
-    row.find(Locator::Css("button.edit"))
+    wait_css(c, "#services tbody tr[data-name=\"reports\"] button.edit")
         .await
-        .unwrap()
         .click()
         .await
         .unwrap();
