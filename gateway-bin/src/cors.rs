@@ -14,16 +14,35 @@
 //! anonymous; and before the role check, so a role-restricted service still answers its
 //! preflights. `cors = false` turns all of this off for a service: no CORS headers, and
 //! `OPTIONS` is authorized and proxied like any other method.
+//!
+//! Answers made before the router knows the service (the session layer's 400/401/403/503, the
+//! CSRF check's 403) would otherwise reach the browser without CORS headers, and a
+//! `fetch()` would see an opaque network error instead of the JSON body and status: an app
+//! could not tell an expired session from a dead network. [`RejectionCorsLayer`] sits in
+//! front of the session layer, looks the request's route up once when it carries an `Origin`,
+//! and adds the credentialed CORS headers to an answer that has none, when that service's
+//! policy allows the origin. It never adds them for a service with `cors = false`, for an
+//! origin the service refuses, or for a host no service serves.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue, Method};
+use http::header::{
+    ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS,
+    ORIGIN, VARY,
+};
+use http::{HeaderName, HeaderValue, Method, Request, Response};
+use pin_project_lite::pin_project;
+use route_core::{request_host, try_normalize_path, SharedRouteTable};
 use tower::util::Either;
-use tower::Layer;
+use tower::{Layer, Service as TowerService};
 use tower_http::cors::{AllowOrigin, Cors, CorsLayer};
 
 use crate::config::Service;
+use crate::stack::RouteService;
 
 /// How long a browser may cache a preflight answer.
 const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(600);
@@ -38,14 +57,62 @@ pub const DEFAULT_METHODS: [Method; 6] = [
     Method::OPTIONS,
 ];
 
+/// The origins a service accepts for credentialed CORS: the project's own (see the module
+/// docs) plus the service's exact `cors_allowed_origins`.
+#[derive(Debug)]
+pub struct OriginPolicy {
+    /// Project domains, lowercase.
+    domains: Box<[String]>,
+    /// Exact extra origins, compared ignoring ASCII case.
+    extra: Box<[String]>,
+}
+
+impl OriginPolicy {
+    /// Whether a request from `origin` may read the service's answers.
+    pub fn allows(&self, origin: &HeaderValue) -> bool {
+        origin.to_str().is_ok_and(|o| {
+            self.extra.iter().any(|e| e.eq_ignore_ascii_case(o))
+                || is_project_origin(o, &self.domains)
+        })
+    }
+}
+
 /// A service's pipeline with its CORS policy: tower-http's [`Cors`] when CORS is on, the
 /// pipeline itself when the service has `cors = false`.
-pub type ServiceCors<S> = Either<Cors<S>, S>;
+#[derive(Clone, Debug)]
+pub struct ServiceCors<S> {
+    inner: Either<Cors<S>, S>,
+    origins: Option<Arc<OriginPolicy>>,
+}
+
+impl<S> ServiceCors<S> {
+    /// The origins the service accepts; `None` when the service has `cors = false`.
+    pub fn origins(&self) -> Option<&Arc<OriginPolicy>> {
+        self.origins.as_ref()
+    }
+}
+
+impl<S, R> TowerService<R> for ServiceCors<S>
+where
+    Either<Cors<S>, S>: TowerService<R>,
+{
+    type Response = <Either<Cors<S>, S> as TowerService<R>>::Response;
+    type Error = <Either<Cors<S>, S> as TowerService<R>>::Error;
+    type Future = <Either<Cors<S>, S> as TowerService<R>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        self.inner.call(req)
+    }
+}
 
 /// Layer for [`ServiceCors`], built once per service when the config loads.
 #[derive(Clone, Debug)]
 pub struct ServiceCorsLayer {
-    cors: Option<CorsLayer>,
+    cors: Option<(CorsLayer, Arc<OriginPolicy>)>,
 }
 
 impl ServiceCorsLayer {
@@ -56,13 +123,13 @@ impl ServiceCorsLayer {
         if !service.cors {
             return ServiceCorsLayer { cors: None };
         }
-        let domains: Arc<[String]> = domains.iter().map(|d| d.to_ascii_lowercase()).collect();
-        let extra: Arc<[String]> = service.cors_allowed_origins.iter().cloned().collect();
-        let allow_origin = AllowOrigin::predicate(move |origin: &HeaderValue, _| {
-            origin.to_str().is_ok_and(|o| {
-                extra.iter().any(|e| e.eq_ignore_ascii_case(o)) || is_project_origin(o, &domains)
-            })
+        let origins = Arc::new(OriginPolicy {
+            domains: domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+            extra: service.cors_allowed_origins.iter().cloned().collect(),
         });
+        let predicate = origins.clone();
+        let allow_origin =
+            AllowOrigin::predicate(move |origin: &HeaderValue, _| predicate.allows(origin));
         // "*" is a legal token, but as a value it is a wildcard, which tower-http refuses (with
         // a panic) next to credentials: a configured "*" is dropped.
         let mut methods: Vec<Method> = service
@@ -93,7 +160,9 @@ impl ServiceCorsLayer {
             .allow_methods(methods)
             .allow_headers(headers)
             .max_age(PREFLIGHT_MAX_AGE);
-        ServiceCorsLayer { cors: Some(cors) }
+        ServiceCorsLayer {
+            cors: Some((cors, origins)),
+        }
     }
 
     /// Whether CORS is on for the service.
@@ -106,9 +175,139 @@ impl<S> Layer<S> for ServiceCorsLayer {
     type Service = ServiceCors<S>;
     fn layer(&self, inner: S) -> ServiceCors<S> {
         match &self.cors {
-            Some(cors) => Either::Left(cors.layer(inner)),
-            None => Either::Right(inner),
+            Some((cors, origins)) => ServiceCors {
+                inner: Either::Left(cors.layer(inner)),
+                origins: Some(origins.clone()),
+            },
+            None => ServiceCors {
+                inner: Either::Right(inner),
+                origins: None,
+            },
         }
+    }
+}
+
+/// The response headers a browser may read on a rejection: why a bearer token was refused, and
+/// when to retry after a 503.
+const REJECTION_EXPOSED: HeaderValue = HeaderValue::from_static("www-authenticate, retry-after");
+
+/// Adds CORS headers to answers made before the router (see the module docs).
+#[derive(Clone)]
+pub struct RejectionCorsLayer {
+    table: SharedRouteTable<RouteService>,
+}
+
+impl RejectionCorsLayer {
+    /// Looks routes up in `table`, the one the router serves.
+    pub fn new(table: SharedRouteTable<RouteService>) -> Self {
+        RejectionCorsLayer { table }
+    }
+}
+
+impl<S> Layer<S> for RejectionCorsLayer {
+    type Service = RejectionCors<S>;
+    fn layer(&self, inner: S) -> RejectionCors<S> {
+        RejectionCors {
+            inner,
+            table: self.table.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for RejectionCorsLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RejectionCorsLayer").finish_non_exhaustive()
+    }
+}
+
+/// The service of [`RejectionCorsLayer`].
+#[derive(Clone)]
+pub struct RejectionCors<S> {
+    inner: S,
+    table: SharedRouteTable<RouteService>,
+}
+
+impl<S> std::fmt::Debug for RejectionCors<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RejectionCors").finish_non_exhaustive()
+    }
+}
+
+impl<S> RejectionCors<S> {
+    /// The request's `Origin`, when there is exactly one and the service the request routes to
+    /// allows it.
+    fn allowed_origin<B>(&self, req: &Request<B>) -> Option<HeaderValue> {
+        let mut origins = req.headers().get_all(ORIGIN).iter();
+        let origin = match (origins.next(), origins.next()) {
+            (Some(o), None) => o,
+            _ => return None,
+        };
+        let host = request_host(req).ok()?;
+        let path = try_normalize_path(req.uri().path()).ok()?;
+        let table = self.table.load();
+        let policy = table.lookup(&host, &path)?.inner().origins()?;
+        policy.allows(origin).then(|| origin.clone())
+    }
+}
+
+impl<S, B, RB> TowerService<Request<B>> for RejectionCors<S>
+where
+    S: TowerService<Request<B>, Response = Response<RB>>,
+{
+    type Response = Response<RB>;
+    type Error = S::Error;
+    type Future = RejectionCorsFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        // Most requests carry no Origin: no route lookup for them.
+        let origin = if req.headers().contains_key(ORIGIN) {
+            self.allowed_origin(&req)
+        } else {
+            None
+        };
+        RejectionCorsFuture {
+            fut: self.inner.call(req),
+            origin,
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`RejectionCors`].
+    pub struct RejectionCorsFuture<F> {
+        #[pin]
+        fut: F,
+        origin: Option<HeaderValue>,
+    }
+}
+
+impl<F, RB, E> Future for RejectionCorsFuture<F>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+{
+    type Output = Result<Response<RB>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = std::task::ready!(this.fut.poll(cx))?;
+        if let Some(origin) = this.origin.take() {
+            let headers = response.headers_mut();
+            // The service's own CORS layer answered (or refused the origin): leave it alone.
+            if !headers.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN) {
+                headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+                headers.insert(
+                    ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                    HeaderValue::from_static("true"),
+                );
+                headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, REJECTION_EXPOSED);
+                headers.append(VARY, HeaderValue::from_static("origin"));
+            }
+        }
+        Poll::Ready(Ok(response))
     }
 }
 

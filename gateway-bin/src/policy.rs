@@ -90,6 +90,11 @@ impl<S> RoutePolicy<S> {
             session_issuer,
         }
     }
+
+    /// The wrapped pipeline.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;

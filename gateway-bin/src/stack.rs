@@ -1,9 +1,12 @@
 //! Composes the request path from the library crates:
 //!
 //! ```text
-//! Front (access log, metrics, SNI = Host) → HopByHop → SessionLayer → Csrf → Router
-//!     → per service: RoutePolicy → Cors → Redirect → RequireRole → Proxy
+//! Front (access log, metrics, SNI = Host) → HopByHop → RejectionCors → SessionLayer → Csrf
+//!     → Router → per service: RoutePolicy → Cors → Redirect → RequireRole → Proxy
 //! ```
+//!
+//! RejectionCors gives the answers of the session layer and the CSRF check the CORS headers of
+//! the service the request was for, so that a browser app can read them.
 //!
 //! Hop-by-hop headers go first, so that `Connection: X-Hasura-Role` can never remove what the
 //! session layer injects (SECURITY-CASES 4).
@@ -21,7 +24,7 @@ use session_core::{
 use tower::Layer;
 
 use crate::config::{Config, Service};
-use crate::cors::{ServiceCors, ServiceCorsLayer};
+use crate::cors::{RejectionCors, RejectionCorsLayer, ServiceCors, ServiceCorsLayer};
 use crate::csrf::{Csrf, CsrfLayer};
 use crate::front::{Front, FrontLayer};
 use crate::policy::{RoutePolicy, SessionPolicy};
@@ -32,7 +35,8 @@ use crate::redirect::{Redirect, RedirectLayer};
 pub type RouteService = RoutePolicy<ServiceCors<Redirect<RequireRole<ProxyService>>>>;
 
 /// The whole request path for one listener.
-pub type GatewayService = Front<HopByHop<SessionService<Csrf<Router<RouteService>>>>>;
+pub type GatewayService =
+    Front<HopByHop<RejectionCors<SessionService<Csrf<Router<RouteService>>>>>>;
 
 /// Why a route table could not be built from a (valid) config.
 #[derive(Debug, thiserror::Error)]
@@ -162,9 +166,10 @@ pub fn gateway_service(
     domains: &[String],
     trusted_origins: &[String],
 ) -> GatewayService {
+    let cors = RejectionCorsLayer::new(table.clone());
     let router = Router::new(table);
     let csrf = CsrfLayer::new(domains, trusted_origins).layer(router);
     let session = SessionLayer::new(resolver, session).layer(csrf);
-    let hop = HopByHopLayer::new().layer(session);
+    let hop = HopByHopLayer::new().layer(cors.layer(session));
     FrontLayer::new().layer(hop)
 }

@@ -324,6 +324,98 @@ async fn cors_false_adds_nothing_and_authorizes_options() {
     assert_eq!(header(&res, "access-control-allow-credentials"), None);
 }
 
+/// Answers made before the router (the session layer's) carry the CORS headers of the service
+/// the request was for, so a browser app can read their status and JSON body; never for a
+/// refused origin, a `cors = false` service or a host no service serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejections_before_the_router_carry_the_services_cors_headers() {
+    let (up, g) = gateway().await;
+    let before = up.count();
+    let origin = format!("https://app.{DOMAIN}");
+    let unknown = "Authorization: Bearer gw_unknown-token-0123456789abcdefghijklmnop\r\n";
+    let user = create_session(&g, "7", &["user"], None).await;
+    let cases = [
+        // An unknown bearer token: 401 from the session layer.
+        (unknown.to_owned(), 401, "invalid-token"),
+        // Two bearer credentials: 400.
+        (
+            format!("Authorization: Bearer {user}\r\nAuthorization: Bearer {user}\r\n"),
+            400,
+            "duplicate-authorization",
+        ),
+        // A role the session does not have: 403.
+        (
+            format!("Authorization: Bearer {user}\r\nX-Hasura-Role: admin\r\n"),
+            403,
+            "role-not-allowed",
+        ),
+    ];
+    for (credential, status, code) in &cases {
+        let res = send(
+            &g,
+            "GET",
+            "data",
+            "/me",
+            &format!("Origin: {origin}\r\n{credential}"),
+        );
+        assert_eq!(status_of(&res), *status, "{res}");
+        assert!(res.contains(code), "{code}: {res}");
+        assert_eq!(
+            header(&res, "access-control-allow-origin").as_deref(),
+            Some(origin.as_str()),
+            "{res}"
+        );
+        assert_eq!(
+            header(&res, "access-control-allow-credentials").as_deref(),
+            Some("true")
+        );
+        let exposed = list(header(&res, "access-control-expose-headers"));
+        assert!(exposed.contains(&"www-authenticate".to_owned()), "{res}");
+        let vary = header_values(&res, "vary").join(",").to_ascii_lowercase();
+        assert!(vary.contains("origin"), "vary: {vary}");
+    }
+    // The service's own refusal (the role check, behind its CORS layer) gets one set, not two.
+    let res = send(&g, "GET", "admin", "/", &format!("Origin: {origin}\r\n"));
+    assert_eq!(status_of(&res), 401, "{res}");
+    assert_eq!(
+        header(&res, "access-control-allow-origin").as_deref(),
+        Some(origin.as_str())
+    );
+    // Never for an origin the service refuses (partner's origin is not data's), a service with
+    // `cors = false`, or a host without a service.
+    for (sub, origin) in [
+        ("data", "https://evil.test".to_owned()),
+        ("data", "https://partner.example.org".to_owned()),
+        ("nocors", origin.clone()),
+        ("nosuchservice", origin.clone()),
+    ] {
+        let res = send(
+            &g,
+            "GET",
+            sub,
+            "/",
+            &format!("Origin: {origin}\r\n{unknown}"),
+        );
+        assert!(matches!(status_of(&res), 401 | 404), "{sub}: {res}");
+        assert_eq!(header(&res, "access-control-allow-origin"), None, "{res}");
+        assert_eq!(header(&res, "access-control-allow-credentials"), None);
+    }
+    // The same origin on the partner service is allowed there.
+    let res = send(
+        &g,
+        "GET",
+        "partner",
+        "/",
+        &format!("Origin: https://partner.example.org\r\n{unknown}"),
+    );
+    assert_eq!(status_of(&res), 401, "{res}");
+    assert_eq!(
+        header(&res, "access-control-allow-origin").as_deref(),
+        Some("https://partner.example.org")
+    );
+    assert_eq!(up.count(), before, "nothing was proxied");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn case_13_csrf_on_every_state_changing_method() {
     let (up, g) = gateway().await;
