@@ -70,7 +70,7 @@ pub struct Shared {
     pub tls: Option<Arc<crate::tls::TlsRuntime>>,
     /// The route table in force.
     pub table: SharedRouteTable<RouteService>,
-    /// The proxy (one shared upstream client).
+    /// The proxy (its upstream connections are pooled per runtime thread).
     pub proxy: Proxy,
     /// What issuer services use.
     pub policy: SessionPolicy,

@@ -8,7 +8,7 @@
 //! | *(session layer, elsewhere)* | injects identity headers: after the strip, so `Connection` cannot remove them |
 //! | [`Router`] | host ([`request_host`]) and path ([`try_normalize_path`]) normalised once, looked up in a swappable [`RouteTable`]; 400 / 404 / 421 as JSON; the URI is rewritten to the normalised path and [`RouteMatch`] inserted |
 //! | *(authorization, elsewhere)* | per route |
-//! | [`ProxyService`] | made by [`Proxy::service`]: one shared pooled client, streaming bodies, forwarded headers ([`ForwardedHeaders`]) from [`ConnectionInfo`], WebSocket tunnels, 413 / 502 / 504 |
+//! | [`ProxyService`] | made by [`Proxy::service`]: pooled upstream connections (HTTP/1.1 idle connections per runtime thread, no lock), streaming bodies, forwarded headers ([`ForwardedHeaders`]) from [`ConnectionInfo`], WebSocket tunnels, 413 / 502 / 504 |
 //!
 //! Every answer this crate makes up is a [`Rejection`]: JSON `{"error": …, "code": …}`.
 //!

@@ -18,6 +18,10 @@ pub(crate) struct Target {
     pub(crate) base: Option<Box<str>>,
     /// The URL as configured, for log lines.
     pub(crate) label: Arc<str>,
+    /// The authority, lowercase: the key of the HTTP/1.1 idle pools.
+    pub(crate) pool_key: Arc<str>,
+    /// `http://authority/`: what the connector is given for a new connection.
+    pub(crate) connect_uri: Uri,
     /// Milliseconds since the proxy's epoch until which this upstream is skipped.
     down_until: AtomicU64,
 }
@@ -37,7 +41,15 @@ impl Target {
             "" => None,
             p => Some(p.into()),
         };
+        let connect_uri = Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|_| invalid())?;
         Ok(Target {
+            pool_key: authority.as_str().to_ascii_lowercase().into(),
+            connect_uri,
             scheme: Scheme::HTTP,
             authority,
             base,
@@ -46,16 +58,28 @@ impl Target {
         })
     }
 
-    /// The upstream URI for a request path and query.
-    pub(crate) fn uri(&self, pq: Option<&PathAndQuery>) -> Option<Uri> {
-        let pq = match (&self.base, pq) {
+    /// The upstream path and query for a request's: the base path, then the request's.
+    fn path(&self, pq: Option<&PathAndQuery>) -> Option<PathAndQuery> {
+        Some(match (&self.base, pq) {
             (None, Some(pq)) => pq.clone(),
             (None, None) => PathAndQuery::from_static("/"),
             (Some(base), pq) => {
                 let rest = pq.map_or("/", |p| p.as_str());
                 PathAndQuery::try_from(format!("{base}{rest}")).ok()?
             }
-        };
+        })
+    }
+
+    /// The origin-form URI (`/base/path?query`) that an HTTP/1.1 connection sends.
+    pub(crate) fn origin_form(&self, pq: Option<&PathAndQuery>) -> Option<Uri> {
+        let mut parts = http::uri::Parts::default();
+        parts.path_and_query = Some(self.path(pq)?);
+        Uri::from_parts(parts).ok()
+    }
+
+    /// The absolute upstream URI for a request path and query.
+    pub(crate) fn uri(&self, pq: Option<&PathAndQuery>) -> Option<Uri> {
+        let pq = self.path(pq)?;
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())

@@ -8,10 +8,15 @@ use http::Response;
 use pin_project_lite::pin_project;
 use tokio::time::Timeout;
 
+use super::h1pool::{PooledBody, UpstreamError};
 use super::service::Inner;
 use crate::{Body, Rejection};
 
 type LegacyFuture = hyper_util::client::legacy::ResponseFuture;
+
+/// An HTTP/1.1 exchange on a pooled connection (see `h1pool`).
+pub(crate) type PooledFuture =
+    Pin<Box<dyn Future<Output = Result<Response<PooledBody>, UpstreamError>> + Send>>;
 
 pin_project! {
     /// The proxy's response future: an immediate answer, a pooled request under its response
@@ -27,6 +32,7 @@ pin_project! {
     enum State {
         Done { response: Option<Response<Body>> },
         Requesting { #[pin] future: Timeout<LegacyFuture>, inner: Arc<Inner>, idx: usize },
+        Pooled { #[pin] future: Timeout<PooledFuture>, inner: Arc<Inner>, idx: usize },
         Boxed { future: Pin<Box<dyn Future<Output = Response<Body>> + Send>> },
     }
 }
@@ -52,6 +58,12 @@ impl ResponseFuture {
         }
     }
 
+    pub(crate) fn pooled(future: Timeout<PooledFuture>, inner: Arc<Inner>, idx: usize) -> Self {
+        ResponseFuture {
+            state: State::Pooled { future, inner, idx },
+        }
+    }
+
     pub(crate) fn boxed(future: Pin<Box<dyn Future<Output = Response<Body>> + Send>>) -> Self {
         ResponseFuture {
             state: State::Boxed { future },
@@ -72,6 +84,19 @@ impl Future for ResponseFuture {
                 let res = match ready!(future.poll(cx)) {
                     Ok(Ok(res)) => inner.relay(*idx, res),
                     Ok(Err(err)) => inner.fail_client(*idx, &err),
+                    Err(_) => inner.fail(
+                        *idx,
+                        Rejection::RESPONSE_TIMEOUT,
+                        false,
+                        &format_args!("no response headers within {:?}", inner.response_timeout),
+                    ),
+                };
+                Poll::Ready(Ok(res))
+            }
+            StateProj::Pooled { future, inner, idx } => {
+                let res = match ready!(future.poll(cx)) {
+                    Ok(Ok(res)) => inner.relay(*idx, res),
+                    Ok(Err(err)) => inner.fail_error(*idx, &err, err.is_connect()),
                     Err(_) => inner.fail(
                         *idx,
                         Rejection::RESPONSE_TIMEOUT,

@@ -1,7 +1,8 @@
-//! The reverse proxy: one shared, pooled upstream client; bodies streamed both ways.
+//! The reverse proxy: pooled upstream connections; bodies streamed both ways.
 //!
-//! [`Proxy`] owns the one hyper-util client (a keep-alive pool per upstream authority) and the
-//! forwarded-header rules. [`Proxy::service`] makes the [`ProxyService`] of one route. What
+//! [`Proxy`] owns the upstream connections (HTTP/1.1: idle connections kept per runtime
+//! thread, see `h1pool`; HTTP/2: hyper-util's client, one multiplexed connection per
+//! authority) and the forwarded-header rules. [`Proxy::service`] makes the [`ProxyService`] of one route. What
 //! a [`ProxyService`] does with each request:
 //! - **Limits.** A declared `Content-Length` over [`UpstreamConfig::body_limit`] is answered
 //!   413 before anything is read or sent. A body without a declared length (chunked, HTTP/2)
@@ -37,6 +38,7 @@ mod balance;
 mod body;
 mod connector;
 mod future;
+mod h1pool;
 mod service;
 mod upgrade;
 
@@ -60,9 +62,11 @@ pub struct ProxyConfig {
     /// Front proxies whose `X-Forwarded-*`/`Forwarded` are believed and extended.
     /// Empty by default: nobody is trusted.
     pub trusted_proxies: Vec<IpNet>,
-    /// How long an idle pooled upstream connection is kept (default 90 s).
+    /// How long an idle pooled upstream connection is kept (default 90 s). HTTP/1.1 connections
+    /// idle longer are closed at the next checkout for their upstream.
     pub pool_idle_timeout: Duration,
-    /// How many idle connections are kept per upstream authority (default 256).
+    /// How many idle connections are kept per upstream authority (default 256); for HTTP/1.1
+    /// upstreams, per runtime thread.
     pub pool_max_idle_per_host: usize,
     /// The connect timeout for upstreams that have none of their own (default 5 s).
     pub connect_timeout: Duration,
@@ -129,7 +133,10 @@ pub enum ProxyError {
 }
 
 pub(crate) struct Shared {
+    /// HTTP/2 upstreams: hyper-util's client multiplexes one connection per authority.
     client: Client<UpstreamConnector, Body>,
+    /// HTTP/1.1 upstreams: idle connections per runtime thread.
+    h1: h1pool::H1Pool,
     connector: UpstreamConnector,
     forwarded: ForwardedHeaders,
     /// The zero of the passive-health clock.
@@ -164,6 +171,11 @@ impl Proxy {
         Proxy {
             shared: Arc::new(Shared {
                 client,
+                h1: h1pool::H1Pool::new(
+                    connector.clone(),
+                    cfg.pool_idle_timeout,
+                    cfg.pool_max_idle_per_host,
+                ),
                 connector,
                 forwarded: ForwardedHeaders::new(cfg.trusted_proxies),
                 epoch: Instant::now(),

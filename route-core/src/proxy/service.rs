@@ -9,7 +9,6 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TE, UPGRADE};
 use http::{Request, Response, StatusCode, Version};
 use http_body::Body as HttpBody;
-use hyper::body::Incoming;
 use tower_service::Service;
 
 use super::balance::{Balancer, Target};
@@ -169,7 +168,11 @@ impl Inner {
     }
 
     /// Relays an upstream response that is not an upgrade.
-    pub(crate) fn relay(&self, idx: usize, res: Response<Incoming>) -> Response<Body> {
+    pub(crate) fn relay<RB>(&self, idx: usize, res: Response<RB>) -> Response<Body>
+    where
+        RB: HttpBody<Data = Bytes> + Send + 'static,
+        RB::Error: Into<BoxError>,
+    {
         if res.status() == StatusCode::SWITCHING_PROTOCOLS {
             // Nothing asked for an upgrade on this path (h2c and friends were stripped).
             return self.fail(
@@ -238,7 +241,17 @@ where
         let x_forwarded_host = forwarded_host(&req);
         let (mut parts, body) = req.into_parts();
         let idx = inner.balancer.pick();
-        let Some(uri) = inner.target(idx).uri(parts.uri.path_and_query()) else {
+        let upgrade =
+            parts.extensions.get::<UpgradeRequest>().is_some() && inner.websocket && !inner.http2;
+        // HTTP/1.1 requests on pooled connections are sent in origin form; HTTP/2 and the
+        // WebSocket path take the absolute URI (hyper-util's client and the tunnel need it).
+        let target = inner.target(idx);
+        let uri = if inner.http2 || upgrade {
+            target.uri(parts.uri.path_and_query())
+        } else {
+            target.origin_form(parts.uri.path_and_query())
+        };
+        let Some(uri) = uri else {
             return ResponseFuture::done(Rejection::INVALID_PATH.response());
         };
 
@@ -272,9 +285,7 @@ where
         };
         let body = Body::new(DownstreamBody::new(body, inner.body_limit));
 
-        let upgrade = parts.extensions.remove::<UpgradeRequest>().is_some()
-            && inner.websocket
-            && !inner.http2;
+        parts.extensions.remove::<UpgradeRequest>();
         if upgrade {
             let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
             let close = super::upgrade::TunnelHook::watch(&parts.extensions);
@@ -293,11 +304,25 @@ where
         // Downstream extensions (hyper's upgrade handle, an HTTP/2 `:protocol`…) must not
         // change what the client sends upstream.
         parts.extensions.clear();
-        let future = inner
-            .shared
-            .client
-            .request(Request::from_parts(parts, body));
-        ResponseFuture::requesting(
+        let req = Request::from_parts(parts, body);
+        if inner.http2 {
+            let future = inner.shared.client.request(req);
+            return ResponseFuture::requesting(
+                tokio::time::timeout(inner.response_timeout, future),
+                self.inner.clone(),
+                idx,
+            );
+        }
+        let owned = self.inner.clone();
+        let future: super::future::PooledFuture = Box::pin(async move {
+            let target = owned.target(idx);
+            owned
+                .shared
+                .h1
+                .send(target.pool_key.clone(), target.connect_uri.clone(), req)
+                .await
+        });
+        ResponseFuture::pooled(
             tokio::time::timeout(inner.response_timeout, future),
             self.inner.clone(),
             idx,
