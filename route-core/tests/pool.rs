@@ -166,3 +166,27 @@ async fn a_response_abandoned_before_its_end_is_not_reused() {
         "one connection for the abandoned answer, one reused for the rest"
     );
 }
+
+#[tokio::test]
+async fn idle_timeout_and_max_idle_bound_the_pool() {
+    for cfg in [
+        ProxyConfig {
+            pool_idle_timeout: Duration::ZERO,
+            ..ProxyConfig::default()
+        },
+        ProxyConfig {
+            pool_max_idle_per_host: 0,
+            ..ProxyConfig::default()
+        },
+    ] {
+        let up = upstream("a").await;
+        let proxy = Proxy::new(cfg.clone());
+        let gw = gateway(host_table(&proxy, &[("a.example.com", &up)])).await;
+        for _ in 0..4 {
+            let a = get(gw.addr, "a.example.com", "/", &[]).await;
+            assert_eq!(a.status, 200, "{}", a.text());
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(up.conns(), 4, "no connection was kept idle with {cfg:?}");
+    }
+}
