@@ -11,104 +11,20 @@ mod common;
 // Pebble's harness is shared with cert-core's own tests.
 #[path = "../../cert-core/tests/common/mod.rs"]
 mod pebble;
+// So is the redis-server helper, with session-core's.
+#[path = "../../session-core/tests/support/redis_server.rs"]
+mod redis_server;
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
+use redis_server::RedisServer;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 const REDIS_PASSWORD: &str = "replica-test-redis-pw";
-
-/// A `redis-server` child process on a free port (no persistence), killed on drop.
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl RedisServer {
-    fn start() -> Option<RedisServer> {
-        let found = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok();
-        if !found {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("redis-server is not installed (run scripts/install-test-deps)");
-            }
-            eprintln!(
-                "\n\n*** SKIPPED: redis-server is not installed (scripts/install-test-deps) ***\n"
-            );
-            return None;
-        }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut s = RedisServer { child: None, port };
-        s.restart();
-        Some(s)
-    }
-
-    fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .args(["--enable-debug-command", "yes"])
-            .args(["--requirepass", REDIS_PASSWORD])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// The URL with the password in it: it must never show up in a log.
-    fn url(&self) -> String {
-        format!("redis://:{REDIS_PASSWORD}@127.0.0.1:{}", self.port)
-    }
-
-    /// `DEBUG SLEEP secs` on its own connection (inline commands), in the background.
-    fn stall(&self, secs: u32) -> std::thread::JoinHandle<()> {
-        use std::io::{Read, Write};
-        let mut c = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        std::thread::spawn(move || {
-            write!(c, "AUTH {REDIS_PASSWORD}\r\nDEBUG SLEEP {secs}\r\n").unwrap();
-            // +OK for AUTH, then +OK when the sleep ends.
-            let mut got = Vec::new();
-            let mut buf = [0u8; 64];
-            while got.iter().filter(|&&b| b == b'\n').count() < 2 {
-                match c.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-            }
-        })
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// A WebSocket echo upstream.
 async fn ws_echo() -> std::net::SocketAddr {
@@ -185,7 +101,7 @@ struct Cluster {
 }
 
 async fn cluster(n: usize, timeout_ms: u64) -> Option<Cluster> {
-    let redis = RedisServer::start()?;
+    let redis = RedisServer::start(Some(REDIS_PASSWORD), &[])?;
     let up = Upstream::start().await;
     let ws = ws_echo().await;
     let cfg = config(&up.url(), &format!("http://{ws}"), timeout_ms);
@@ -562,7 +478,7 @@ async fn has_cert(g: &Gateway, name: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acme_replicas_place_one_order_per_name_and_share_certificates() {
-    let Some(redis) = RedisServer::start() else {
+    let Some(redis) = RedisServer::start(Some(REDIS_PASSWORD), &[]) else {
         return;
     };
     if !pebble::pebble_available() {
@@ -731,7 +647,7 @@ async fn acme_replicas_place_one_order_per_name_and_share_certificates() {
 
 /// A TLS-only redis-server (`rediss://`) with a password, its CA written to `dir/ca.pem`.
 fn start_tls_redis(dir: &std::path::Path) -> Option<(Child, u16)> {
-    RedisServer::start()?; // only to check that redis-server exists (skip or fail as usual)
+    RedisServer::start(Some(REDIS_PASSWORD), &[])?; // only to check that redis-server exists (skip or fail as usual)
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::default();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);

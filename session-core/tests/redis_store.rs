@@ -6,102 +6,25 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use redis_server::RedisServer;
 use session_core::{
     CacheConfig, CachingResolver, MemoryStore, NewSession, RedisConfig, RedisStore, Resolver,
     Revocation, SessionStore, StoreError, StoreResolver, Token,
 };
 
-/// A `redis-server` child process, killed on drop.
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-    args: Vec<String>,
-}
-
-impl RedisServer {
-    /// Starts one, or returns `None` (after a loud message) when redis-server is missing and
-    /// this is not CI.
-    fn start(extra: &[&str]) -> Option<RedisServer> {
-        let found = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok();
-        if !found {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("redis-server is not installed (run scripts/install-test-deps)");
-            }
-            eprintln!(
-                "\n\n*** SKIPPED: redis-server is not installed (scripts/install-test-deps) ***\n"
-            );
-            return None;
-        }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut s = RedisServer {
-            child: None,
-            port,
-            args: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        s.restart();
-        Some(s)
-    }
-
-    fn restart(&mut self) {
-        assert!(self.child.is_none());
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .args(["--enable-debug-command", "yes"])
-            .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("redis-server did not start on port {}", self.port);
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// A plain connection for checking what the store wrote.
-    async fn raw(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// A plain connection for checking what the store wrote.
+async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
 }
 
 fn store(server: &RedisServer) -> RedisStore {
@@ -128,7 +51,7 @@ async fn until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Dur
 
 #[tokio::test]
 async fn store_round_trip_and_key_schema() {
-    let Some(server) = RedisServer::start(&[]) else {
+    let Some(server) = RedisServer::start(None, &[]) else {
         return;
     };
     let s = store(&server);
@@ -140,7 +63,7 @@ async fn store_round_trip_and_key_schema() {
     assert_eq!(session.default_role, "admin");
 
     // The schema the README documents.
-    let mut raw = server.raw().await;
+    let mut raw = raw(&server).await;
     let hex = token.hash().to_hex();
     let key = format!("gateway:session:{hex}");
     let h: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
@@ -221,7 +144,7 @@ async fn store_round_trip_and_key_schema() {
 
 #[tokio::test]
 async fn expiry_is_native_and_sliding_moves_it() {
-    let Some(server) = RedisServer::start(&[]) else {
+    let Some(server) = RedisServer::start(None, &[]) else {
         return;
     };
     let s = store(&server);
@@ -238,7 +161,7 @@ async fn expiry_is_native_and_sliding_moves_it() {
         .touch(&slid.hash(), Duration::from_secs(30))
         .await
         .unwrap());
-    let mut raw = server.raw().await;
+    let mut raw = raw(&server).await;
     let pttl: i64 = redis::cmd("PTTL")
         .arg(format!("gateway:session:{}", slid.hash().to_hex()))
         .query_async(&mut raw)
@@ -300,7 +223,7 @@ async fn expiry_is_native_and_sliding_moves_it() {
 
 #[tokio::test]
 async fn records_written_by_others_are_checked() {
-    let Some(server) = RedisServer::start(&[]) else {
+    let Some(server) = RedisServer::start(None, &[]) else {
         return;
     };
     let s = RedisStore::open(
@@ -311,7 +234,7 @@ async fn records_written_by_others_are_checked() {
         },
     )
     .unwrap();
-    let mut raw = server.raw().await;
+    let mut raw = raw(&server).await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -368,17 +291,20 @@ async fn records_written_by_others_are_checked() {
 
 #[tokio::test]
 async fn acl_users_and_passwords_in_the_url() {
-    let Some(server) = RedisServer::start(&[
-        "--requirepass",
-        "default-pw",
-        "--user",
-        "gw",
-        "on",
-        ">gw-secret",
-        "~gateway:*",
-        "&gateway:*",
-        "+@all",
-    ]) else {
+    let Some(server) = RedisServer::start(
+        None,
+        &[
+            "--requirepass",
+            "default-pw",
+            "--user",
+            "gw",
+            "on",
+            ">gw-secret",
+            "~gateway:*",
+            "&gateway:*",
+            "+@all",
+        ],
+    ) else {
         return;
     };
     let url = format!("redis://gw:gw-secret@127.0.0.1:{}", server.port);
@@ -409,7 +335,7 @@ async fn acl_users_and_passwords_in_the_url() {
 
 #[tokio::test]
 async fn down_stalled_and_back() {
-    let Some(mut server) = RedisServer::start(&[]) else {
+    let Some(mut server) = RedisServer::start(None, &[]) else {
         return;
     };
     let s = RedisStore::open(
@@ -426,7 +352,7 @@ async fn down_stalled_and_back() {
         .unwrap();
 
     // Stalled: a timeout, not a hang.
-    let mut raw = server.raw().await;
+    let mut raw = raw(&server).await;
     let stall = tokio::spawn(async move {
         let _: Result<String, _> = redis::cmd("DEBUG")
             .arg("SLEEP")
@@ -495,7 +421,7 @@ async fn down_stalled_and_back() {
 
 #[tokio::test]
 async fn a_store_started_while_redis_is_down_connects_later() {
-    let Some(mut server) = RedisServer::start(&[]) else {
+    let Some(mut server) = RedisServer::start(None, &[]) else {
         return;
     };
     server.stop();
@@ -526,7 +452,7 @@ async fn connected(r: &CachingResolver) {
 
 #[tokio::test]
 async fn the_cache_serves_hits_and_revocations_clear_every_replica() {
-    let Some(server) = RedisServer::start(&[]) else {
+    let Some(server) = RedisServer::start(None, &[]) else {
         return;
     };
     // Three "replicas": each its own store (connection) and cache.
@@ -599,7 +525,7 @@ async fn the_cache_serves_hits_and_revocations_clear_every_replica() {
 
 #[tokio::test]
 async fn the_cache_is_off_while_the_channel_is_down() {
-    let Some(mut server) = RedisServer::start(&[]) else {
+    let Some(mut server) = RedisServer::start(None, &[]) else {
         return;
     };
     let r = CachingResolver::new(store(&server), cache_cfg());
@@ -650,7 +576,7 @@ async fn the_cache_is_off_while_the_channel_is_down() {
 
 #[tokio::test]
 async fn a_stall_turns_the_cache_off() {
-    let Some(server) = RedisServer::start(&[]) else {
+    let Some(server) = RedisServer::start(None, &[]) else {
         return;
     };
     let r = CachingResolver::new(store(&server), cache_cfg());
@@ -661,7 +587,7 @@ async fn a_stall_turns_the_cache_off() {
         .await
         .unwrap();
     r.resolve(&token).await.unwrap().unwrap();
-    let mut raw = server.raw().await;
+    let mut raw = raw(&server).await;
     let stall = tokio::spawn(async move {
         let _: Result<String, _> = redis::cmd("DEBUG")
             .arg("SLEEP")
@@ -689,7 +615,7 @@ async fn a_stall_turns_the_cache_off() {
 /// -- --nocapture hot_path_costs`).
 #[tokio::test]
 async fn hot_path_costs() {
-    let Some(server) = RedisServer::start(&[]) else {
+    let Some(server) = RedisServer::start(None, &[]) else {
         return;
     };
     let r = CachingResolver::new(store(&server), cache_cfg());
