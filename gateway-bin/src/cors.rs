@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::future::Either;
 use http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS,
     ORIGIN, VARY,
@@ -37,9 +38,8 @@ use http::header::{
 use http::{HeaderName, HeaderValue, Method, Request, Response};
 use pin_project_lite::pin_project;
 use route_core::{request_host, try_normalize_path, SharedRouteTable};
-use tower::util::Either;
 use tower::{Layer, Service as TowerService};
-use tower_http::cors::{AllowOrigin, Cors, CorsLayer};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::Service;
 use crate::stack::RouteService;
@@ -77,11 +77,27 @@ impl OriginPolicy {
     }
 }
 
-/// A service's pipeline with its CORS policy: tower-http's [`Cors`] when CORS is on, the
-/// pipeline itself when the service has `cors = false`.
+/// What tower-http's `Cors` puts in `Vary` on every answer (its default list), prebuilt for
+/// the answers that do not go through it.
+const CORS_VARY: HeaderValue = HeaderValue::from_static(
+    "origin, access-control-request-method, access-control-request-headers",
+);
+
+/// A service's pipeline with its CORS policy.
+///
+/// Requests that carry an `Origin`, and every `OPTIONS` (tower-http treats them all as
+/// preflights), go through tower-http's [`Cors`](tower_http::cors::Cors). The others cannot
+/// be CORS requests: they go straight to the pipeline and their answer only gets the `Vary`
+/// that `Cors` would have added, so caches keep telling the two apart. `Cors` builds a header
+/// map and a few header values per call, which most traffic (server-to-server, same-origin
+/// navigations) does not need. A service with `cors = false` gets neither.
+///
+/// Cloning is cheap (the route table clones the pipeline for every request): the policy is
+/// shared.
 #[derive(Clone, Debug)]
 pub struct ServiceCors<S> {
-    inner: Either<Cors<S>, S>,
+    inner: S,
+    cors: Option<Arc<CorsLayer>>,
     origins: Option<Arc<OriginPolicy>>,
 }
 
@@ -92,27 +108,67 @@ impl<S> ServiceCors<S> {
     }
 }
 
-impl<S, R> TowerService<R> for ServiceCors<S>
+impl<S, B, RB> TowerService<Request<B>> for ServiceCors<S>
 where
-    Either<Cors<S>, S>: TowerService<R>,
+    S: TowerService<Request<B>, Response = Response<RB>> + Clone,
+    RB: Default,
 {
-    type Response = <Either<Cors<S>, S> as TowerService<R>>::Response;
-    type Error = <Either<Cors<S>, S> as TowerService<R>>::Error;
-    type Future = <Either<Cors<S>, S> as TowerService<R>>::Future;
+    type Response = Response<RB>;
+    type Error = S::Error;
+    type Future = Either<tower_http::cors::ResponseFuture<S::Future>, VaryFuture<S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: R) -> Self::Future {
-        self.inner.call(req)
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        match &self.cors {
+            Some(layer)
+                if req.method() == Method::OPTIONS || req.headers().contains_key(ORIGIN) =>
+            {
+                // `Cors` owns the service polled ready; a fresh clone takes its place.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                Either::Left(layer.layer(inner).call(req))
+            }
+            cors => Either::Right(VaryFuture {
+                fut: self.inner.call(req),
+                vary: cors.is_some(),
+            }),
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of a request that skipped tower-http's `Cors`: adds `Vary` when CORS is
+    /// on.
+    pub struct VaryFuture<F> {
+        #[pin]
+        fut: F,
+        vary: bool,
+    }
+}
+
+impl<F, RB, E> Future for VaryFuture<F>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+{
+    type Output = Result<Response<RB>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = std::task::ready!(this.fut.poll(cx))?;
+        if *this.vary {
+            response.headers_mut().append(VARY, CORS_VARY);
+        }
+        Poll::Ready(Ok(response))
     }
 }
 
 /// Layer for [`ServiceCors`], built once per service when the config loads.
 #[derive(Clone, Debug)]
 pub struct ServiceCorsLayer {
-    cors: Option<(CorsLayer, Arc<OriginPolicy>)>,
+    cors: Option<(Arc<CorsLayer>, Arc<OriginPolicy>)>,
 }
 
 impl ServiceCorsLayer {
@@ -161,7 +217,7 @@ impl ServiceCorsLayer {
             .allow_headers(headers)
             .max_age(PREFLIGHT_MAX_AGE);
         ServiceCorsLayer {
-            cors: Some((cors, origins)),
+            cors: Some((Arc::new(cors), origins)),
         }
     }
 
@@ -176,11 +232,13 @@ impl<S> Layer<S> for ServiceCorsLayer {
     fn layer(&self, inner: S) -> ServiceCors<S> {
         match &self.cors {
             Some((cors, origins)) => ServiceCors {
-                inner: Either::Left(cors.layer(inner)),
+                inner,
+                cors: Some(cors.clone()),
                 origins: Some(origins.clone()),
             },
             None => ServiceCors {
-                inner: Either::Right(inner),
+                inner,
+                cors: None,
                 origins: None,
             },
         }

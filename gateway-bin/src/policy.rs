@@ -120,21 +120,18 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        // The clone that was polled ready is the one used (tower's convention).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let credential = req.extensions().get::<Credential>().cloned();
         let identity = req.extensions().get::<session_core::Identity>().cloned();
         if self.forward_credentials {
-            if let Some(c) = &credential {
-                restore_credential(req.headers_mut(), c, &self.shared.cookie.name);
+            if let Some(c) = req.extensions().get::<Credential>().cloned() {
+                restore_credential(req.headers_mut(), &c, &self.shared.cookie.name);
             }
         }
         let service = self.service.clone();
         if !self.session_issuer {
-            // Most services: the response only needs synchronous scrubbing, so no boxed future.
+            // Most services: the response only needs synchronous scrubbing, so no boxed future
+            // and no clone of the inner service (it is called now).
             return Either::Left(PolicyFuture {
-                inner: inner.call(req),
+                inner: self.inner.call(req),
                 after: Some(After {
                     service,
                     identity,
@@ -142,6 +139,11 @@ where
                 }),
             });
         }
+        // An issuer's answer is handled in a boxed future that owns the service polled ready;
+        // a fresh clone takes its place (tower's convention).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let credential = req.extensions().get::<Credential>().cloned();
         let shared = self.shared.clone();
         Either::Right(Box::pin(async move {
             let Ok(mut res) = inner.call(req).await;

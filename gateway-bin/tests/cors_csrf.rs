@@ -324,6 +324,43 @@ async fn cors_false_adds_nothing_and_authorizes_options() {
     assert_eq!(header(&res, "access-control-allow-credentials"), None);
 }
 
+/// A request without `Origin` is not a CORS request: no CORS headers, but the same `Vary` as a
+/// CORS answer, so that a cache never serves one for the other; `cors = false` adds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_origin_get_vary_and_no_cors_headers() {
+    let (_up, g) = gateway().await;
+    let token = create_session(&g, "5", &["admin"], None).await;
+    let res = send(&g, "GET", "data", "/", "");
+    assert_eq!(status_of(&res), 200, "{res}");
+    assert_eq!(header(&res, "access-control-allow-origin"), None);
+    assert_eq!(header(&res, "access-control-allow-credentials"), None);
+    let vary = list(Some(header_values(&res, "vary").join(",")));
+    for name in [
+        "origin",
+        "access-control-request-method",
+        "access-control-request-headers",
+    ] {
+        assert!(
+            vary.contains(&name.to_owned()),
+            "vary {vary:?} lacks {name}"
+        );
+    }
+    // The same Vary as an answer that went through the CORS layer.
+    let origin = format!("https://app.{DOMAIN}");
+    let cors = send(&g, "GET", "data", "/", &format!("Origin: {origin}\r\n"));
+    let cors_vary = list(Some(header_values(&cors, "vary").join(",")));
+    assert_eq!(vary, cors_vary);
+    let res = send(
+        &g,
+        "GET",
+        "nocors",
+        "/",
+        &format!("Authorization: Bearer {token}\r\n"),
+    );
+    assert_eq!(status_of(&res), 200, "{res}");
+    assert!(header_values(&res, "vary").is_empty(), "{res}");
+}
+
 /// Answers made before the router (the session layer's) carry the CORS headers of the service
 /// the request was for, so a browser app can read their status and JSON body; never for a
 /// refused origin, a `cors = false` service or a host no service serves.

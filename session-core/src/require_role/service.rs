@@ -58,7 +58,7 @@ impl<S> RequireRole<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireRole<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: From<Bytes>,
 {
     type Response = Response<ResBody>;
@@ -70,8 +70,7 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        // The decision is synchronous: the service polled ready is called right here.
         let Some(identity) = req.extensions().get::<Identity>() else {
             tracing::error!(
                 "RequireRole saw a request without an Identity; the SessionLayer must run before it"
@@ -79,7 +78,7 @@ where
             return ResponseFuture::rejected(rejection::internal());
         };
         if self.policy.allows(&identity.role) {
-            return ResponseFuture::inner(inner.call(req));
+            return ResponseFuture::inner(self.inner.call(req));
         }
         let response = if self.policy.forbid_authenticated && identity.is_authenticated() {
             rejection::insufficient_role()

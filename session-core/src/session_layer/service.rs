@@ -83,26 +83,32 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        // Use the service that was polled ready; leave a fresh clone in its place.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = &self.shared;
         let pending = match shared.begin(&mut req) {
             Begin::Reject(response) => return ResponseFuture::rejected(response),
             Begin::Anonymous { clear_cookie } => {
                 shared.admit_anonymous(&mut req);
-                return ResponseFuture::inner(inner.call(req), shared.clear_cookie(clear_cookie));
+                return ResponseFuture::inner(
+                    self.inner.call(req),
+                    shared.clear_cookie(clear_cookie),
+                );
             }
             Begin::Resolve(pending) => pending,
         };
         match shared.resolver.resolve_now(&pending.credential.token) {
+            // Answered at once (in-memory stores, cache hits): the inner service is called now,
+            // so no clone of it is needed.
             Some(result) => match shared.decide(result, pending, &mut req) {
                 Ok(clear_cookie) => {
-                    ResponseFuture::inner(inner.call(req), shared.clear_cookie(clear_cookie))
+                    ResponseFuture::inner(self.inner.call(req), shared.clear_cookie(clear_cookie))
                 }
                 Err(response) => ResponseFuture::rejected(response),
             },
             None => {
+                // The inner service is called once the resolver answers: the future takes the
+                // one that was polled ready and leaves a fresh clone in its place.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
                 let fut = resolve_owned(shared.resolver.clone(), pending.credential.token.clone());
                 ResponseFuture::resolving(fut, pending, req, inner, shared.clone())
             }
