@@ -3,14 +3,16 @@
 //! It sits outside the session layer, so it learns who the caller was and which service
 //! answered from response extensions that [`crate::policy::RoutePolicy`] sets ([`Served`]).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
-use http::{Request, Response, StatusCode};
-use metrics::SharedString;
+use http::{HeaderValue, Request, Response, StatusCode};
+use metrics::{Counter, Histogram, SharedString};
 use pin_project_lite::pin_project;
 use route_core::{Body, ConnectionInfo};
 use session_core::Identity;
@@ -71,7 +73,7 @@ where
         let host = host_of(&req);
         let info = req.extensions().get::<ConnectionInfo>().cloned();
         if let Some(sni) = info.as_ref().and_then(|i| i.sni.as_deref()) {
-            if !sni_matches(sni, host.as_deref()) {
+            if !sni_matches(sni, host.as_ref().and_then(|h| h.to_str().ok())) {
                 let res = reject::json(
                     StatusCode::MISDIRECTED_REQUEST,
                     "misdirected-request",
@@ -100,16 +102,14 @@ where
     }
 }
 
-fn host_of<B>(req: &Request<B>) -> Option<String> {
-    req.uri()
-        .authority()
-        .map(|a| a.host().to_owned())
-        .or_else(|| {
-            req.headers()
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        })
+/// The request's host as the client sent it (URI authority first, then `Host`), for the access
+/// log and the SNI check. Kept as the header's bytes (a reference count, no copy): most
+/// requests are never logged.
+fn host_of<B>(req: &Request<B>) -> Option<HeaderValue> {
+    match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.host()).ok(),
+        None => req.headers().get(http::header::HOST).cloned(),
+    }
 }
 
 /// Compares the TLS server name with the request's host, ignoring case, port and a trailing dot.
@@ -127,7 +127,7 @@ fn sni_matches(sni: &str, host: Option<&str>) -> bool {
 struct Log {
     start: Instant,
     method: http::Method,
-    host: Option<String>,
+    host: Option<HeaderValue>,
     info: Option<ConnectionInfo>,
 }
 
@@ -144,7 +144,7 @@ impl Log {
         tracing::info!(
             target: "access",
             method = %self.method,
-            host = self.host.as_deref().unwrap_or("-"),
+            host = self.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-"),
             service,
             status,
             role,
@@ -153,21 +153,85 @@ impl Log {
             client = %self.info.as_ref().map(|i| i.remote_addr.to_string()).unwrap_or_else(|| "-".into()),
         );
         let status_label = status_class(status);
-        // Labels share the Arc<str>s the request already holds: no String per request.
-        let dash = || SharedString::const_str("-");
-        let service_label = served.map_or_else(dash, |s| SharedString::from(s.service.clone()));
-        let role_label = served
-            .and_then(|s| s.identity.as_ref())
-            .map_or_else(dash, |i| SharedString::from(i.role.clone()));
-        metrics::counter!("gateway_requests_total", "service" => service_label.clone(), "status" => status_label, "role" => role_label).increment(1);
-        metrics::histogram!("gateway_request_duration_seconds", "service" => service_label.clone())
-            .record(elapsed.as_secs_f64());
+        record_metrics(
+            served.map(|s| &s.service),
+            served.and_then(|s| s.identity.as_ref()).map(|i| &i.role),
+            status_label,
+            elapsed.as_secs_f64(),
+        );
         match status {
-            502 | 504 => metrics::counter!("gateway_upstream_errors_total", "service" => service_label, "status" => status_label).increment(1),
+            502 | 504 => {
+                let service_label = served.map_or(SharedString::const_str("-"), |s| {
+                    SharedString::from(s.service.clone())
+                });
+                metrics::counter!("gateway_upstream_errors_total", "service" => service_label, "status" => status_label).increment(1);
+            }
             503 => metrics::counter!("gateway_store_errors_total").increment(1),
             _ => {}
         }
     }
+}
+
+/// How many (status class, role) request counters a service keeps handles for, per thread.
+/// Roles come from sessions; past this many the counter is looked up in the registry each time.
+const CACHED_COUNTERS: usize = 256;
+
+/// One service's metric handles: looking a labelled metric up in the registry builds its key
+/// and hashes it on every request, a handle is an `Arc` to the atomic.
+struct ServiceMetrics {
+    duration: Histogram,
+    requests: Vec<(&'static str, Arc<str>, Counter)>,
+}
+
+thread_local! {
+    static METRICS: RefCell<HashMap<Arc<str>, ServiceMetrics>> = RefCell::new(HashMap::new());
+}
+
+fn record_metrics(
+    service: Option<&Arc<str>>,
+    role: Option<&Arc<str>>,
+    status_label: &'static str,
+    seconds: f64,
+) {
+    static DASH: &str = "-";
+    let label = |s: Option<&Arc<str>>| {
+        s.map_or(SharedString::const_str(DASH), |s| {
+            SharedString::from(s.clone())
+        })
+    };
+    METRICS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let key: &str = service.map_or(DASH, |s| s);
+        if !cache.contains_key(key) {
+            let duration = metrics::histogram!("gateway_request_duration_seconds", "service" => label(service));
+            cache.insert(
+                service.cloned().unwrap_or_else(|| Arc::from(DASH)),
+                ServiceMetrics {
+                    duration,
+                    requests: Vec::new(),
+                },
+            );
+        }
+        let Some(m) = cache.get_mut(key) else {
+            return;
+        };
+        m.duration.record(seconds);
+        let role_str: &str = role.map_or(DASH, |r| r);
+        if let Some((_, _, counter)) = m
+            .requests
+            .iter()
+            .find(|(st, r, _)| *st == status_label && &**r == role_str)
+        {
+            counter.increment(1);
+            return;
+        }
+        let counter = metrics::counter!("gateway_requests_total", "service" => label(service), "status" => status_label, "role" => label(role));
+        counter.increment(1);
+        if m.requests.len() < CACHED_COUNTERS {
+            let role_key = role.cloned().unwrap_or_else(|| Arc::from(DASH));
+            m.requests.push((status_label, role_key, counter));
+        }
+    });
 }
 
 fn status_class(status: u16) -> &'static str {

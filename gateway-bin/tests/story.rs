@@ -470,3 +470,72 @@ async fn one_thread_mode_serves_the_same_story() {
         .unwrap();
     assert_eq!(res.status(), 401);
 }
+
+/// The request counters count every request once, by service, status class and role, whatever
+/// worker thread served it (each keeps its own handles to the shared counters).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_metrics_count_every_request() {
+    let up = Upstream::start().await;
+    let g = Gateway::start(&standard_config(0, 0, &up.url(), ""), 0, 0);
+    let c = client();
+    let token = create_session(&g, "8", &["user"], None).await;
+    let mut sent = Vec::new();
+    for i in 0..12 {
+        let (sub, auth) = match i % 4 {
+            0 | 1 => ("data", true),
+            2 => ("data", false),
+            _ => ("admin", false),
+        };
+        // A fresh connection each time, so that both worker threads serve some.
+        let fresh = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let mut req = fresh.get(g.url("/m")).header("host", host(sub));
+        if auth {
+            req = req.bearer_auth(&token);
+        }
+        sent.push(req.send().await.unwrap().status().as_u16());
+    }
+    assert_eq!(sent.iter().filter(|s| **s == 200).count(), 9, "{sent:?}");
+    assert_eq!(sent.iter().filter(|s| **s == 401).count(), 3, "{sent:?}");
+    let text = c
+        .get(g.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |labels: &[&str]| -> u64 {
+        text.lines()
+            .filter(|l| l.starts_with("gateway_requests_total{"))
+            .filter(|l| labels.iter().all(|want| l.contains(want)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .sum()
+    };
+    assert_eq!(
+        count(&["service=\"data\"", "status=\"2xx\"", "role=\"user\""]),
+        6,
+        "{text}"
+    );
+    assert_eq!(
+        count(&["service=\"data\"", "status=\"2xx\"", "role=\"anonymous\""]),
+        3,
+        "{text}"
+    );
+    assert_eq!(
+        count(&["service=\"admin\"", "status=\"401\"", "role=\"anonymous\""]),
+        3,
+        "{text}"
+    );
+    let durations: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("gateway_request_duration_seconds_count{"))
+        .filter(|l| l.contains("service=\"data\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum();
+    assert_eq!(durations, 9, "{text}");
+}

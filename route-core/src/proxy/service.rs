@@ -109,9 +109,12 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// The value for `X-Forwarded-Host`: the normalised host, reusing the `Host` header's bytes
-/// when it is already normal.
+/// The value for `X-Forwarded-Host`: the normalised host the router found, or (without a
+/// router in front) normalised here, reusing the `Host` header's bytes when it is normal.
 fn forwarded_host<B>(req: &Request<B>) -> Option<HeaderValue> {
+    if let Some(m) = req.extensions().get::<crate::RouteMatch>() {
+        return Some(m.host.clone());
+    }
     let host = request_host(req).ok()?;
     if let Some(raw) = req.headers().get(HOST) {
         if raw.as_bytes() == host.as_bytes() {

@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
-use http::{Request, Response, Uri};
+use http::{HeaderValue, Request, Response, Uri};
 use tower_service::Service;
 
 use super::future::ResponseFuture;
@@ -20,6 +20,9 @@ pub type SharedRouteTable<S> = Arc<arc_swap::ArcSwap<RouteTable<S>>>;
 pub struct RouteMatch {
     /// The pattern that matched, e.g. `*.example.com` or `example.com/api`.
     pub pattern: Arc<str>,
+    /// The request's normalised host ([`request_host`]) as a header value, so that later
+    /// layers (the proxy's `X-Forwarded-Host`) need not normalise it again.
+    pub host: HeaderValue,
 }
 
 /// Routes each request to the service of the route its host (and path) match. See the
@@ -124,8 +127,18 @@ where
             return ResponseFuture::rejected(Rejection::NO_ROUTE.response());
         };
         let service = found.route.clone();
+        let host_value = match req.headers().get(http::header::HOST) {
+            // The usual case: the header is already normal, share its bytes.
+            Some(raw) if raw.as_bytes() == host.as_bytes() => Some(raw.clone()),
+            _ => HeaderValue::from_str(&host).ok(),
+        };
+        // A normalised host is [a-z0-9._-] only, always a legal header value.
+        let Some(host_value) = host_value else {
+            return ResponseFuture::rejected(Rejection::INVALID_HOST.response());
+        };
         let route = RouteMatch {
             pattern: found.pattern.clone(),
+            host: host_value,
         };
         drop(table);
         let new_uri = match path {
