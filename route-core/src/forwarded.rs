@@ -207,9 +207,14 @@ fn cached(
         }
         let (xff, fwd) = build(String::new(), String::new(), peer, host, https);
         if let Some(entry) = cache.get_mut(slot) {
+            // A copy, not a clone: a request's header values share hyper's read buffer, which
+            // a cache entry must not keep alive.
+            let host = host.and_then(|h| {
+                HeaderValue::from_maybe_shared(Bytes::copy_from_slice(h.as_bytes())).ok()
+            });
             *entry = Some(Cached {
                 peer,
-                host: host.cloned(),
+                host,
                 https,
                 xff: xff.clone(),
                 fwd: fwd.clone(),
