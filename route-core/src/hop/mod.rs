@@ -88,7 +88,15 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
                 if token.is_empty() {
                     continue;
                 }
-                // Invalid names cannot be present in the map, so they are skipped.
+                // Only a listed header that is present needs removing: `keep-alive` and
+                // `close` usually are not, and looking a name up by `&str` allocates nothing
+                // (a `HeaderName` for an unknown name would). Invalid names cannot be present.
+                let Ok(text) = std::str::from_utf8(token) else {
+                    continue;
+                };
+                if !headers.contains_key(text) {
+                    continue;
+                }
                 if let Ok(name) = HeaderName::from_bytes(token) {
                     listed.push(name);
                 }
