@@ -47,7 +47,8 @@ pub enum PathError {
 /// Normalises a request path (lenient: never fails). Borrows when nothing changes.
 ///
 /// Escapes that the strict form refuses are kept encoded here, so this function never turns
-/// one segment into two. A path that does not start with `/` is returned unchanged.
+/// one segment into two; a `%` that starts no valid escape is written as `%25`, so that the
+/// result normalises to itself. A path that does not start with `/` is returned unchanged.
 pub fn normalize_path(path: &str) -> Cow<'_, str> {
     match normalize(path, false) {
         Ok(p) => p,
@@ -152,7 +153,15 @@ fn normalize(path: &str, strict: bool) -> Result<Cow<'_, str>, PathError> {
                     continue;
                 }
                 _ if strict => return Err(PathError::BadEscape),
-                _ => {}
+                _ => {
+                    // Lenient: a `%` that starts no escape is written as `%25`. Kept bare, it
+                    // could form an escape with what follows once that is decoded (`%%32e`
+                    // would become `%2e`, then `.` on the next pass): the result would not be
+                    // stable under normalisation.
+                    decoded.push_str("%25");
+                    i += 1;
+                    continue;
+                }
             }
         } else if strict && b == b'\\' {
             return Err(PathError::Separator);
@@ -277,5 +286,25 @@ mod tests {
         assert_eq!(normalize_path("/a%2fb/../c"), "/c");
         assert_eq!(normalize_path("/a%2fb"), "/a%2Fb");
         assert_eq!(normalize_path("*"), "*");
+    }
+
+    /// Found by the `host_and_path` fuzz target: a lone `%` kept bare formed a new escape with
+    /// the decoded bytes after it, so a second pass changed the path again (`/%%32e` gave
+    /// `/%2e`, then `/`).
+    #[test]
+    fn lenient_result_normalises_to_itself() {
+        let cases = [
+            ("/%%32e", "/%252e"),
+            ("/%%34%31", "/%2541"),
+            ("/%%32e%%32e/admin", "/%252e%252e/admin"),
+            ("/a%zz", "/a%25zz"),
+            ("/a%2", "/a%252"),
+            ("/50%", "/50%25"),
+        ];
+        for (input, want) in cases {
+            let once = normalize_path(input);
+            assert_eq!(once, want, "{input}");
+            assert_eq!(normalize_path(&once), once, "{input}: not stable");
+        }
     }
 }

@@ -1089,9 +1089,13 @@ impl Validator<'_> {
                 None => None,
                 Some(p) => {
                     let v = p.get_ref();
+                    // Exactly what the route table accepts: normalised (no dot segments,
+                    // `//`, backslashes or control bytes), and no escapes or query.
+                    let normalised =
+                        matches!(route_core::try_normalize_path(v), Ok(n) if n == v.as_str());
                     if !v.starts_with('/')
+                        || !normalised
                         || v.contains("..")
-                        || v.contains("//")
                         || v.contains('%')
                         || v.contains('?')
                     {
@@ -1272,7 +1276,11 @@ pub fn normalize_domain(raw: &str) -> Option<String> {
     if d.is_empty() || d.len() > 253 || d.parse::<std::net::IpAddr>().is_ok() {
         return None;
     }
-    d.split('.').all(is_dns_label).then_some(d)
+    // The route table reads hosts with route-core's rules, which also refuse a numeric (or
+    // `0x` hex) last label as an IP literal: a domain it would refuse must fail here, with
+    // the config's line, not later when the routes are built.
+    let routable = matches!(route_core::normalize_host(&d), Ok(h) if h == d.as_str());
+    (routable && d.split('.').all(is_dns_label)).then_some(d)
 }
 
 /// A DNS label: 1-63 of `a-z`, `0-9` and `-`, not starting or ending with `-`.

@@ -174,3 +174,43 @@ fn domain_and_label_rules() {
     assert!(parse_upstream("http://h/?q=1").is_err());
     assert!(parse_upstream("127.0.0.1:3000").is_err());
 }
+
+/// Found by the `config_toml` fuzz target: values `gateway check` accepted but the route table
+/// refused, so the gateway would not start (or a reload was refused) after a clean check.
+#[test]
+fn what_the_route_table_refuses_is_refused_with_its_line() {
+    for domain in ["a.1", "example.0x1f", "example.123"] {
+        let text = MINIMAL.replace("Example.COM.", domain);
+        let found = issues(&text);
+        assert!(
+            found
+                .iter()
+                .any(|i| i.key == "project.domains[0]" && i.line == Some(3)),
+            "{domain}: {found:?}"
+        );
+    }
+    for prefix in ["/a/./b", "/a/.", "/a\\\\b", "/.;x", "/a/\\u0001"] {
+        let text = format!("{MINIMAL}path_prefix = \"{prefix}\"\n");
+        let found = issues(&text);
+        assert!(
+            found.iter().any(|i| i.key == "services[0].path_prefix"),
+            "{prefix}: {found:?}"
+        );
+    }
+    // Still accepted: a numeric label that is not the last, and a normal prefix.
+    let c = parse(&MINIMAL.replace("Example.COM.", "1.example.com")).unwrap();
+    assert_eq!(c.domains, vec!["1.example.com"]);
+    let c = parse(&format!("{MINIMAL}path_prefix = \"/api/v1/\"\n")).unwrap();
+    assert_eq!(
+        c.service("data").unwrap().path_prefix.as_deref(),
+        Some("/api/v1")
+    );
+    // Every accepted config builds its route table.
+    let proxy = route_core::Proxy::new(route_core::ProxyConfig::default());
+    let policy = crate::policy::SessionPolicy {
+        store: std::sync::Arc::new(session_core::MemoryStore::new()),
+        cookie: crate::stack::cookie_config(&c),
+        default_ttl: std::time::Duration::from_secs(60),
+    };
+    crate::stack::route_table(&c, &proxy, &policy).unwrap();
+}
