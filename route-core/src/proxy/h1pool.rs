@@ -216,20 +216,32 @@ impl H1Pool {
 }
 
 /// Whether a reused connection failed the way an upstream's idle close racing our request does:
-/// closed (or reset, having not read the request) before a byte of the answer arrived.
+/// closed (or reset, having not read the request) before a byte of the answer arrived. hyper
+/// reports it as an incomplete message, as a cancellation, or as the I/O error itself, possibly
+/// wrapped: the whole source chain is read.
 fn closed_before_answer(e: &hyper::Error) -> bool {
     use std::io::ErrorKind;
-    e.is_incomplete_message()
-        || std::error::Error::source(e)
-            .and_then(|s| s.downcast_ref::<std::io::Error>())
-            .is_some_and(|io| {
-                matches!(
-                    io.kind(),
-                    ErrorKind::ConnectionReset
-                        | ErrorKind::BrokenPipe
-                        | ErrorKind::ConnectionAborted
-                )
-            })
+    if e.is_incomplete_message() || e.is_canceled() {
+        return true;
+    }
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted
+            ) {
+                return true;
+            }
+        }
+        if let Some(h) = c.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_canceled() {
+                return true;
+            }
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// A copy of `req` to send again if a reused connection closes before answering: only for
