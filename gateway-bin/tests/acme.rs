@@ -24,21 +24,6 @@ fn acme_config(http: u16, https: u16, up: &str, directory: &str, ca_file: &str) 
         )
 }
 
-async fn metric(g: &Gateway, name: &str) -> f64 {
-    let text = client()
-        .get(g.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 async fn wait_for_cert(g: &Gateway, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -93,22 +78,9 @@ async fn gateway_obtains_serves_and_reuses_acme_certificates() {
     let mut g = Gateway::start(&config, http, 0);
     let data = host("data");
     wait_for_cert(&g, &data).await;
-    assert!(metric(&g, "cert_acme_orders_total").await >= 1.0);
-    let listed: serde_json::Value = client()
-        .get(g.admin_url("/v1/services"))
-        .bearer_auth(ADMIN_SECRET)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let svc = listed["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "data")
-        .unwrap();
+    assert!(metric_sum(&g.metrics().await, "cert_acme_orders_total", &[]) >= 1.0);
+    let listed = g.services().await;
+    let svc = listed_service(&listed, "data").unwrap();
     assert_eq!(svc["certificate"]["source"], "acme", "{listed}");
     assert_eq!(svc["certificate"]["state"], "valid", "{listed}");
     assert!(
@@ -157,7 +129,7 @@ async fn gateway_obtains_serves_and_reuses_acme_certificates() {
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(
-        metric(&g2, "cert_acme_orders_total").await,
+        metric_sum(&g2.metrics().await, "cert_acme_orders_total", &[]),
         0.0,
         "no new order after a restart"
     );

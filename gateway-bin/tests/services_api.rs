@@ -47,15 +47,6 @@ async fn status_for(g: &Gateway, sub: &str, token: Option<&str>) -> u16 {
     req.send().await.unwrap().status().as_u16()
 }
 
-fn service(g: &Value, name: &str) -> Option<Value> {
-    g["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .cloned()
-}
-
 /// Replaces the config file atomically (a reload never reads half a file) and sends SIGHUP.
 fn rewrite_config(g: &Gateway, text: &str) {
     let tmp = g.dir.path().join("gateway.toml.tmp");
@@ -86,7 +77,7 @@ async fn add_replace_delete_apply_at_once_with_roles_enforced() {
     let (etag, list) = get_services(&g).await;
     assert_eq!(etag, "\"0\"");
     assert_eq!(list["version"], 0);
-    let data = service(&list, "data").unwrap();
+    let data = listed_service(&list, "data").unwrap();
     assert_eq!(data["origin"], "file");
     assert_eq!(data["subdomain"], "data");
     assert_eq!(data["allowed_roles"], json!(["anonymous", "user", "admin"]));
@@ -242,7 +233,7 @@ async fn add_replace_delete_apply_at_once_with_roles_enforced() {
     .await;
     assert_eq!(res.status(), 404);
     let (_, list) = get_services(&g).await;
-    assert!(service(&list, "reports").is_none());
+    assert!(listed_service(&list, "reports").is_none());
     assert!(
         !g.log().contains(ADMIN_SECRET),
         "the admin secret is never logged"
@@ -463,10 +454,10 @@ async fn api_services_survive_a_restart_in_a_0600_state_file() {
     let g = Gateway::start_at(dir, &config_path, 0, 0);
     let (etag, list) = get_services(&g).await;
     assert_eq!(etag, "\"3\"", "the version survives too");
-    let keep = service(&list, "keep").unwrap();
+    let keep = listed_service(&list, "keep").unwrap();
     assert_eq!(keep["origin"], "api");
     assert_eq!(keep["websocket"], false);
-    assert!(service(&list, "drop").is_none());
+    assert!(listed_service(&list, "drop").is_none());
     let user = create_session(&g, "u-1", &["user"], None).await;
     assert_eq!(status_for(&g, "keep", None).await, 401);
     assert_eq!(status_for(&g, "keep", Some(&user)).await, 200);
@@ -532,8 +523,8 @@ async fn config_reloads_during_api_writes_lose_nothing() {
     }
     let (etag, list) = get_services(&g).await;
     assert_eq!(etag, "\"12\"");
-    assert_eq!(service(&list, "file-11").unwrap()["origin"], "file");
-    assert_eq!(service(&list, "api-11").unwrap()["origin"], "api");
+    assert_eq!(listed_service(&list, "file-11").unwrap()["origin"], "file");
+    assert_eq!(listed_service(&list, "api-11").unwrap()["origin"], "api");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -211,14 +211,7 @@ async fn admin_api_requires_the_secret_and_manages_sessions() {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
-    let metrics = c
-        .get(g.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = g.metrics().await;
     let failures = metrics
         .lines()
         .find(|l| l.starts_with("gateway_admin_auth_failures_total"))
@@ -316,14 +309,7 @@ async fn admin_api_requires_the_secret_and_manages_sessions() {
         c.get(g.admin_url("/readyz")).send().await.unwrap().status(),
         200
     );
-    let metrics = c
-        .get(g.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = g.metrics().await;
     for m in [
         "gateway_requests_total",
         "gateway_request_duration_seconds",
@@ -477,7 +463,6 @@ async fn one_thread_mode_serves_the_same_story() {
 async fn request_metrics_count_every_request() {
     let up = Upstream::start().await;
     let g = Gateway::start(&standard_config(0, 0, &up.url(), ""), 0, 0);
-    let c = client();
     let token = create_session(&g, "8", &["user"], None).await;
     let mut sent = Vec::new();
     for i in 0..12 {
@@ -499,22 +484,8 @@ async fn request_metrics_count_every_request() {
     }
     assert_eq!(sent.iter().filter(|s| **s == 200).count(), 9, "{sent:?}");
     assert_eq!(sent.iter().filter(|s| **s == 401).count(), 3, "{sent:?}");
-    let text = c
-        .get(g.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let count = |labels: &[&str]| -> u64 {
-        text.lines()
-            .filter(|l| l.starts_with("gateway_requests_total{"))
-            .filter(|l| labels.iter().all(|want| l.contains(want)))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .map(|v| v as u64)
-            .sum()
-    };
+    let text = g.metrics().await;
+    let count = |labels: &[&str]| metric_sum(&text, "gateway_requests_total{", labels) as u64;
     assert_eq!(
         count(&["service=\"data\"", "status=\"2xx\"", "role=\"user\""]),
         6,
@@ -530,12 +501,10 @@ async fn request_metrics_count_every_request() {
         3,
         "{text}"
     );
-    let durations: u64 = text
-        .lines()
-        .filter(|l| l.starts_with("gateway_request_duration_seconds_count{"))
-        .filter(|l| l.contains("service=\"data\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum();
+    let durations = metric_sum(
+        &text,
+        "gateway_request_duration_seconds_count{",
+        &["service=\"data\""],
+    ) as u64;
     assert_eq!(durations, 9, "{text}");
 }

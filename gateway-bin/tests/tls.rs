@@ -73,21 +73,8 @@ async fn dev_ca_serves_every_subdomain_over_https_with_h2() {
     assert_eq!(seen.one("x-hasura-role").as_deref(), Some("anonymous"));
 
     // The services API reports each service's certificate.
-    let listed: serde_json::Value = client()
-        .get(g.admin_url("/v1/services"))
-        .bearer_auth(ADMIN_SECRET)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let data = listed["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "data")
-        .unwrap();
+    let listed = g.services().await;
+    let data = listed_service(&listed, "data").unwrap();
     assert_eq!(data["certificate"]["source"], "dev-ca", "{listed}");
     assert_eq!(data["certificate"]["state"], "installed", "{listed}");
 

@@ -404,6 +404,31 @@ impl Gateway {
         format!("http://127.0.0.1:{}{}", self.admin, path)
     }
 
+    /// The admin API's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        client()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The admin API's `/v1/services` listing.
+    pub async fn services(&self) -> serde_json::Value {
+        client()
+            .get(self.admin_url("/v1/services"))
+            .bearer_auth(ADMIN_SECRET)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
@@ -434,6 +459,26 @@ impl Drop for Gateway {
 }
 
 /// A reqwest client that never follows redirects and keeps no cookies.
+/// The sum of the samples of metric `name` (lines starting with it) whose line contains every
+/// one of `filters`.
+pub fn metric_sum(metrics: &str, name: &str, filters: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && filters.iter().all(|f| l.contains(f)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The service named `name` in a `/v1/services` listing.
+pub fn listed_service(listing: &serde_json::Value, name: &str) -> Option<serde_json::Value> {
+    listing["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .cloned()
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
