@@ -244,12 +244,10 @@ where
         let x_forwarded_host = forwarded_host(&req);
         let (mut parts, body) = req.into_parts();
         let idx = inner.balancer.pick();
-        let upgrade =
-            parts.extensions.get::<UpgradeRequest>().is_some() && inner.websocket && !inner.http2;
-        // HTTP/1.1 requests on pooled connections are sent in origin form; HTTP/2 and the
-        // WebSocket path take the absolute URI (hyper-util's client and the tunnel need it).
+        // HTTP/1.1 connections (pooled, and the WebSocket tunnel's) send the origin form;
+        // hyper-util's HTTP/2 client needs the absolute URI.
         let target = inner.target(idx);
-        let uri = if inner.http2 || upgrade {
+        let uri = if inner.http2 {
             target.uri(parts.uri.path_and_query())
         } else {
             target.origin_form(parts.uri.path_and_query())
@@ -288,7 +286,9 @@ where
         };
         let body = Body::new(DownstreamBody::new(body, inner.body_limit));
 
-        parts.extensions.remove::<UpgradeRequest>();
+        let upgrade = parts.extensions.remove::<UpgradeRequest>().is_some()
+            && inner.websocket
+            && !inner.http2;
         if upgrade {
             let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
             let close = super::upgrade::TunnelHook::watch(&parts.extensions);

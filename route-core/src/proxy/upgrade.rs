@@ -54,22 +54,16 @@ impl std::fmt::Debug for TunnelHook {
 pub(super) async fn tunnel(
     inner: Arc<Inner>,
     idx: usize,
-    mut req: Request<Body>,
+    req: Request<Body>,
     on_upgrade: Option<OnUpgrade>,
     close: Option<TunnelClose>,
 ) -> Response<Body> {
+    // The request already has the origin form that hyper's connection-level client sends.
     let mut connector = inner.shared.connector.clone();
-    let stream = match connector.call(req.uri().clone()).await {
+    let stream = match connector.call(inner.target(idx).connect_uri.clone()).await {
         Ok(s) => s,
         Err(e) => return inner.fail_error(idx, &*e, true),
     };
-    // hyper's connection-level client sends the URI as it is: make it origin-form.
-    let pq = req.uri().path_and_query().cloned();
-    let mut parts = http::uri::Parts::default();
-    parts.path_and_query = pq;
-    if let Ok(uri) = http::Uri::from_parts(parts) {
-        *req.uri_mut() = uri;
-    }
     let (mut sender, conn) = match hyper::client::conn::http1::Builder::new()
         .handshake(stream)
         .await
