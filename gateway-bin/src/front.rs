@@ -161,9 +161,7 @@ impl Log {
         );
         match status {
             502 | 504 => {
-                let service_label = served.map_or(SharedString::const_str("-"), |s| {
-                    SharedString::from(s.service.clone())
-                });
+                let service_label = label(served.map(|s| &s.service));
                 metrics::counter!("gateway_upstream_errors_total", "service" => service_label, "status" => status_label).increment(1);
             }
             503 => metrics::counter!("gateway_store_errors_total").increment(1),
@@ -187,18 +185,23 @@ thread_local! {
     static METRICS: RefCell<HashMap<Arc<str>, ServiceMetrics>> = RefCell::new(HashMap::new());
 }
 
+/// A metric label for a service or role, `-` when there is none. It shares the request's
+/// `Arc<str>`: no `String` per request.
+fn label(s: Option<&Arc<str>>) -> SharedString {
+    s.map_or(SharedString::const_str(DASH), |s| {
+        SharedString::from(s.clone())
+    })
+}
+
+/// The label value for no service or no role.
+const DASH: &str = "-";
+
 fn record_metrics(
     service: Option<&Arc<str>>,
     role: Option<&Arc<str>>,
     status_label: &'static str,
     seconds: f64,
 ) {
-    static DASH: &str = "-";
-    let label = |s: Option<&Arc<str>>| {
-        s.map_or(SharedString::const_str(DASH), |s| {
-            SharedString::from(s.clone())
-        })
-    };
     METRICS.with(|cache| {
         let mut cache = cache.borrow_mut();
         let key: &str = service.map_or(DASH, |s| s);
