@@ -67,7 +67,7 @@ pub enum SessionCommand {
     /// Create a session and print its token.
     Create {
         /// The user id.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         user_id: String,
         /// The allowed roles, comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
@@ -85,7 +85,7 @@ pub enum SessionCommand {
     /// List a user's sessions.
     List {
         /// The user id.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         user_id: String,
         /// How to reach the admin API.
         #[command(flatten)]
@@ -95,7 +95,14 @@ pub enum SessionCommand {
     /// keeps it out of the process list and shell history.
     Revoke {
         /// The session token, or `-`.
-        #[arg(long, env = "GATEWAY_SESSION_TOKEN", hide_env_values = true)]
+        // base64url tokens start with `-` one time in 64, so a leading hyphen is a value, not
+        // a flag.
+        #[arg(
+            long,
+            env = "GATEWAY_SESSION_TOKEN",
+            hide_env_values = true,
+            allow_hyphen_values = true
+        )]
         token: String,
         /// How to reach the admin API.
         #[command(flatten)]
@@ -109,7 +116,7 @@ pub enum UserCommand {
     /// Revoke every session of a user.
     RevokeSessions {
         /// The user id.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         user_id: String,
         /// How to reach the admin API.
         #[command(flatten)]
@@ -192,4 +199,31 @@ pub enum ServiceCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn a_token_or_user_id_starting_with_a_hyphen_is_a_value() {
+        let cli =
+            Cli::try_parse_from(["gateway", "session", "revoke", "--token", "-rAbC_9"]).unwrap();
+        match cli.command {
+            Command::Session(SessionCommand::Revoke { token, .. }) => {
+                assert_eq!(token, "-rAbC_9")
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let cli =
+            Cli::try_parse_from(["gateway", "user", "revoke-sessions", "--user-id", "-7"]).unwrap();
+        match cli.command {
+            Command::User(UserCommand::RevokeSessions { user_id, .. }) => {
+                assert_eq!(user_id, "-7")
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
 }
