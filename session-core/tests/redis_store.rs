@@ -686,3 +686,66 @@ async fn hot_path_costs() {
         pct(99),
     );
 }
+
+/// `number_of_cached_scripts` from `INFO memory`: how many Lua scripts Redis holds.
+async fn cached_scripts(conn: &mut redis::aio::MultiplexedConnection) -> usize {
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("number_of_cached_scripts:"))
+        .expect("INFO memory lists number_of_cached_scripts")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn scripts_are_loaded_when_the_connection_comes_up_not_by_the_first_request() {
+    let Some(server) = RedisServer::start(None, &[]) else {
+        return;
+    };
+    let mut conn = raw(&server).await;
+    assert_eq!(cached_scripts(&mut conn).await, 0);
+
+    // Directly: one call loads every script the store runs.
+    let s = store(&server);
+    assert_eq!(s.load_scripts().await.unwrap(), 6);
+    assert_eq!(cached_scripts(&mut conn).await, 6);
+
+    // Through the resolver: a flushed script cache (as after a Redis restart) is filled again
+    // before the resolver reports connected, without any session command having run.
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(cached_scripts(&mut conn).await, 0);
+    let r = CachingResolver::new(store(&server), cache_cfg());
+    connected(&r).await;
+    assert_eq!(cached_scripts(&mut conn).await, 6);
+
+    // And the store works by hash from the first command on.
+    let (token, _) = r
+        .store()
+        .create(new_session("hana", Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert!(r.resolve(&token).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn load_scripts_fails_closed_when_redis_is_down() {
+    let Some(server) = RedisServer::start(None, &[]) else {
+        return;
+    };
+    let url = server.url();
+    drop(server);
+    let s = RedisStore::open(&url, RedisConfig::default()).unwrap();
+    assert!(matches!(
+        s.load_scripts().await,
+        Err(StoreError::Unavailable(_))
+    ));
+}

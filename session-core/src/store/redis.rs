@@ -117,6 +117,20 @@ struct Scripts {
     list_user: Script,
 }
 
+impl Scripts {
+    /// Every script with its source, for [`RedisStore::load_scripts`].
+    fn all(&self) -> [(&Script, &'static str); 6] {
+        [
+            (&self.create, CREATE),
+            (&self.resolve_slide, RESOLVE_SLIDE),
+            (&self.touch, TOUCH),
+            (&self.revoke, REVOKE),
+            (&self.revoke_user, REVOKE_USER),
+            (&self.list_user, LIST_USER),
+        ]
+    }
+}
+
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The client holds the URL (maybe a password): it is left out.
@@ -185,6 +199,39 @@ impl RedisStore {
         })
         .await
         .map(|_| ())
+    }
+
+    /// Loads the store's Lua scripts into Redis's script cache, in one round trip, and returns
+    /// how many it loaded.
+    ///
+    /// Every command runs its script by hash (`EVALSHA`). A Redis that has not seen the script
+    /// (a fresh or restarted server, a failover) answers `NOSCRIPT`, and that command pays two
+    /// more round trips to load and retry, inside its command timeout. The caching resolver
+    /// calls this each time its connection comes up, before it reports ready, so no request
+    /// pays for that.
+    pub async fn load_scripts(&self) -> Result<usize, StoreError> {
+        let scripts = self.inner.scripts.all();
+        let mut pipe = redis::pipe();
+        for (_, source) in &scripts {
+            pipe.cmd("SCRIPT").arg("LOAD").arg(*source);
+        }
+        let mut conn = self.inner.conn.clone();
+        let hashes: Vec<String> = self
+            .run(
+                "SCRIPT LOAD",
+                async move { pipe.query_async(&mut conn).await },
+            )
+            .await?;
+        // Redis answers each script's SHA-1: the hash `EVALSHA` sends must be that one.
+        for ((script, _), hash) in scripts.iter().zip(&hashes) {
+            if script.get_hash() != hash {
+                return Err(StoreError::Unavailable(format!(
+                    "redis SCRIPT LOAD: the server hashed a script as {hash}, not {}",
+                    script.get_hash()
+                )));
+            }
+        }
+        Ok(hashes.len())
     }
 
     /// The listeners told about every revocation this process makes or hears of.

@@ -274,6 +274,12 @@ async fn subscribe(weak: Weak<Inner>) {
                     tokio::time::sleep(backoff).await;
                     continue;
                 }
+                // A restarted Redis has an empty script cache: load the scripts now rather
+                // than in the first requests' command timeouts. Commands still load a missing
+                // script themselves, so a failure here only costs those round trips later.
+                if let Err(e) = inner.store.load_scripts().await {
+                    tracing::warn!(error = %e, "cannot preload the session scripts; commands will load them");
+                }
                 inner.set_live(true);
                 inner.store.revocations().notify(&Revocation::Resync);
                 tracing::info!(%channel, "revocation channel subscribed; local session cache on");
