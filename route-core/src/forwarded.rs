@@ -50,6 +50,18 @@ fn join(headers: &HeaderMap, name: &HeaderName, out: &mut String) {
     }
 }
 
+/// Replaces every value of `name` with `value`, or removes the name when there is none.
+fn set_or_remove(headers: &mut HeaderMap, name: &HeaderName, value: Option<HeaderValue>) {
+    match value {
+        Some(v) => {
+            headers.insert(name, v);
+        }
+        None => {
+            headers.remove(name);
+        }
+    }
+}
+
 fn value(s: String) -> Option<HeaderValue> {
     HeaderValue::from_maybe_shared(Bytes::from(s)).ok()
 }
@@ -95,24 +107,15 @@ impl ForwardedHeaders {
             // and the scheme, which repeat from request to request on a connection.
             cached(peer, host.as_ref(), https)
         };
-        headers.remove(&X_FORWARDED_FOR);
-        headers.remove(&X_FORWARDED_PROTO);
-        headers.remove(&X_FORWARDED_HOST);
-        headers.remove(FORWARDED);
-
-        if let Some(v) = xff {
-            headers.insert(X_FORWARDED_FOR.clone(), v);
-        }
-        if let Some(v) = fwd {
-            headers.insert(FORWARDED, v);
-        }
+        // `insert` replaces every value the client sent under that name, so a name is removed
+        // separately only when no value of ours replaces it (each lookup hashes the name).
+        set_or_remove(headers, &X_FORWARDED_FOR, xff);
+        set_or_remove(headers, &FORWARDED, fwd);
         headers.insert(
             X_FORWARDED_PROTO.clone(),
             if https { HTTPS.clone() } else { HTTP.clone() },
         );
-        if let Some(h) = host {
-            headers.insert(X_FORWARDED_HOST.clone(), h);
-        }
+        set_or_remove(headers, &X_FORWARDED_HOST, host);
     }
 }
 

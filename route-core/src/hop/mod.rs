@@ -24,7 +24,7 @@ mod service;
 pub use layer::HopByHopLayer;
 pub use service::HopByHop;
 
-use http::header::{HeaderName, HeaderValue, CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use http::header::{HeaderName, HeaderValue, CONNECTION, UPGRADE};
 use http::{HeaderMap, Method, Request, Version};
 
 /// The extension that marks a request as a genuine WebSocket upgrade.
@@ -49,34 +49,47 @@ impl UpgradeRequest {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TeTrailers;
 
-fn is_fixed_hop(name: &HeaderName) -> bool {
-    let s = name.as_str();
-    matches!(
-        s,
-        "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade"
-    ) || s.starts_with("proxy-")
-}
-
 /// Removes the fixed hop-by-hop list (`Connection`, `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`,
 /// `Transfer-Encoding`, `Upgrade`) without reading `Connection`. Allocation-free unless a
 /// `Proxy-*` header other than the standard ones is present.
 pub fn strip_hop_by_hop_fixed(headers: &mut HeaderMap) {
-    if !headers.keys().any(is_fixed_hop) {
-        return;
+    // One pass over the names finds the ones present, and only those are removed: every
+    // `remove` hashes its name, and the usual message (an upstream response with
+    // `Connection: keep-alive`) carries one of these names, not all of them.
+    let mut present = 0u8;
+    let mut proxied = false;
+    for name in headers.keys() {
+        match FIXED_HOPS.iter().position(|fixed| name.as_str() == *fixed) {
+            Some(i) => present |= 1 << i,
+            None => proxied |= name.as_str().starts_with("proxy-"),
+        }
     }
-    for name in [CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE] {
-        headers.remove(name);
+    for (i, fixed) in FIXED_HOPS.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(*fixed);
+        }
     }
-    headers.remove("keep-alive");
-    let proxied: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| n.as_str().starts_with("proxy-"))
-        .cloned()
-        .collect();
-    for name in proxied {
-        headers.remove(name);
+    if proxied {
+        let names: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| n.as_str().starts_with("proxy-"))
+            .cloned()
+            .collect();
+        for name in names {
+            headers.remove(name);
+        }
     }
 }
+
+/// The hop-by-hop names that do not depend on `Connection` (besides every `Proxy-*`).
+const FIXED_HOPS: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
 
 /// Removes every header named in `Connection`, then the fixed hop-by-hop list.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {

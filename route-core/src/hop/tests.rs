@@ -46,6 +46,26 @@ fn fixed_strip_ignores_connection_tokens() {
 }
 
 #[test]
+fn fixed_strip_removes_each_name_alone_with_all_its_values() {
+    for name in [
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-connection",
+        "proxy-x",
+    ] {
+        let mut h = headers(&[(name, "a"), ("host", "a.com"), (name, "b")]);
+        strip_hop_by_hop_fixed(&mut h);
+        let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["host"], "{name}");
+        assert_eq!(h.len(), 1, "{name}");
+    }
+}
+
+#[test]
 fn clean_headers_untouched() {
     let mut h = headers(&[("host", "a.com"), ("accept", "*/*")]);
     strip_hop_by_hop(&mut h);
