@@ -182,7 +182,10 @@ struct ServiceMetrics {
 }
 
 thread_local! {
-    static METRICS: RefCell<HashMap<Arc<str>, ServiceMetrics>> = RefCell::new(HashMap::new());
+    /// Keyed by service names from the config, not by anything a client chooses: a fast
+    /// hasher is safe.
+    static METRICS: RefCell<HashMap<Arc<str>, ServiceMetrics, foldhash::fast::RandomState>> =
+        RefCell::new(HashMap::with_hasher(foldhash::fast::RandomState::default()));
 }
 
 /// A metric label for a service or role, `-` when there is none. It shares the request's
@@ -205,18 +208,16 @@ fn record_metrics(
     METRICS.with(|cache| {
         let mut cache = cache.borrow_mut();
         let key: &str = service.map_or(DASH, |s| s);
-        if !cache.contains_key(key) {
-            let duration = metrics::histogram!("gateway_request_duration_seconds", "service" => label(service));
-            cache.insert(
-                service.cloned().unwrap_or_else(|| Arc::from(DASH)),
-                ServiceMetrics {
-                    duration,
+        // One hash lookup on the usual path; a service seen for the first time on this thread
+        // gets its handles built once.
+        let m = match cache.get_mut(key) {
+            Some(m) => m,
+            None => cache
+                .entry(service.cloned().unwrap_or_else(|| Arc::from(DASH)))
+                .or_insert_with(|| ServiceMetrics {
+                    duration: metrics::histogram!("gateway_request_duration_seconds", "service" => label(service)),
                     requests: Vec::new(),
-                },
-            );
-        }
-        let Some(m) = cache.get_mut(key) else {
-            return;
+                }),
         };
         m.duration.record(seconds);
         let role_str: &str = role.map_or(DASH, |r| r);

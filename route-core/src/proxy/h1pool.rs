@@ -47,8 +47,10 @@ struct IdleConn {
 }
 
 thread_local! {
-    /// Idle connections of this thread, by upstream authority (lowercase `host:port`).
-    static IDLE: RefCell<HashMap<Arc<str>, Vec<IdleConn>>> = RefCell::new(HashMap::new());
+    /// Idle connections of this thread, by upstream authority (lowercase `host:port`). The
+    /// keys come from the config, not from clients, so a fast hasher is safe here.
+    static IDLE: RefCell<HashMap<Arc<str>, Vec<IdleConn>, foldhash::fast::RandomState>> =
+        RefCell::new(HashMap::with_hasher(foldhash::fast::RandomState::default()));
 }
 
 /// Settings of the per-thread pools.
