@@ -115,7 +115,11 @@ where
 {
     type Response = Response<RB>;
     type Error = S::Error;
-    type Future = Either<tower_http::cors::ResponseFuture<S::Future>, VaryFuture<S::Future>>;
+    // tower-http's future holds the CORS headers it will add (about 180 bytes). Boxed, only
+    // the requests with `Origin` or `OPTIONS` pay for it; unboxed, every request's future, and
+    // the future of every layer above, would carry and copy those bytes.
+    type Future =
+        Either<Pin<Box<tower_http::cors::ResponseFuture<S::Future>>>, VaryFuture<S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -129,7 +133,7 @@ where
                 // `Cors` owns the service polled ready; a fresh clone takes its place.
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                Either::Left(layer.layer(inner).call(req))
+                Either::Left(Box::pin(layer.layer(inner).call(req)))
             }
             cors => Either::Right(VaryFuture {
                 fut: self.inner.call(req),
@@ -329,7 +333,7 @@ where
         };
         RejectionCorsFuture {
             fut: self.inner.call(req),
-            origin,
+            origin: origin.map(Box::new),
         }
     }
 }
@@ -339,7 +343,9 @@ pin_project! {
     pub struct RejectionCorsFuture<F> {
         #[pin]
         fut: F,
-        origin: Option<HeaderValue>,
+        // Boxed: only requests with an allowed `Origin` have one, and every request's future
+        // (moved by each layer above and by hyper) would otherwise carry its 40 bytes.
+        origin: Option<Box<HeaderValue>>,
     }
 }
 
@@ -356,7 +362,7 @@ where
             let headers = response.headers_mut();
             // The service's own CORS layer answered (or refused the origin): leave it alone.
             if !headers.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN) {
-                headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+                headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, *origin);
                 headers.insert(
                     ACCESS_CONTROL_ALLOW_CREDENTIALS,
                     HeaderValue::from_static("true"),

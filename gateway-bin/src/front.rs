@@ -71,8 +71,9 @@ where
         let start = Instant::now();
         let method = req.method().clone();
         let host = host_of(&req);
-        let info = req.extensions().get::<ConnectionInfo>().cloned();
-        if let Some(sni) = info.as_ref().and_then(|i| i.sni.as_deref()) {
+        let info = req.extensions().get::<ConnectionInfo>();
+        let client = info.map(|i| i.remote_addr);
+        if let Some(sni) = info.and_then(|i| i.sni.as_deref()) {
             if !sni_matches(sni, host.as_ref().and_then(|h| h.to_str().ok())) {
                 let res = reject::json(
                     StatusCode::MISDIRECTED_REQUEST,
@@ -85,7 +86,7 @@ where
                         start,
                         method,
                         host,
-                        info,
+                        client,
                     },
                 );
             }
@@ -96,7 +97,7 @@ where
                 start,
                 method,
                 host,
-                info,
+                client,
             },
         )
     }
@@ -123,12 +124,13 @@ fn sni_matches(sni: &str, host: Option<&str>) -> bool {
     sni.eq_ignore_ascii_case(&host)
 }
 
-/// What the access log needs from the request.
+/// What the access log needs from the request. It lives in every request's future, which
+/// hyper and each layer move around, so it keeps only what the log line prints.
 struct Log {
     start: Instant,
     method: http::Method,
     host: Option<HeaderValue>,
-    info: Option<ConnectionInfo>,
+    client: Option<std::net::SocketAddr>,
 }
 
 impl Log {
@@ -150,7 +152,7 @@ impl Log {
             role,
             user_id = user,
             latency_ms = elapsed.as_secs_f64() * 1000.0,
-            client = %self.info.as_ref().map(|i| i.remote_addr.to_string()).unwrap_or_else(|| "-".into()),
+            client = %self.client.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
         );
         let status_label = status_class(status);
         record_metrics(

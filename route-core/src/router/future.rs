@@ -27,7 +27,10 @@ pin_project! {
         S: Service<Request<B>>,
     {
         Rejected { response: Option<Response<RB>> },
-        Ready { service: S, request: Option<Request<B>> },
+        // Boxed: a route's service is normally ready at once and called by the router itself
+        // (`called`), so only a service that applies backpressure waits here, and the request
+        // and service (a few hundred bytes) do not sit in every request's future.
+        Ready { waiting: Box<(S, Option<Request<B>>)> },
         Called { #[pin] future: S::Future },
     }
 }
@@ -44,12 +47,19 @@ where
         }
     }
 
+    /// The route's service has to be driven to readiness before it takes `request`.
     pub(super) fn ready(service: S, request: Request<B>) -> Self {
         ResponseFuture {
             state: State::Ready {
-                service,
-                request: Some(request),
+                waiting: Box::new((service, Some(request))),
             },
+        }
+    }
+
+    /// The route's service was ready and has been called.
+    pub(super) fn called(future: S::Future) -> Self {
+        ResponseFuture {
+            state: State::Called { future },
         }
     }
 }
@@ -72,7 +82,8 @@ where
                         None => Poll::Pending,
                     };
                 }
-                StateProj::Ready { service, request } => {
+                StateProj::Ready { waiting } => {
+                    let (service, request) = &mut **waiting;
                     let Ok(()) = ready!(service.poll_ready(cx));
                     let Some(req) = request.take() else {
                         return Poll::Pending;

@@ -1,6 +1,6 @@
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
@@ -153,6 +153,14 @@ where
             *req.uri_mut() = u;
         }
         req.extensions_mut().insert(route);
-        ResponseFuture::ready(service, req)
+        // Ask the route's service now: when it is ready (the usual case) it is called here and
+        // the future holds only its response future. A waker that does nothing is enough: a
+        // service that is not ready yet is polled again, with the task's waker, by the future.
+        let mut service = service;
+        let mut probe = Context::from_waker(Waker::noop());
+        match service.poll_ready(&mut probe) {
+            Poll::Ready(Ok(())) => ResponseFuture::called(service.call(req)),
+            Poll::Pending => ResponseFuture::ready(service, req),
+        }
     }
 }

@@ -104,3 +104,68 @@ async fn sni_check_is_opt_in() {
     r.extensions_mut().insert(info("a.example.com."));
     assert_eq!(call(router().with_sni_check(true), r).await.0, 200);
 }
+
+/// A route service that is not ready until its gate opens.
+#[derive(Clone)]
+struct Gate {
+    open: Arc<std::sync::atomic::AtomicBool>,
+    waker: Arc<parking_lot::Mutex<Option<std::task::Waker>>>,
+}
+
+impl tower::Service<Request<()>> for Gate {
+    type Response = Response<Bytes>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<Bytes>, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        if self.open.load(std::sync::atomic::Ordering::Acquire) {
+            return std::task::Poll::Ready(Ok(()));
+        }
+        *self.waker.lock() = Some(cx.waker().clone());
+        std::task::Poll::Pending
+    }
+
+    fn call(&mut self, _req: Request<()>) -> Self::Future {
+        assert!(
+            self.open.load(std::sync::atomic::Ordering::Acquire),
+            "called before it was ready"
+        );
+        std::future::ready(Ok(Response::new(Bytes::from_static(b"through"))))
+    }
+}
+
+#[tokio::test]
+async fn a_route_that_is_not_ready_is_waited_for_then_called() {
+    let gate = Gate {
+        open: Arc::default(),
+        waker: Arc::default(),
+    };
+    let mut t = RouteTable::new();
+    t.insert("g.example.com", gate.clone()).unwrap();
+    let router = Router::new(Arc::new(arc_swap::ArcSwap::from_pointee(t)));
+    let pending = tokio::spawn(router.oneshot(req("g.example.com", "/")));
+    // The router asked once with a no-op waker, then its future asks with the task's waker.
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while gate.waker.lock().is_none() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    tokio::task::yield_now().await;
+    assert!(!pending.is_finished());
+    gate.open.store(true, std::sync::atomic::Ordering::Release);
+    if let Some(w) = gate.waker.lock().take() {
+        w.wake();
+    }
+    let res = tokio::time::timeout(std::time::Duration::from_secs(5), pending)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.into_body(), Bytes::from_static(b"through"));
+}

@@ -34,20 +34,30 @@ pin_project! {
     where
         S: Service<Request<ReqBody>>,
     {
+        // Boxed: this state holds the request and a clone of the inner service, several
+        // hundred bytes that every layer above would otherwise carry (and copy) in its own
+        // future on the common path, where the resolver answers at once and this state is never
+        // entered. It is entered only when a resolver future is boxed anyway.
         Resolving {
-            fut: BoxFuture<'static, Result<Option<Identity>, ResolveError>>,
-            waiting: Option<(Pending, Request<ReqBody>, S)>,
-            shared: Arc<Shared>,
+            waiting: Box<Waiting<S, ReqBody>>,
         },
         Inner {
             #[pin]
             fut: S::Future,
-            clear_cookie: Option<HeaderValue>,
+            // Boxed: clearing a cookie is rare, and this future is moved by every layer above.
+            clear_cookie: Option<Box<HeaderValue>>,
         },
         Rejected {
             response: Option<S::Response>,
         },
     }
+}
+
+/// The [`State::Resolving`] state: the resolver's future and what the inner call needs.
+struct Waiting<S, ReqBody> {
+    fut: BoxFuture<'static, Result<Option<Identity>, ResolveError>>,
+    parts: Option<(Pending, Request<ReqBody>, S)>,
+    shared: Arc<Shared>,
 }
 
 impl<S, ReqBody> ResponseFuture<S, ReqBody>
@@ -56,7 +66,10 @@ where
 {
     pub(crate) fn inner(fut: S::Future, clear_cookie: Option<HeaderValue>) -> Self {
         ResponseFuture {
-            state: State::Inner { fut, clear_cookie },
+            state: State::Inner {
+                fut,
+                clear_cookie: clear_cookie.map(Box::new),
+            },
         }
     }
 
@@ -77,9 +90,11 @@ where
     ) -> Self {
         ResponseFuture {
             state: State::Resolving {
-                fut,
-                waiting: Some((pending, req, inner)),
-                shared,
+                waiting: Box::new(Waiting {
+                    fut,
+                    parts: Some((pending, req, inner)),
+                    shared,
+                }),
             },
         }
     }
@@ -96,19 +111,16 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Resolving {
-                    fut,
-                    waiting,
-                    shared,
-                } => {
-                    let result = ready!(fut.as_mut().poll(cx));
-                    let Some((pending, mut req, mut inner)) = waiting.take() else {
+                StateProj::Resolving { waiting } => {
+                    let result = ready!(waiting.fut.as_mut().poll(cx));
+                    let Some((pending, mut req, mut inner)) = waiting.parts.take() else {
                         panic!("ResponseFuture polled after completion");
                     };
+                    let shared = &waiting.shared;
                     let next = match shared.decide(result, pending, &mut req) {
                         Ok(clear) => State::Inner {
                             fut: inner.call(req),
-                            clear_cookie: shared.clear_cookie(clear),
+                            clear_cookie: shared.clear_cookie(clear).map(Box::new),
                         },
                         Err(response) => State::Rejected {
                             response: Some(response),
@@ -119,7 +131,7 @@ where
                 StateProj::Inner { fut, clear_cookie } => {
                     let mut response = ready!(fut.poll(cx))?;
                     if let Some(v) = clear_cookie.take() {
-                        response.headers_mut().append(SET_COOKIE, v);
+                        response.headers_mut().append(SET_COOKIE, *v);
                     }
                     return Poll::Ready(Ok(response));
                 }
