@@ -152,7 +152,7 @@ impl Log {
             role,
             user_id = user,
             latency_ms = elapsed.as_secs_f64() * 1000.0,
-            client = %self.client.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+            client = %OrDash(self.client),
         );
         let status_label = status_class(status);
         record_metrics(
@@ -168,6 +168,18 @@ impl Log {
             }
             503 => metrics::counter!("gateway_store_errors_total").increment(1),
             _ => {}
+        }
+    }
+}
+
+/// Displays the value, or `-` when there is none, without building a `String` first.
+struct OrDash<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("-"),
         }
     }
 }
