@@ -1047,10 +1047,34 @@ impl Validator<'_> {
                 LogFormat::Pretty
             }
         };
-        let level = l
-            .level
-            .map(Spanned::into_inner)
-            .unwrap_or_else(|| "info".into());
+        let level = match l.level {
+            None => "info".into(),
+            Some(v) => {
+                // The same parser `init_tracing` uses: a level or `tracing` filter directives.
+                // It would otherwise skip a bad directive silently at start. A lone word is a
+                // level: the parser would take a misspelt one ("warning") for a target name.
+                let text = v.get_ref().trim();
+                const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+                let problem = if !text.contains([',', '=', ':', '[']) {
+                    (!LEVELS.iter().any(|l| l.eq_ignore_ascii_case(text)))
+                        .then(|| format!("\"{text}\" is not a level"))
+                } else {
+                    tracing_subscriber::EnvFilter::builder()
+                        .parse(text)
+                        .err()
+                        .map(|e| format!("is not a log filter: {e}"))
+                };
+                if let Some(message) = problem {
+                    self.issue(
+                        "log.level",
+                        &v,
+                        message,
+                        Some("write a level (trace, debug, info, warn, error, off) or directives like \"info,access=off\""),
+                    );
+                }
+                v.into_inner()
+            }
+        };
         LogSettings { format, level }
     }
 

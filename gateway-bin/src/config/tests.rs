@@ -214,3 +214,15 @@ fn what_the_route_table_refuses_is_refused_with_its_line() {
     };
     crate::stack::route_table(&c, &proxy, &policy).unwrap();
 }
+
+#[test]
+fn log_level_takes_a_level_or_filter_directives_and_nothing_else() {
+    for good in ["warn", "INFO", "info,access=off", "debug,hyper=info"] {
+        let c = parse(&format!("{MINIMAL}\n[log]\nlevel = \"{good}\"\n")).unwrap();
+        assert_eq!(c.log.level, good);
+    }
+    for bad in ["loud", "warning", "info,access=bogus=x"] {
+        let i = issues(&format!("{MINIMAL}\n[log]\nlevel = \"{bad}\"\n"));
+        assert!(i.iter().any(|i| i.key == "log.level"), "{bad}: {i:?}");
+    }
+}
