@@ -749,3 +749,48 @@ async fn load_scripts_fails_closed_when_redis_is_down() {
         Err(StoreError::Unavailable(_))
     ));
 }
+
+#[tokio::test]
+async fn creating_a_session_drops_expired_sessions_from_the_users_set() {
+    let Some(server) = RedisServer::start(None, &[]) else {
+        return;
+    };
+    let s = store(&server);
+    let mut conn = raw(&server).await;
+    let members = |conn: &mut redis::aio::MultiplexedConnection| {
+        let mut conn = conn.clone();
+        async move {
+            let mut m: Vec<String> = redis::cmd("SMEMBERS")
+                .arg("gateway:user:ivy")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            m.sort();
+            m
+        }
+    };
+
+    // One long session and two that expire at once.
+    let (_, long) = s
+        .create(new_session("ivy", Duration::from_secs(600)))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        s.create(new_session("ivy", Duration::from_millis(300)))
+            .await
+            .unwrap();
+    }
+    assert!(members(&mut conn).await.contains(&long.id.to_hex()));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    // The long session keeps the set alive; the next create drops the two dead hashes (a set
+    // of up to three members is checked whole).
+    let (_, new) = s
+        .create(new_session("ivy", Duration::from_secs(600)))
+        .await
+        .unwrap();
+    let mut want = vec![long.id.to_hex(), new.id.to_hex()];
+    want.sort();
+    assert_eq!(members(&mut conn).await, want);
+    assert_eq!(s.list_user("ivy").await.unwrap().len(), 2);
+}

@@ -441,10 +441,19 @@ macro_rules! lua_extend_user {
 }
 
 /// KEYS: session, user. ARGV: hex, user_id, roles, default_role, ttl ms. Returns {now, exp}.
+///
+/// Sessions expire by themselves, but their hashes stay in the user's set, and every new session
+/// keeps the set alive: a user who logs in often would grow it without end. So each create
+/// first checks up to three members at random and drops those whose session is gone; a set
+/// that small is checked whole. It stays near the number of live sessions at O(1) a create.
 const CREATE: &str = concat!(
     lua_now!(),
     lua_extend_user!(),
-    "local exp = now + tonumber(ARGV[5])\n\
+    "local prefix = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[1])\n\
+     for _, h in ipairs(redis.call('SRANDMEMBER', KEYS[2], 3)) do\n\
+       if redis.call('EXISTS', prefix .. h) == 0 then redis.call('SREM', KEYS[2], h) end\n\
+     end\n\
+     local exp = now + tonumber(ARGV[5])\n\
      redis.call('HSET', KEYS[1], 'user_id', ARGV[2], 'roles', ARGV[3], 'default_role', ARGV[4],\n\
        'created_at', string.format('%d', now), 'expires_at', string.format('%d', exp))\n\
      redis.call('PEXPIREAT', KEYS[1], string.format('%d', exp))\n\
