@@ -94,11 +94,16 @@ mod tests {
         let Some(handle) = metrics_handle() else {
             panic!("the recorder was not installed");
         };
-        assert!(
-            thread_names().iter().any(|n| n == UPKEEP_THREAD),
-            "no {UPKEEP_THREAD} thread in {:?}",
-            thread_names()
-        );
+        // A new thread names itself once it runs; until then it carries its parent's name.
+        let started = std::time::Instant::now();
+        while !thread_names().iter().any(|n| n == UPKEEP_THREAD) {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "no {UPKEEP_THREAD} thread in {:?}",
+                thread_names()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         for _ in 0..1000 {
             metrics::histogram!("gateway_request_duration_seconds", "service" => "upkeep-test")
                 .record(0.002);
