@@ -4,64 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::process::{Child, Command, Stdio};
+#[path = "../../session-core/tests/support/redis_server.rs"]
+mod redis_server;
+
 use std::time::{Duration, Instant};
 
 use cert_core::{CertStore, RedisCertStore, StoredCert};
-
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    fn start() -> Option<RedisServer> {
-        let found = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok();
-        if !found {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("redis-server is not installed (run scripts/install-test-deps)");
-            }
-            eprintln!(
-                "\n\n*** SKIPPED: redis-server is not installed (scripts/install-test-deps) ***\n"
-            );
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .args(["--requirepass", "cert-pw"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Some(RedisServer { child, port })
-    }
-
-    fn url(&self) -> String {
-        format!("redis://:cert-pw@127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use redis_server::RedisServer;
 
 fn open(s: &RedisServer) -> RedisCertStore {
     RedisCertStore::open(&s.url(), "gw", Duration::from_secs(1)).unwrap()
@@ -69,7 +18,7 @@ fn open(s: &RedisServer) -> RedisCertStore {
 
 #[tokio::test]
 async fn two_replicas_share_certs_accounts_challenges_and_leases() {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = RedisServer::start(Some("cert-pw"), &[]) else {
         return;
     };
     let (a, b) = (open(&server), open(&server));
@@ -184,7 +133,7 @@ async fn two_replicas_share_certs_accounts_challenges_and_leases() {
 
 #[tokio::test]
 async fn redis_down_is_a_store_error_without_the_url() {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = RedisServer::start(Some("cert-pw"), &[]) else {
         return;
     };
     let s = open(&server);

@@ -1,5 +1,6 @@
 //! A `redis-server` child process for tests, on a free port (no persistence), killed on drop.
-//! Shared by session-core's Redis store tests and gateway-bin's replica tests (`#[path]`).
+//! Shared by session-core's Redis store tests, gateway-bin's replica tests and cert-core's
+//! certificate store test (`#[path]`).
 //!
 //! Without `redis-server` on the PATH, [`RedisServer::start`] prints a loud skip message and
 //! returns `None`, except on CI (`CI=true`) where it panics.
