@@ -27,13 +27,7 @@ fn acme_config(http: u16, https: u16, up: &str, directory: &str, ca_file: &str) 
 async fn wait_for_cert(g: &Gateway, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let res = client()
-            .get(g.admin_url("/v1/certs"))
-            .bearer_auth(ADMIN_SECRET)
-            .send()
-            .await
-            .unwrap();
-        let v: serde_json::Value = res.json().await.unwrap();
+        let v = g.admin_json("/v1/certs").await;
         let issued = v["certificates"]
             .as_array()
             .unwrap()

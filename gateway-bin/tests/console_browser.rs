@@ -327,13 +327,7 @@ async fn drive(c: &Client, g: &Gateway, up: &Upstream) {
         .unwrap();
     wait_text(c, "#s-notice", "Revoked 1 session").await;
     assert_eq!(status_for(g, "admin", Some(&other)).await, 200);
-    let res = client()
-        .get(g.admin_url("/v1/users/console-user/sessions"))
-        .bearer_auth(ADMIN_SECRET)
-        .send()
-        .await
-        .unwrap();
-    let v: serde_json::Value = res.json().await.unwrap();
+    let v = g.admin_json("/v1/users/console-user/sessions").await;
     assert_eq!(v["sessions"].as_array().unwrap().len(), 0);
 
     // Signing out forgets the secret.

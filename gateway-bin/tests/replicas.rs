@@ -446,14 +446,20 @@ async fn redis_stalled_is_503_not_a_hang() {
     }
 }
 
+/// The `not_after` the admin API reports for the certificate `name`.
+async fn not_after(g: &Gateway, name: &str) -> String {
+    let v = g.admin_json("/v1/certs").await;
+    v["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .and_then(|c| c["not_after"].as_str().map(str::to_owned))
+        .unwrap()
+}
+
 async fn has_cert(g: &Gateway, name: &str) -> bool {
-    let res = client()
-        .get(g.admin_url("/v1/certs"))
-        .bearer_auth(ADMIN_SECRET)
-        .send()
-        .await
-        .unwrap();
-    let v: serde_json::Value = res.json().await.unwrap();
+    let v = g.admin_json("/v1/certs").await;
     v["certificates"].as_array().is_some_and(|a| {
         a.iter()
             .any(|c| c["name"] == name && c["not_after"].is_string())
@@ -552,29 +558,7 @@ async fn acme_replicas_place_one_order_per_name_and_share_certificates() {
     assert_eq!(fetch(b_https).await, 200);
 
     // A renewal forced on A reaches B through Redis, within B's acme_check_interval (1 s).
-    let not_after = |g: &Gateway| {
-        let url = g.admin_url("/v1/certs");
-        let data = data.clone();
-        async move {
-            let v: serde_json::Value = client()
-                .get(url)
-                .bearer_auth(ADMIN_SECRET)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v["certificates"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|c| c["name"] == data.as_str())
-                .and_then(|c| c["not_after"].as_str().map(str::to_owned))
-                .unwrap()
-        }
-    };
-    let before = not_after(&b).await;
+    let before = not_after(&b, &data).await;
     // Pebble dates certificates to the second: make sure the renewed one differs.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let res = client()
@@ -586,7 +570,7 @@ async fn acme_replicas_place_one_order_per_name_and_share_certificates() {
     assert_eq!(res.status(), 202);
     let renewed_deadline = Instant::now() + Duration::from_secs(60);
     let renewed_on_a = loop {
-        let now_a = not_after(&a).await;
+        let now_a = not_after(&a, &data).await;
         if now_a != before {
             break now_a;
         }
@@ -598,7 +582,7 @@ async fn acme_replicas_place_one_order_per_name_and_share_certificates() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let seen_at = Instant::now();
-    while not_after(&b).await != renewed_on_a {
+    while not_after(&b, &data).await != renewed_on_a {
         assert!(
             seen_at.elapsed() < Duration::from_secs(10),
             "B still serves the old certificate for {data}"

@@ -297,13 +297,7 @@ async fn case_10_non_issuers_cannot_set_the_session_cookie_or_issue_sessions() {
 async fn case_12_sessions_are_keyed_by_the_sha256_of_the_token() {
     let (_up, g) = gateway().await;
     let token = create_session(&g, "hash-user", &["user"], None).await;
-    let res = client()
-        .get(g.admin_url("/v1/users/hash-user/sessions"))
-        .bearer_auth(ADMIN_SECRET)
-        .send()
-        .await
-        .unwrap();
-    let v: serde_json::Value = res.json().await.unwrap();
+    let v = g.admin_json("/v1/users/hash-user/sessions").await;
     let id = v["sessions"][0]["id"].as_str().unwrap().to_owned();
     assert_eq!(id, hex::encode(Sha256::digest(token.as_bytes())));
 }

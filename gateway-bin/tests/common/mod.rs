@@ -416,10 +416,10 @@ impl Gateway {
             .unwrap()
     }
 
-    /// The admin API's `/v1/services` listing.
-    pub async fn services(&self) -> serde_json::Value {
+    /// An authenticated GET on the admin API, its body as JSON.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
         client()
-            .get(self.admin_url("/v1/services"))
+            .get(self.admin_url(path))
             .bearer_auth(ADMIN_SECRET)
             .send()
             .await
@@ -427,6 +427,11 @@ impl Gateway {
             .json()
             .await
             .unwrap()
+    }
+
+    /// The admin API's `/v1/services` listing.
+    pub async fn services(&self) -> serde_json::Value {
+        self.admin_json("/v1/services").await
     }
 
     /// Sends SIGTERM and waits for the exit status.
