@@ -69,14 +69,12 @@ async fn upstream_closing_idle_connections_costs_no_request() {
     for linger in [Duration::ZERO, Duration::from_millis(20)] {
         let (addr, conns) = closing_upstream(linger).await;
         let proxy = Proxy::new(ProxyConfig::default());
-        let mut t = route_core::RouteTable::new();
         let url = format!("http://{addr}").parse().unwrap();
-        t.insert(
+        let gw = gateway_for(
             "c.example.com",
             proxy.service(config("c", vec![url])).unwrap(),
         )
-        .unwrap();
-        let gw = gateway(t).await;
+        .await;
         for i in 0..10 {
             let a = get(gw.addr, "c.example.com", "/", &[]).await;
             assert_eq!(
@@ -137,14 +135,12 @@ async fn big_upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
 async fn a_response_abandoned_before_its_end_is_not_reused() {
     let (addr, conns) = big_upstream().await;
     let proxy = Proxy::new(ProxyConfig::default());
-    let mut t = route_core::RouteTable::new();
     let url = format!("http://{addr}").parse().unwrap();
-    t.insert(
+    let gw = gateway_for(
         "b.example.com",
         proxy.service(config("b", vec![url])).unwrap(),
     )
-    .unwrap();
-    let gw = gateway(t).await;
+    .await;
     // Read only the head of a 4 MiB answer, then hang up.
     let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(b"GET /big HTTP/1.1\r\nhost: b.example.com\r\n\r\n")

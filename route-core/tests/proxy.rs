@@ -19,15 +19,13 @@ use tokio::net::{TcpSocket, TcpStream};
 #[tokio::test]
 async fn refused_connect_is_502() {
     let proxy = Proxy::new(ProxyConfig::default());
-    let mut t = RouteTable::new();
-    t.insert(
+    let gw = gateway_for(
         "down.example.com",
         proxy
             .service(config("down", vec![dead_url().await]))
             .unwrap(),
     )
-    .unwrap();
-    let gw = gateway(t).await;
+    .await;
     let a = get(gw.addr, "down.example.com", "/", &[]).await;
     assert_eq!((a.status, a.code().as_str()), (502, "upstream-unreachable"));
 }
@@ -38,10 +36,7 @@ async fn slow_response_headers_are_504() {
     let proxy = Proxy::new(ProxyConfig::default());
     let mut cfg = config("slow", vec![up.url()]);
     cfg.response_timeout = Duration::from_millis(300);
-    let mut t = RouteTable::new();
-    t.insert("slow.example.com", proxy.service(cfg).unwrap())
-        .unwrap();
-    let gw = gateway(t).await;
+    let gw = gateway_for("slow.example.com", proxy.service(cfg).unwrap()).await;
     let started = Instant::now();
     let a = get(gw.addr, "slow.example.com", "/slow", &[]).await;
     assert_eq!((a.status, a.code().as_str()), (504, "upstream-timeout"));
@@ -76,10 +71,7 @@ async fn connect_timeout_is_504() {
     let proxy = Proxy::new(ProxyConfig::default());
     let mut cfg = config("blackhole", vec![format!("http://{addr}").parse().unwrap()]);
     cfg.connect_timeout = Duration::from_millis(300);
-    let mut t = RouteTable::new();
-    t.insert("bh.example.com", proxy.service(cfg).unwrap())
-        .unwrap();
-    let gw = gateway(t).await;
+    let gw = gateway_for("bh.example.com", proxy.service(cfg).unwrap()).await;
     let started = Instant::now();
     let a = get(gw.addr, "bh.example.com", "/", &[]).await;
     assert_eq!(
@@ -98,10 +90,7 @@ async fn round_robin_across_upstreams() {
         upstream("c").await,
     );
     let proxy = Proxy::new(ProxyConfig::default());
-    let mut t = RouteTable::new();
-    t.insert("rr.example.com", route(&proxy, "rr", &[&a, &b, &c]))
-        .unwrap();
-    let gw = gateway(t).await;
+    let gw = gateway_for("rr.example.com", route(&proxy, "rr", &[&a, &b, &c])).await;
     let mut order = Vec::new();
     for _ in 0..6 {
         order.push(
@@ -119,15 +108,13 @@ async fn passive_health_skips_then_retries_a_dead_upstream() {
     let live = upstream("live").await;
     let dead = dead_url().await;
     let proxy = Proxy::new(ProxyConfig::default()).with_down_time(Duration::from_millis(400));
-    let mut t = RouteTable::new();
-    t.insert(
+    let gw = gateway_for(
         "ph.example.com",
         proxy
             .service(config("ph", vec![dead.clone(), live.url()]))
             .unwrap(),
     )
-    .unwrap();
-    let gw = gateway(t).await;
+    .await;
 
     // The first request goes to the dead one (round-robin starts there): 502, marked down.
     assert_eq!(get(gw.addr, "ph.example.com", "/", &[]).await.status, 502);
@@ -164,10 +151,7 @@ async fn declared_body_over_limit_is_413_before_upstream() {
     let proxy = Proxy::new(ProxyConfig::default());
     let mut cfg = config("limited", vec![up.url()]);
     cfg.body_limit = Some(1024);
-    let mut t = RouteTable::new();
-    t.insert("l.example.com", proxy.service(cfg).unwrap())
-        .unwrap();
-    let gw = gateway(t).await;
+    let gw = gateway_for("l.example.com", proxy.service(cfg).unwrap()).await;
 
     let req = Request::post("/")
         .header("host", "l.example.com")
@@ -193,10 +177,7 @@ async fn streamed_body_over_limit_is_cut_off() {
     let proxy = Proxy::new(ProxyConfig::default());
     let mut cfg = config("limited", vec![up.url()]);
     cfg.body_limit = Some(64 * 1024);
-    let mut t = RouteTable::new();
-    t.insert("l.example.com", proxy.service(cfg).unwrap())
-        .unwrap();
-    let gw = gateway(t).await;
+    let gw = gateway_for("l.example.com", proxy.service(cfg).unwrap()).await;
 
     let chunk = Bytes::from(vec![7u8; 16 * 1024]);
     let frames = futures_util::stream::iter(

@@ -313,6 +313,13 @@ pub fn statuses(raw: &str) -> Vec<u16> {
         .collect()
 }
 
+/// A gateway with one route: `pattern` to `service`.
+pub async fn gateway_for(pattern: &str, service: ProxyService) -> Gateway {
+    let mut t = RouteTable::new();
+    t.insert(pattern, service).unwrap();
+    gateway(t).await
+}
+
 pub fn host_table(proxy: &Proxy, routes: &[(&str, &Upstream)]) -> RouteTable<ProxyService> {
     let mut t = RouteTable::new();
     for (pattern, up) in routes {
