@@ -126,7 +126,7 @@ where
         let Some(found) = entry.lookup(&path) else {
             return ResponseFuture::rejected(Rejection::NO_ROUTE.response());
         };
-        let service = found.route.clone();
+        let mut service = found.route.clone();
         let host_value = match req.headers().get(http::header::HOST) {
             // The usual case: the header is already normal, share its bytes.
             Some(raw) if raw.as_bytes() == host.as_bytes() => Some(raw.clone()),
@@ -156,7 +156,6 @@ where
         // Ask the route's service now: when it is ready (the usual case) it is called here and
         // the future holds only its response future. A waker that does nothing is enough: a
         // service that is not ready yet is polled again, with the task's waker, by the future.
-        let mut service = service;
         let mut probe = Context::from_waker(Waker::noop());
         match service.poll_ready(&mut probe) {
             Poll::Ready(Ok(())) => ResponseFuture::called(service.call(req)),
