@@ -534,7 +534,15 @@ async fn replicas_sharing_a_store_place_one_order() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(a.orders_placed() + b.orders_placed(), 1);
+    assert_eq!(
+        a.orders_placed() + b.orders_placed(),
+        1,
+        "a: {} orders, {:?}; b: {} orders, {:?}",
+        a.orders_placed(),
+        a.status(NAME),
+        b.orders_placed(),
+        b.status(NAME)
+    );
     assert_eq!(ra.lookup(Some(NAME)).cert[0], rb.lookup(Some(NAME)).cert[0]);
     a.stop();
     b.stop();

@@ -228,8 +228,14 @@ impl Pebble {
             .arg(&cfg_path)
             .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
             .env("PEBBLE_VA_NOSLEEP", "1")
-            // Every order must really validate (no reuse of earlier valid authorizations).
+            // Every order must really validate (no reuse of earlier valid authorizations). Pebble
+            // still reuses one 1 time in 100: a test that needs a failing order must not hold a
+            // valid authorization on the same account.
             .env("PEBBLE_AUTHZREUSE", "0")
+            // By default Pebble rejects 5% of nonces. instant-acme retries a rejected nonce
+            // twice, so one POST in 8,000 still fails, which fails its order; tests that count
+            // orders then see a second one. Tests that want rejections set this themselves.
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
             .env_remove("PEBBLE_VA_ALWAYS_VALID")
             .stdout(log_file.try_clone().expect("log"))
             .stderr(log_file);
