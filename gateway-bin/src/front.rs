@@ -144,7 +144,7 @@ impl Log {
         let status = res.status().as_u16();
         let elapsed = self.start.elapsed();
         tracing::info!(
-            target: "access",
+            target: crate::telemetry::ACCESS_TARGET,
             method = %self.method,
             host = self.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-"),
             service,
@@ -173,7 +173,7 @@ impl Log {
 }
 
 /// Displays the value, or `-` when there is none, without building a `String` first.
-struct OrDash<T>(Option<T>);
+pub(crate) struct OrDash<T>(pub(crate) Option<T>);
 
 impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

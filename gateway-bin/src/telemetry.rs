@@ -7,6 +7,10 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
 
+mod access_text;
+
+pub(crate) use access_text::ACCESS_TARGET;
+
 /// Installs the global tracing subscriber. `RUST_LOG` overrides the configured level. A second
 /// call (tests that start several gateways) keeps the first subscriber.
 pub fn init_tracing(settings: &LogSettings) {
@@ -21,7 +25,9 @@ pub fn init_tracing(settings: &LogSettings) {
         .with_writer(std::io::stderr);
     let _ = match settings.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Pretty => builder
+            .event_format(access_text::TextFormat::default())
+            .try_init(),
     };
 }
 
