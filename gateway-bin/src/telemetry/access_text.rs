@@ -20,9 +20,12 @@ use tracing_subscriber::registry::LookupSpan;
 /// The target of the per-request access log line (`front.rs`).
 pub(crate) const ACCESS_TARGET: &str = "access";
 
-/// Access lines written by the fast path, so that tests can tell it ran.
 #[cfg(test)]
-static FAST_LINES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+thread_local! {
+    /// Access lines this thread wrote by the fast path, so that a test can tell it ran. Per
+    /// thread: tests running in parallel may log through a global subscriber of their own.
+    static FAST_LINES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 
 /// tracing-subscriber's `Full` text format, with the access line written directly.
 #[derive(Debug, Default)]
@@ -63,7 +66,7 @@ where
             return self.full.format_event(ctx, writer, event);
         }
         #[cfg(test)]
-        FAST_LINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        FAST_LINES.set(FAST_LINES.get() + 1);
         // `Full`: the timestamp and a space, the level padded to five, the target and ": ".
         write!(
             writer,
@@ -139,7 +142,6 @@ impl Visit for Fields<'_, '_> {
 #[cfg(test)]
 mod tests {
     use std::io;
-    use std::sync::atomic::Ordering;
     use std::sync::Arc;
 
     use super::*;
@@ -227,9 +229,9 @@ mod tests {
             tracing::info_span!("conn", peer = 7).in_scope(|| access_line("span.example", None));
             tracing::info!(host = "other.example", "not the access log");
         };
-        let before = FAST_LINES.load(Ordering::Relaxed);
+        let before = FAST_LINES.get();
         let ours = capture(true, &emit);
-        assert_eq!(FAST_LINES.load(Ordering::Relaxed) - before, hosts.len() + 1);
+        assert_eq!(FAST_LINES.get() - before, hosts.len() + 1);
         let theirs = capture(false, &emit);
         let (ours, theirs) = (untimed(&ours), untimed(&theirs));
         assert_eq!(ours.len(), hosts.len() + 5);
