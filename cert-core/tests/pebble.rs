@@ -18,7 +18,7 @@ use cert_core::{
 };
 use common::{
     https_get, mode, pebble_available, presented_leaf, roots_from_pem, tls_connect, wait_for,
-    Pebble, PebbleOpts, TestClock, TestServer,
+    wait_for_every, Pebble, PebbleOpts, TestClock, TestServer,
 };
 
 const NAME: &str = "app.gateway.test";
@@ -88,9 +88,19 @@ impl Env {
     }
 
     fn manager(&self, cfg: AcmeConfig, names: &[&str]) -> AcmeManager {
+        self.manager_on(self.store.clone(), cfg, names)
+    }
+
+    /// A manager like [`Env::manager`] that keeps its certificates and account in `store`.
+    fn manager_on(
+        &self,
+        store: Arc<dyn CertStore>,
+        cfg: AcmeConfig,
+        names: &[&str],
+    ) -> AcmeManager {
         AcmeManager::builder(
             cfg,
-            self.store.clone(),
+            store,
             self.resolver.clone(),
             Arc::new(NameSet::new(names).unwrap()),
         )
@@ -323,32 +333,22 @@ async fn failed_validation_backs_off_and_keeps_serving_old_certificate() {
     let store = Arc::new(DirStore::open(dir.path().join("certs")).unwrap());
     let stored = env.store.load_cert(NAME).await.unwrap().unwrap();
     store.store_cert(NAME, &stored).await.unwrap();
-    let manager = AcmeManager::builder(
-        cfg,
-        store,
-        env.resolver.clone(),
-        Arc::new(NameSet::new([NAME]).unwrap()),
-    )
-    .clock(env.clock.clone())
-    .challenge_responder(env.responder.clone())
-    .build()
-    .unwrap();
+    let manager = env.manager_on(store, cfg, &[NAME]);
     assert_eq!(manager.load_stored().await.unwrap(), 1);
     let _task = manager.spawn();
 
     // From now on validation cannot succeed (the plain listener answers 404).
     env.server.http01_enabled.store(false, Ordering::SeqCst);
     manager.request_renewal(NAME).unwrap();
-    // Polled every 5 ms, not wait_for's 50: t0 should trail the first failure by little, or
-    // the time measured to the third would come out short by the lag.
-    let deadline = Instant::now() + ISSUE_TIMEOUT;
-    while manager.status(NAME).unwrap().failures < 1 {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for the first failure"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // Polled every 5 ms, not every 50: t0 should trail the first failure by little, or the
+    // time measured to the third would come out short by the lag.
+    wait_for_every(
+        "first failure",
+        ISSUE_TIMEOUT,
+        Duration::from_millis(5),
+        || manager.status(NAME).unwrap().failures >= 1,
+    )
+    .await;
     let t0 = Instant::now();
     wait_for("third failure", ISSUE_TIMEOUT, || {
         manager.status(NAME).unwrap().failures >= 3

@@ -57,11 +57,21 @@ impl Clock for TestClock {
 }
 
 /// Polls `cond` every 50 ms until it holds or `timeout` passes.
-pub async fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+pub async fn wait_for(what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
+    wait_for_every(what, timeout, Duration::from_millis(50), cond).await;
+}
+
+/// Polls `cond` every `interval` until it holds or `timeout` passes.
+pub async fn wait_for_every(
+    what: &str,
+    timeout: Duration,
+    interval: Duration,
+    mut cond: impl FnMut() -> bool,
+) {
     let deadline = Instant::now() + timeout;
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(interval).await;
     }
 }
 
