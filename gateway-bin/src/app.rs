@@ -237,10 +237,12 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         pool_max_idle_per_host: config.proxy.pool_max_idle_per_host,
         ..ProxyConfig::default()
     });
+    let csrf = Arc::new(stack::csrf_rule(&config));
     let policy = SessionPolicy {
         store: store.clone(),
         cookie: stack::cookie_config(&config),
         default_ttl: config.sessions.ttl,
+        csrf: csrf.clone(),
     };
     let table = Arc::new(ArcSwap::from_pointee(stack::route_table(
         &config, &proxy, &policy,
@@ -249,8 +251,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         table.clone(),
         resolver,
         stack::session_config(&config),
-        &config.domains,
-        &config.csrf_trusted_origins,
+        csrf,
     );
     // WebSockets opened with a Redis session are closed when it is revoked on any replica.
     let service = crate::redis::WatchTunnels::new(service, redis.as_ref());

@@ -1,8 +1,10 @@
 //! Per-service CORS, built on tower-http's [`CorsLayer`].
 //!
 //! A browser app on `app.<domain>` calls `data.<domain>` with `credentials: 'include'`, so by
-//! default a service allows credentialed requests from the project's own origins: every project
-//! domain and every subdomain of one, over `http` or `https`, on any port. The request's exact
+//! default a service allows credentialed requests from the project's own origins, as
+//! [`ProjectOrigins::allows`] decides for the CSRF check too: every project domain and every
+//! subdomain of one, over `https` (or `http` for a plain-HTTP request), without a port or on the
+//! listener's. The request's exact
 //! `Origin` is echoed back (never `*`, which browsers refuse with credentials), with
 //! `Access-Control-Allow-Credentials: true` and `Vary: Origin`. A service adds exact origins
 //! with `cors_allowed_origins`, and replaces the default methods and request headers with
@@ -35,13 +37,15 @@ use http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS,
     ORIGIN, VARY,
 };
-use http::{HeaderName, HeaderValue, Method, Request, Response};
+use http::request::Parts;
+use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use pin_project_lite::pin_project;
 use route_core::{request_host, try_normalize_path, SharedRouteTable};
 use tower::{Layer, Service as TowerService};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::Service;
+use crate::origin::ProjectOrigins;
 use crate::stack::RouteService;
 
 /// How long a browser may cache a preflight answer.
@@ -61,18 +65,23 @@ pub const DEFAULT_METHODS: [Method; 6] = [
 /// docs) plus the service's exact `cors_allowed_origins`.
 #[derive(Debug)]
 pub struct OriginPolicy {
-    /// Project domains, lowercase.
-    domains: Box<[String]>,
+    origins: ProjectOrigins,
     /// Exact extra origins, compared ignoring ASCII case.
     extra: Box<[String]>,
 }
 
 impl OriginPolicy {
-    /// Whether a request from `origin` may read the service's answers.
-    pub fn allows(&self, origin: &HeaderValue) -> bool {
+    /// Whether a request from `origin`, with these headers and extensions (which say how it
+    /// came in), may read the service's answers.
+    pub fn allows(
+        &self,
+        origin: &HeaderValue,
+        headers: &HeaderMap,
+        extensions: &Extensions,
+    ) -> bool {
         origin.to_str().is_ok_and(|o| {
-            self.extra.iter().any(|e| e.eq_ignore_ascii_case(o))
-                || is_project_origin(o, &self.domains)
+            self.origins
+                .allows(o, self.origins.site(headers, extensions), &self.extra)
         })
     }
 }
@@ -176,20 +185,21 @@ pub struct ServiceCorsLayer {
 }
 
 impl ServiceCorsLayer {
-    /// The CORS policy of `service` in a project with these `domains`. `role_header` (the
+    /// The CORS policy of `service` in a project with these `origins`. `role_header` (the
     /// header a client uses to ask for a role, `x-hasura-role` by default) is among the default
     /// allowed request headers.
-    pub fn new(service: &Service, domains: &[String], role_header: &HeaderName) -> Self {
+    pub fn new(service: &Service, origins: &ProjectOrigins, role_header: &HeaderName) -> Self {
         if !service.cors {
             return ServiceCorsLayer { cors: None };
         }
         let origins = Arc::new(OriginPolicy {
-            domains: domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+            origins: origins.clone(),
             extra: service.cors_allowed_origins.iter().cloned().collect(),
         });
         let predicate = origins.clone();
-        let allow_origin =
-            AllowOrigin::predicate(move |origin: &HeaderValue, _| predicate.allows(origin));
+        let allow_origin = AllowOrigin::predicate(move |origin: &HeaderValue, parts: &Parts| {
+            predicate.allows(origin, &parts.headers, &parts.extensions)
+        });
         // "*" is a legal token, but as a value it is a wildcard, which tower-http refuses (with
         // a panic) next to credentials: a configured "*" is dropped.
         let mut methods: Vec<Method> = service
@@ -308,7 +318,9 @@ impl<S> RejectionCors<S> {
         let path = try_normalize_path(req.uri().path()).ok()?;
         let table = self.table.load();
         let policy = table.lookup(&host, &path)?.inner().origins()?;
-        policy.allows(origin).then(|| origin.clone())
+        policy
+            .allows(origin, req.headers(), req.extensions())
+            .then(|| origin.clone())
     }
 }
 
@@ -372,90 +384,5 @@ where
             }
         }
         Poll::Ready(Ok(response))
-    }
-}
-
-/// Whether `origin` (`scheme://host[:port]`) is `http` or `https` on one of `domains` (lowercase)
-/// or a subdomain of one. `null`, other schemes, paths, user info and malformed hosts are not.
-pub fn is_project_origin(origin: &str, domains: &[String]) -> bool {
-    let Some((scheme, authority)) = origin.split_once("://") else {
-        return false;
-    };
-    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
-        return false;
-    }
-    is_project_authority(authority, domains)
-}
-
-/// Whether `authority` (`host[:port]`) names one of `domains` (lowercase) or a subdomain of one.
-/// Only DNS names are accepted: no user info, no IP literals, no path, a numeric port.
-pub fn is_project_authority(authority: &str, domains: &[String]) -> bool {
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (h, Some(p)),
-        None => (authority, None),
-    };
-    if port.is_some_and(|p| p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit())) {
-        return false;
-    }
-    is_project_host(host, domains)
-}
-
-/// Whether `host` (no port) is one of `domains` (lowercase) or a subdomain of one, ignoring case
-/// and one trailing dot.
-pub fn is_project_host(host: &str, domains: &[String]) -> bool {
-    let host = host.strip_suffix('.').unwrap_or(host);
-    let legal = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-        && !host.split('.').any(str::is_empty);
-    if !legal {
-        return false;
-    }
-    let host = host.to_ascii_lowercase();
-    domains.iter().any(|d| {
-        host == *d
-            || (host.len() > d.len()
-                && host.ends_with(d.as_str())
-                && host.as_bytes()[host.len() - d.len() - 1] == b'.')
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn domains() -> Vec<String> {
-        vec!["example.com".to_owned(), "example.org".to_owned()]
-    }
-
-    #[test]
-    fn project_origins() {
-        let d = domains();
-        for ok in [
-            "https://example.com",
-            "http://example.com",
-            "https://app.example.com",
-            "https://a.b.example.org:8443",
-            "http://APP.Example.COM",
-            "https://app.example.com.",
-        ] {
-            assert!(is_project_origin(ok, &d), "{ok}");
-        }
-        for bad in [
-            "null",
-            "https://evilexample.com",
-            "https://example.com.evil.test",
-            "ftp://app.example.com",
-            "https://user@app.example.com",
-            "https://app.example.com/path",
-            "https://app.example.com:",
-            "https://app.example.com:99999x",
-            "https://..example.com",
-            "https://127.0.0.1",
-            "app.example.com",
-        ] {
-            assert!(!is_project_origin(bad, &d), "{bad}");
-        }
     }
 }

@@ -1,40 +1,184 @@
-//! Cross-site request refusal for cookie-authenticated requests (SECURITY-CASES 13).
+//! Cross-site request refusal (SECURITY-CASES 13, 32 and 41).
 //!
 //! A browser attaches the session cookie to cross-site requests, so a state-changing request
 //! (POST, PUT, PATCH, DELETE) or a WebSocket upgrade that authenticated with the cookie must
-//! come from the project's own origins: its `Origin` is a project domain or a subdomain of one,
-//! and `Sec-Fetch-Site` is not `cross-site`. Bearer-authenticated requests are not affected: a
-//! browser never adds a bearer token by itself.
+//! come from the project's own origins ([`ProjectOrigins::allows`]: the one rule CORS and the
+//! redirects use too) or a `[csrf] trusted_origins` entry:
+//!
+//! 1. With an `Origin`: it must be allowed, and `Sec-Fetch-Site` must not be `cross-site`
+//!    unless the origin is a trusted one (an identity provider's `form_post` is cross-site by
+//!    nature). Two `Origin` headers are refused.
+//! 2. Without one, a `Sec-Fetch-Site` decides: anything but `cross-site` passes.
+//! 3. With neither, the `Referer`'s origin must be allowed (same rule).
+//! 4. With none of the three, 403, unless `[csrf] allow_missing_origin = true`: a browser sends
+//!    at least one of them (OWASP's "verifying origin with standard headers"), so their absence
+//!    means a non-browser client, or a browser whose headers were stripped on the way.
+//!
+//! A login is checked the same way (login CSRF: a page on any site could otherwise log a
+//! visitor into the attacker's account): a state-changing request to a `session_issuer`
+//! service, even without a credential, by [`RoutePolicy`](crate::policy::RoutePolicy), except
+//! that one with none of the three headers (curl, a mobile app) logs in.
+//!
+//! Bearer-authenticated and anonymous requests to other services are not checked: a browser
+//! never adds a bearer token by itself.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::future::Either;
+use http::header::{ORIGIN, REFERER};
 use http::{Method, Request, Response, StatusCode};
 use route_core::Body;
 use session_core::{Credential, CredentialSource};
 use tower::{Layer, Service};
 
+use crate::origin::{url_origin, ProjectOrigins};
 use crate::reject;
 
-/// Layer for [`Csrf`].
-#[derive(Clone, Debug)]
-pub struct CsrfLayer {
-    domains: Arc<[String]>,
-    trusted: Arc<[String]>,
+/// What a request is checked as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guarded {
+    /// A request that authenticated with the session cookie.
+    CookieRequest,
+    /// A request to a session issuer without the session cookie: a login.
+    Login,
 }
 
-impl CsrfLayer {
-    /// Trusts the given project domains and their subdomains, plus exact extra origins
-    /// (`scheme://host[:port]`, lowercase).
-    pub fn new(domains: &[String], trusted_origins: &[String]) -> Self {
-        CsrfLayer {
-            domains: domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+/// Why a request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A foreign origin, or a cross-site fetch.
+    CrossSite,
+    /// No `Origin`, `Sec-Fetch-Site` or `Referer` on a cookie-authenticated request.
+    MissingOrigin,
+}
+
+impl Refusal {
+    /// The 403 JSON answer.
+    pub fn response(self) -> Response<Body> {
+        match self {
+            Refusal::CrossSite => reject::json(
+                StatusCode::FORBIDDEN,
+                "cross-site-request",
+                "a cross-site request may not use the session cookie or log in",
+            ),
+            Refusal::MissingOrigin => reject::json(
+                StatusCode::FORBIDDEN,
+                "origin-required",
+                "a state-changing request with the session cookie needs an Origin, Sec-Fetch-Site or Referer header",
+            ),
+        }
+    }
+}
+
+/// The CSRF rule: the project's origins, the trusted extra ones, and what a request with no
+/// origin information gets. Built once when the gateway starts.
+#[derive(Clone, Debug)]
+pub struct CsrfRule {
+    origins: ProjectOrigins,
+    /// Exact extra origins (`scheme://host[:port]`, lowercase).
+    trusted: Arc<[String]>,
+    allow_missing_origin: bool,
+}
+
+impl CsrfRule {
+    /// The rule for the project `origins`, plus exact `trusted_origins`; `allow_missing_origin`
+    /// lets cookie requests with none of `Origin`, `Sec-Fetch-Site` and `Referer` through.
+    pub fn new(
+        origins: ProjectOrigins,
+        trusted_origins: &[String],
+        allow_missing_origin: bool,
+    ) -> Self {
+        CsrfRule {
+            origins,
             trusted: trusted_origins
                 .iter()
                 .map(|o| o.to_ascii_lowercase())
                 .collect(),
+            allow_missing_origin,
         }
+    }
+
+    /// Checks a state-changing request (see the module docs). Logs a refusal, without values.
+    pub fn check<B>(&self, req: &Request<B>, guarded: Guarded) -> Result<(), Refusal> {
+        let result = self.decide(req, guarded);
+        if let Err(why) = result {
+            tracing::warn!(method = %req.method(), ?guarded, ?why, "cross-site request refused");
+        }
+        result
+    }
+
+    fn decide<B>(&self, req: &Request<B>, guarded: Guarded) -> Result<(), Refusal> {
+        let headers = req.headers();
+        let site = || self.origins.site(headers, req.extensions());
+        let cross_site = headers
+            .get("sec-fetch-site")
+            .map(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+        let mut origins = headers.get_all(ORIGIN).iter();
+        if let Some(origin) = origins.next() {
+            let Ok(origin) = origin.to_str() else {
+                return Err(Refusal::CrossSite);
+            };
+            if origins.next().is_some() {
+                return Err(Refusal::CrossSite);
+            }
+            let trusted = self.trusted.iter().any(|t| t.eq_ignore_ascii_case(origin));
+            if trusted || (cross_site != Some(true) && self.origins.allows(origin, site(), &[])) {
+                return Ok(());
+            }
+            return Err(Refusal::CrossSite);
+        }
+        match cross_site {
+            Some(true) => return Err(Refusal::CrossSite),
+            Some(false) => return Ok(()),
+            None => {}
+        }
+        match headers.get(REFERER) {
+            Some(referer) => {
+                let allowed = referer
+                    .to_str()
+                    .ok()
+                    .and_then(url_origin)
+                    .is_some_and(|o| self.origins.allows(o, site(), &self.trusted));
+                if allowed {
+                    Ok(())
+                } else {
+                    Err(Refusal::CrossSite)
+                }
+            }
+            None if guarded == Guarded::Login || self.allow_missing_origin => Ok(()),
+            None => Err(Refusal::MissingOrigin),
+        }
+    }
+}
+
+/// Whether `req` changes state: POST, PUT, PATCH, DELETE, or a WebSocket upgrade.
+pub fn is_state_changing<B>(req: &Request<B>) -> bool {
+    matches!(
+        *req.method(),
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    ) || req
+        .extensions()
+        .get::<route_core::UpgradeRequest>()
+        .is_some()
+        || req.headers().contains_key(http::header::UPGRADE)
+}
+
+/// Whether `req` authenticated with the session cookie.
+pub fn by_cookie<B>(req: &Request<B>) -> bool {
+    matches!(req.extensions().get::<Credential>(), Some(c) if matches!(c.source, CredentialSource::Cookie))
+}
+
+/// Layer for [`Csrf`].
+#[derive(Clone, Debug)]
+pub struct CsrfLayer {
+    rule: Arc<CsrfRule>,
+}
+
+impl CsrfLayer {
+    /// Checks cookie-authenticated requests with `rule`.
+    pub fn new(rule: Arc<CsrfRule>) -> Self {
+        CsrfLayer { rule }
     }
 }
 
@@ -43,8 +187,7 @@ impl<S> Layer<S> for CsrfLayer {
     fn layer(&self, inner: S) -> Csrf<S> {
         Csrf {
             inner,
-            domains: self.domains.clone(),
-            trusted: self.trusted.clone(),
+            rule: self.rule.clone(),
         }
     }
 }
@@ -53,35 +196,7 @@ impl<S> Layer<S> for CsrfLayer {
 #[derive(Clone, Debug)]
 pub struct Csrf<S> {
     inner: S,
-    domains: Arc<[String]>,
-    trusted: Arc<[String]>,
-}
-
-impl<S> Csrf<S> {
-    fn same_site(&self, origin: &str) -> bool {
-        if self.trusted.iter().any(|t| t.eq_ignore_ascii_case(origin)) {
-            return true;
-        }
-        // An origin is scheme://host[:port]; "null" and anything unparsable is foreign.
-        let Some((_, rest)) = origin.split_once("://") else {
-            return false;
-        };
-        let host = rest.split(':').next().unwrap_or("").to_ascii_lowercase();
-        let host = host.strip_suffix('.').unwrap_or(&host);
-        self.domains.iter().any(|d| {
-            host == d
-                || (host.len() > d.len()
-                    && host.ends_with(d.as_str())
-                    && host.as_bytes()[host.len() - d.len() - 1] == b'.')
-        })
-    }
-}
-
-fn is_upgrade<B>(req: &Request<B>) -> bool {
-    req.extensions()
-        .get::<route_core::UpgradeRequest>()
-        .is_some()
-        || req.headers().contains_key(http::header::UPGRADE)
+    rule: Arc<CsrfRule>,
 }
 
 impl<S, B> Service<Request<B>> for Csrf<S>
@@ -98,29 +213,9 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let by_cookie = matches!(req.extensions().get::<Credential>(), Some(c) if matches!(c.source, CredentialSource::Cookie));
-        if by_cookie {
-            let changing = matches!(
-                *req.method(),
-                Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-            ) || is_upgrade(&req);
-            if changing {
-                let cross_fetch = req
-                    .headers()
-                    .get("sec-fetch-site")
-                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
-                let foreign_origin = req
-                    .headers()
-                    .get(http::header::ORIGIN)
-                    .is_some_and(|o| !o.to_str().is_ok_and(|o| self.same_site(o)));
-                if cross_fetch || foreign_origin {
-                    tracing::warn!(method = %req.method(), "cross-site request with the session cookie refused");
-                    return Either::Right(std::future::ready(Ok(reject::json(
-                        StatusCode::FORBIDDEN,
-                        "cross-site-request",
-                        "a cross-site request may not use the session cookie",
-                    ))));
-                }
+        if by_cookie(&req) && is_state_changing(&req) {
+            if let Err(why) = self.rule.check(&req, Guarded::CookieRequest) {
+                return Either::Right(std::future::ready(Ok(why.response())));
             }
         }
         Either::Left(self.inner.call(req))
@@ -129,22 +224,105 @@ where
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
+    fn rule(allow_missing_origin: bool) -> CsrfRule {
+        CsrfRule::new(
+            ProjectOrigins::new(&["example.com".to_owned()], &[]),
+            &["https://Partner.example.org".to_owned()],
+            allow_missing_origin,
+        )
+    }
+
+    fn post(headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().method(Method::POST).uri("/");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap()
+    }
+
     #[test]
-    fn same_site_origins() {
-        let c = Csrf {
-            inner: (),
-            domains: Arc::from(vec!["example.com".to_owned()]),
-            trusted: Arc::from(vec!["https://partner.example.org".to_owned()]),
-        };
-        assert!(c.same_site("https://partner.example.org"));
-        assert!(!c.same_site("http://partner.example.org"));
-        assert!(c.same_site("https://example.com"));
-        assert!(c.same_site("https://app.example.com:8443"));
-        assert!(c.same_site("http://APP.Example.com"));
-        assert!(!c.same_site("https://evilexample.com"));
-        assert!(!c.same_site("https://example.com.evil.test"));
-        assert!(!c.same_site("null"));
+    fn decisions() {
+        use Guarded::*;
+        use Refusal::*;
+        let r = rule(false);
+        type Case = (
+            &'static [(&'static str, &'static str)],
+            Guarded,
+            Result<(), Refusal>,
+        );
+        let cases: &[Case] = &[
+            (
+                &[("origin", "https://app.example.com")],
+                CookieRequest,
+                Ok(()),
+            ),
+            (
+                &[("origin", "ftp://app.example.com")],
+                CookieRequest,
+                Err(CrossSite),
+            ),
+            (&[("origin", "null")], Login, Err(CrossSite)),
+            (
+                &[
+                    ("origin", "https://app.example.com"),
+                    ("origin", "https://app.example.com"),
+                ],
+                CookieRequest,
+                Err(CrossSite),
+            ),
+            (
+                &[
+                    ("origin", "https://app.example.com"),
+                    ("sec-fetch-site", "cross-site"),
+                ],
+                Login,
+                Err(CrossSite),
+            ),
+            // A trusted origin passes a cross-site fetch: an identity provider's form_post.
+            (
+                &[
+                    ("origin", "https://partner.example.org"),
+                    ("sec-fetch-site", "Cross-Site"),
+                ],
+                Login,
+                Ok(()),
+            ),
+            (&[("sec-fetch-site", "cross-site")], Login, Err(CrossSite)),
+            (&[("sec-fetch-site", "same-site")], CookieRequest, Ok(())),
+            (
+                &[("referer", "https://app.example.com/page?x")],
+                CookieRequest,
+                Ok(()),
+            ),
+            (
+                &[("referer", "https://partner.example.org/cb")],
+                CookieRequest,
+                Ok(()),
+            ),
+            (&[("referer", "https://evil.test/")], Login, Err(CrossSite)),
+            (
+                &[("referer", "https://u@app.example.com/")],
+                CookieRequest,
+                Err(CrossSite),
+            ),
+            (&[], CookieRequest, Err(MissingOrigin)),
+            (&[], Login, Ok(())),
+        ];
+        for (headers, guarded, want) in cases {
+            assert_eq!(
+                r.decide(&post(headers), *guarded),
+                *want,
+                "{headers:?} {guarded:?}"
+            );
+        }
+        assert_eq!(rule(true).decide(&post(&[]), CookieRequest), Ok(()));
+        assert_eq!(
+            rule(true).decide(&post(&[("origin", "https://evil.test")]), CookieRequest),
+            Err(CrossSite)
+        );
     }
 }

@@ -23,6 +23,7 @@ pub mod config;
 pub mod cors;
 pub mod csrf;
 pub mod front;
+pub mod origin;
 pub mod policy;
 pub mod redirect;
 pub mod redis;

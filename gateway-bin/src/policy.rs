@@ -18,7 +18,13 @@
 //! revoked, so a pre-login token is never promoted), sets the session cookie on the project
 //! domain, and returns the token to non-browser clients in `X-Gateway-Session-Token` with
 //! `X-Gateway-Session-Expires-At` (RFC 3339). From any other service these headers, and any
-//! `Set-Cookie` for the session cookie, are removed and logged.
+//! `Set-Cookie` that a browser would store or send back as the session cookie
+//! ([`sets_session_cookie`]: nameless `=gateway_session=…` forms, case and `__Host-` variants
+//! included), are removed and logged.
+//!
+//! A state-changing request to an issuer is checked against login CSRF first, credential or
+//! not ([`CsrfRule`], SECURITY-CASES 32): a cross-site login gets 403 and never reaches the
+//! issuer, so no session is minted.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -31,10 +37,12 @@ use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use route_core::Body;
 use session_core::{
-    CookieConfig, Credential, CredentialSource, NewSession, SessionStore, StoreError,
+    sets_session_cookie, CookieConfig, Credential, CredentialSource, NewSession, SessionStore,
+    StoreError,
 };
 use tower::Service;
 
+use crate::csrf::{self, CsrfRule, Guarded};
 use crate::reject;
 
 /// The response headers of the issuer contract share this prefix; all of them are removed from
@@ -59,6 +67,8 @@ pub struct SessionPolicy {
     pub cookie: CookieConfig,
     /// The lifetime of a session when the issuer names none.
     pub default_ttl: Duration,
+    /// The CSRF rule that logins are checked with (the one the CSRF layer holds).
+    pub csrf: Arc<CsrfRule>,
 }
 
 /// The per-service policy around an inner (proxy) service.
@@ -138,6 +148,15 @@ where
                     cookie_name: self.cookie_name.clone(),
                 }),
             });
+        }
+        // Login CSRF. A cookie-authenticated request was checked by the CSRF layer already.
+        if csrf::is_state_changing(&req) && !csrf::by_cookie(&req) {
+            if let Err(why) = self.shared.csrf.check(&req, Guarded::Login) {
+                let mut res = why.response();
+                res.extensions_mut()
+                    .insert(crate::front::Served { service, identity });
+                return Either::Right(Box::pin(std::future::ready(Ok(res))));
+            }
         }
         // An issuer's answer is handled in a boxed future that owns the service polled ready;
         // a fresh clone takes its place (tower's convention).
@@ -273,7 +292,7 @@ fn scrub_response(
         let kept: Vec<HeaderValue> = headers
             .get_all(SET_COOKIE)
             .iter()
-            .filter(|v| !sets_cookie(v, cookie_name))
+            .filter(|v| !sets_session_cookie(v, cookie_name))
             .cloned()
             .collect();
         if kept.len() != headers.get_all(SET_COOKIE).iter().count() {
@@ -291,20 +310,6 @@ fn scrub_response(
         return IssuerAsk::default();
     }
     ask
-}
-
-fn sets_cookie(value: &HeaderValue, cookie_name: &str) -> bool {
-    let Ok(s) = value.to_str() else {
-        // Unparseable: it cannot be proven harmless, so it is treated as ours.
-        return true;
-    };
-    match cookie::Cookie::parse(s) {
-        Ok(c) => c.name().eq_ignore_ascii_case(cookie_name),
-        Err(_) => s
-            .trim_start()
-            .to_ascii_lowercase()
-            .starts_with(&format!("{}=", cookie_name.to_ascii_lowercase())),
-    }
 }
 
 async fn apply_issuer(
@@ -446,11 +451,11 @@ mod tests {
 
     #[test]
     fn session_cookie_detection_ignores_case_and_attributes() {
-        assert!(sets_cookie(
+        assert!(sets_session_cookie(
             &HeaderValue::from_static("GATEWAY_SESSION=x; Domain=a.b"),
             "gateway_session"
         ));
-        assert!(!sets_cookie(
+        assert!(!sets_session_cookie(
             &HeaderValue::from_static("gateway_session_other=x"),
             "gateway_session"
         ));

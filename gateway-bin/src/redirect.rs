@@ -11,9 +11,10 @@
 //! - Only refusals of the role check are redirected: the layer wraps
 //!   [`RequireRole`](session_core::RequireRole) and rewrites its 401/403 when the caller's role is
 //!   not among the service's allowed roles. An upstream's own 401 passes through.
-//! - `redirect_to` is only added when the request's host is a project domain or a subdomain of
-//!   one, so the login page is never handed a foreign URL (no open redirect). The targets
-//!   themselves come from the config file.
+//! - `redirect_to` is only added when the origin of the URL that was asked for (the request's
+//!   scheme and `Host`) belongs to the project, by the rule CORS and the CSRF check use
+//!   ([`ProjectOrigins::allows`]), so the login page is never handed a foreign URL (no open
+//!   redirect). The targets themselves come from the config file.
 //! - `GET` and `HEAD` get 302; other methods (a form post) get 303, so the browser follows with a
 //!   `GET`.
 
@@ -25,11 +26,11 @@ use std::task::{ready, Context, Poll};
 use http::header::{ACCEPT, CACHE_CONTROL, HOST, LOCATION};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
-use route_core::{Body, ConnectionInfo};
+use route_core::Body;
 use session_core::Identity;
 use tower::{Layer, Service};
 
-use crate::cors::is_project_authority;
+use crate::origin::ProjectOrigins;
 
 /// Layer for [`Redirect`]: the service's allowed roles, its redirect targets and the project's
 /// domains, built once per service.
@@ -44,7 +45,7 @@ struct Shared {
     roles: Box<[String]>,
     no_session: Option<String>,
     no_access: Option<String>,
-    domains: Box<[String]>,
+    origins: ProjectOrigins,
 }
 
 impl RedirectLayer {
@@ -55,7 +56,7 @@ impl RedirectLayer {
         allowed_roles: &[String],
         no_session: Option<String>,
         no_access: Option<String>,
-        domains: &[String],
+        origins: &ProjectOrigins,
     ) -> Self {
         if allowed_roles.is_empty() || (no_session.is_none() && no_access.is_none()) {
             // Nothing is ever refused, or nothing to redirect to: a pass-through.
@@ -66,7 +67,7 @@ impl RedirectLayer {
                 roles: allowed_roles.into(),
                 no_session,
                 no_access,
-                domains: domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+                origins: origins.clone(),
             })),
         }
     }
@@ -193,26 +194,21 @@ impl Shared {
         HeaderValue::try_from(url).ok().map(|v| (v, status))
     }
 
-    /// `scheme://host[:port]/path?query` of the request, when its host is the project's.
+    /// `scheme://host[:port]/path?query` of the request, when that origin is the project's.
     fn original_url<B>(&self, req: &Request<B>) -> Option<String> {
         let authority = req
             .headers()
             .get(HOST)
             .and_then(|h| h.to_str().ok())
             .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
-        if !is_project_authority(authority, &self.domains) {
+        let site = self.origins.site(req.headers(), req.extensions());
+        let scheme = if site.https { "https" } else { "http" };
+        let origin = format!("{scheme}://{}", authority.to_ascii_lowercase());
+        if !self.origins.allows(&origin, site, &[]) {
             return None;
         }
-        let tls = req
-            .extensions()
-            .get::<ConnectionInfo>()
-            .is_some_and(|i| i.tls);
-        let scheme = if tls { "https" } else { "http" };
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        Some(format!(
-            "{scheme}://{}{path}",
-            authority.to_ascii_lowercase()
-        ))
+        Some(format!("{origin}{path}"))
     }
 }
 
@@ -255,6 +251,7 @@ mod tests {
 
     use std::convert::Infallible;
 
+    use route_core::ConnectionInfo;
     use session_core::{AnonymousConfig, RequireRoleLayer};
     use tower::{ServiceBuilder, ServiceExt};
 
@@ -265,7 +262,7 @@ mod tests {
             &["admin".to_owned()],
             Some("https://auth.example.com/login".to_owned()),
             no_access.then(|| "https://auth.example.com/denied".to_owned()),
-            &["example.com".to_owned()],
+            &ProjectOrigins::new(&["example.com".to_owned()], &[]),
         )
     }
 
@@ -286,6 +283,13 @@ mod tests {
         }
         let mut r = b.body(()).unwrap();
         r.extensions_mut().insert(identity);
+        // A plain-HTTP listener on 8443.
+        r.extensions_mut().insert(ConnectionInfo {
+            remote_addr: "192.0.2.1:5000".parse().unwrap(),
+            local_addr: "127.0.0.1:8443".parse().unwrap(),
+            tls: false,
+            sni: None,
+        });
         r
     }
 
@@ -336,6 +340,8 @@ mod tests {
             "evil.test",
             "admin.example.com@evil.test",
             "example.com.evil.test",
+            // A port that is not the listener's (SECURITY-CASES 41).
+            "admin.example.com:8444",
         ] {
             let res = call(layer(false), req(host, &nav, anonymous())).await;
             assert_eq!(res.status(), StatusCode::FOUND);

@@ -25,8 +25,9 @@ use tower::Layer;
 
 use crate::config::{Config, Service};
 use crate::cors::{RejectionCors, RejectionCorsLayer, ServiceCors, ServiceCorsLayer};
-use crate::csrf::{Csrf, CsrfLayer};
+use crate::csrf::{Csrf, CsrfLayer, CsrfRule};
 use crate::front::{Front, FrontLayer};
+use crate::origin::ProjectOrigins;
 use crate::policy::{RoutePolicy, SessionPolicy};
 use crate::redirect::{Redirect, RedirectLayer};
 
@@ -93,12 +94,27 @@ pub fn session_config(config: &Config) -> SessionConfig {
     }
 }
 
-/// Builds one service's pipeline.
+/// The project's origins derived from the config (the rule CORS, redirects and CSRF share).
+pub fn project_origins(config: &Config) -> ProjectOrigins {
+    ProjectOrigins::new(&config.domains, &config.proxy.trusted_proxies)
+}
+
+/// The CSRF rule derived from the config.
+pub fn csrf_rule(config: &Config) -> CsrfRule {
+    CsrfRule::new(
+        project_origins(config),
+        &config.csrf_trusted_origins,
+        config.csrf_allow_missing_origin,
+    )
+}
+
+/// Builds one service's pipeline; `origins` are the project's (see [`project_origins`]).
 pub fn route_service(
     config: &Config,
     service: &Service,
     proxy: &Proxy,
     policy: &SessionPolicy,
+    origins: &ProjectOrigins,
 ) -> Result<RouteService, BuildError> {
     let upstream = UpstreamConfig {
         route: service.name.clone(),
@@ -120,11 +136,11 @@ pub fn route_service(
         &service.allowed_roles,
         service.no_session_redirect.clone(),
         service.no_access_redirect.clone(),
-        &config.domains,
+        origins,
     )
     .layer(role);
-    let cors = ServiceCorsLayer::new(service, &config.domains, &config.sessions.role_header)
-        .layer(redirect);
+    let cors =
+        ServiceCorsLayer::new(service, origins, &config.sessions.role_header).layer(redirect);
     Ok(RoutePolicy::new(
         cors,
         policy.clone(),
@@ -141,8 +157,9 @@ pub fn route_table(
     policy: &SessionPolicy,
 ) -> Result<RouteTable<RouteService>, BuildError> {
     let mut table = RouteTable::new();
+    let origins = project_origins(config);
     for service in &config.services {
-        let svc = route_service(config, service, proxy, policy)?;
+        let svc = route_service(config, service, proxy, policy, &origins)?;
         for pattern in service.host_patterns(&config.domains) {
             let inserted = match &service.path_prefix {
                 Some(prefix) => table.insert_prefix(&pattern, prefix, svc.clone()),
@@ -158,17 +175,17 @@ pub fn route_table(
     Ok(table)
 }
 
-/// Builds the request path over a shared (swappable) route table.
+/// Builds the request path over a shared (swappable) route table. `csrf` is the rule the
+/// session issuers' [`SessionPolicy`] holds too.
 pub fn gateway_service(
     table: SharedRouteTable<RouteService>,
     resolver: Arc<dyn Resolver>,
     session: SessionConfig,
-    domains: &[String],
-    trusted_origins: &[String],
+    csrf: Arc<CsrfRule>,
 ) -> GatewayService {
     let cors = RejectionCorsLayer::new(table.clone());
     let router = Router::new(table);
-    let csrf = CsrfLayer::new(domains, trusted_origins).layer(router);
+    let csrf = CsrfLayer::new(csrf).layer(router);
     let session = SessionLayer::new(resolver, session).layer(csrf);
     let hop = HopByHopLayer::new().layer(cors.layer(session));
     FrontLayer::new().layer(hop)

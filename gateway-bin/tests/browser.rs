@@ -13,7 +13,9 @@
 //! cross-subdomain fetch shows the user id and role; the admin-only service refuses; a form
 //! POST from a foreign origin is refused with 403 (from a same-site sibling page, which carries
 //! the `SameSite=Lax` cookie), or arrives anonymous (from a cross-site page, which does not);
-//! logout clears the cookie and the next fetch is anonymous.
+//! logout clears the cookie and the next fetch is anonymous; a login made while the browser
+//! still holds a stale (revoked) session cookie leaves it the new cookie, and the next fetch is
+//! authenticated (SECURITY-CASES 34).
 //!
 //! Without Chromium the test is skipped with a loud message, except on CI (`CI=true`), where it
 //! fails.
@@ -311,6 +313,21 @@ async fn session_cookie(c: &Client) -> Option<fantoccini::cookies::Cookie<'stati
         .find(|k| k.name() == COOKIE)
 }
 
+/// Fills in the app's login form and submits it.
+async fn log_in(c: &Client, username: &str, password: &str) {
+    for (id, value) in [("username", username), ("password", password)] {
+        let field = c.find(Locator::Id(id)).await.unwrap();
+        field.clear().await.unwrap();
+        field.send_keys(value).await.unwrap();
+    }
+    c.find(Locator::Id("login"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 /// The page's visible text, or `None` while a navigation is under way.
 ///
 /// Polling loops call this right after a click that navigates: an element handle found on the
@@ -413,24 +430,7 @@ async fn browser_app_uses_the_cookie_session_across_subdomains() {
     steps.shot(&c, "anonymous").await;
 
     // 2. Login: an HttpOnly, Secure cookie for the project domain, invisible to scripts.
-    c.find(Locator::Id("username"))
-        .await
-        .unwrap()
-        .send_keys("alice")
-        .await
-        .unwrap();
-    c.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys("alice-password")
-        .await
-        .unwrap();
-    c.find(Locator::Id("login"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    log_in(&c, "alice", "alice-password").await;
     // 3. … and the cross-subdomain fetch to data.<domain> carries it.
     wait_state(&c, "user:1/user").await;
     steps.shot(&c, "logged-in").await;
@@ -558,6 +558,47 @@ async fn browser_app_uses_the_cookie_session_across_subdomains() {
         .unwrap();
     wait_state(&c, "anonymous").await;
     steps.shot(&c, "logged-out").await;
+
+    // 8. Case 34: a stale session cookie, then a login. Bob logs in, his session ends on the
+    // server (revoked, as an expiry would end it) while the browser still holds its cookie,
+    // and alice logs in with that stale cookie sent along: the new cookie is the one the
+    // browser keeps, and the fetch after the login is authenticated.
+    log_in(&c, "bob", "bob-password").await;
+    wait_state(&c, "user:2/user").await;
+    let stale = session_cookie(&c)
+        .await
+        .expect("no session cookie after bob's login")
+        .value()
+        .to_owned();
+    let res = common::client()
+        .delete(g.admin_url("/v1/users/2/sessions"))
+        .bearer_auth(common::ADMIN_SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    // No request in between: the next one to carry the stale cookie is the login itself.
+    c.execute("document.body.dataset.state = 'stale'", vec![])
+        .await
+        .unwrap();
+    log_in(&c, "alice", "alice-password").await;
+    wait_text(&c, "login-status", "logged in as user 1").await;
+    wait_state(&c, "user:1/user").await;
+    let cookie = session_cookie(&c)
+        .await
+        .expect("the browser dropped the session of the login made with a stale cookie");
+    assert_ne!(cookie.value(), stale);
+    c.execute("document.body.dataset.state = 'asking'", vec![])
+        .await
+        .unwrap();
+    c.find(Locator::Id("whoami"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_state(&c, "user:1/user").await;
+    steps.shot(&c, "stale-cookie-then-login").await;
 
     c.close().await.unwrap();
     drop(driver);

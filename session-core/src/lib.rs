@@ -9,7 +9,9 @@
 //! - [`SessionStore`]: create, resolve, touch, revoke, revoke a user, list a user
 //!   ([`MemoryStore`] built in).
 //! - [`SessionLayer`] and [`RequireRoleLayer`]: tower middleware, usable in axum too.
-//! - [`CookieConfig`]: the session cookie and the cookie that clears it.
+//! - [`CookieConfig`]: the session cookie and the cookie that clears it;
+//!   [`sets_session_cookie`]: whether a response's `Set-Cookie` would plant it, read as a browser
+//!   reads one ([`parse_set_cookie`]).
 //! - With the `redis` feature: `RedisStore` (sessions shared by replicas; its module docs hold
 //!   the key schema), `CachingResolver` (a local cache that pub/sub revocations clear at once)
 //!   and `Revocations` (revocation events within the process).
@@ -110,7 +112,7 @@ pub use session::{
     NewSession, Session, SessionValidationError, MAX_ROLES, MAX_ROLE_LEN, MAX_TTL, MAX_USER_ID_LEN,
 };
 pub use session_layer::{SessionLayer, SessionService};
-pub use set_cookie::{CookieConfig, SameSite};
+pub use set_cookie::{parse_set_cookie, sets_session_cookie, CookieConfig, SameSite};
 #[cfg(feature = "redis")]
 pub use store::{CacheConfig, CachingResolver, RedisConfig, RedisStore, Revocation, Revocations};
 pub use store::{MemoryStore, SessionStore, StoreError};

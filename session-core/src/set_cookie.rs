@@ -1,4 +1,5 @@
-//! Building the session cookie and the cookie that clears it.
+//! Building the session cookie and the cookie that clears it, and reading a `Set-Cookie` as a
+//! browser does.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -154,6 +155,60 @@ impl CookieConfig {
     }
 }
 
+/// The name and value of the cookie a browser stores from a `Set-Cookie` value, by RFC 6265bis
+/// §5.6 ("parse a cookie"): the name-value pair is what precedes the first `;`; without a `=`,
+/// the name is empty and the whole pair is the value; otherwise the name precedes the first `=`
+/// and the value follows it; both are trimmed of spaces and tabs.
+///
+/// The `cookie` crate refuses an empty name, where a browser stores a nameless cookie and sends
+/// its value back alone (`Set-Cookie: =gateway_session=T` comes back as
+/// `Cookie: gateway_session=T`), so this is done by hand.
+pub fn parse_set_cookie(set_cookie: &str) -> (&str, &str) {
+    let pair = set_cookie.split(';').next().unwrap_or_default();
+    let (name, value) = pair.split_once('=').unwrap_or(("", pair));
+    let wsp: &[char] = &[' ', '\t'];
+    (name.trim_matches(wsp), value.trim_matches(wsp))
+}
+
+/// Whether a browser given this `Set-Cookie` could store, or send back, a cookie that the
+/// gateway (or an upstream framework) would read as the session cookie `cookie_name`
+/// (SECURITY-CASES 10 and 33).
+///
+/// The stored name is compared, and for a nameless cookie the value too, since the browser
+/// sends it back as `Cookie: <value>` and that is read as a `name=value` pair (by the `cookie`
+/// crate, as [`extract_credential`](crate::extract_credential) reads it: the name is what
+/// precedes the first `=`, trimmed of Unicode whitespace). The comparison ignores ASCII case
+/// and a `__Secure-` or `__Host-` prefix: a browser keeps such names apart, but some servers
+/// do not, and no upstream needs a cookie that close to the session's. Bytes that are not
+/// UTF-8 are read as the credential reader reads them (lossily).
+pub fn sets_session_cookie(set_cookie: &HeaderValue, cookie_name: &str) -> bool {
+    let text = String::from_utf8_lossy(set_cookie.as_bytes());
+    let (name, value) = parse_set_cookie(&text);
+    if resembles(name, cookie_name) {
+        return true;
+    }
+    // A nameless cookie comes back as its bare value.
+    name.is_empty() && resembles(value.split('=').next().unwrap_or_default(), cookie_name)
+}
+
+/// Equal ignoring ASCII case, surrounding Unicode whitespace and one cookie-name prefix.
+fn resembles(name: &str, cookie_name: &str) -> bool {
+    fn unprefixed(name: &str) -> &str {
+        let name = name.trim();
+        for prefix in ["__secure-", "__host-"] {
+            if name.len() >= prefix.len()
+                && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+            {
+                // The prefix is ASCII, so the index is a character boundary.
+                return &name[prefix.len()..];
+            }
+        }
+        name
+    }
+    let name = unprefixed(name);
+    !name.is_empty() && name.eq_ignore_ascii_case(unprefixed(cookie_name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +259,58 @@ mod tests {
         assert_eq!(c.max_age(), Some(cookie::time::Duration::ZERO));
         assert_eq!(c.domain(), Some("example.com"));
         assert_eq!(c.path(), Some("/"));
+    }
+
+    #[test]
+    fn set_cookie_is_parsed_as_browsers_do() {
+        for (header, name, value) in [
+            ("a=b; Path=/", "a", "b"),
+            ("=gateway_session=T", "", "gateway_session=T"),
+            ("gateway_session", "", "gateway_session"),
+            (" \t a = b=c ;x", "a", "b=c"),
+            ("", "", ""),
+            (";a=b", "", ""),
+        ] {
+            assert_eq!(parse_set_cookie(header), (name, value), "{header:?}");
+        }
+    }
+
+    /// SECURITY-CASES 33: every form a browser stores, or sends back, as the session cookie.
+    #[test]
+    fn session_cookie_forms_are_recognised() {
+        let name = "gateway_session";
+        for planted in [
+            "gateway_session=T",
+            "GATEWAY_SESSION=T; Domain=a.b",
+            "=gateway_session=T",
+            " = gateway_session = T; Path=/",
+            "=\tGateway_Session=T",
+            "gateway_session",
+            "=gateway_session",
+            "__Secure-gateway_session=T; Secure",
+            "__HOST-gateway_session=T",
+            "=__Host-gateway_session=T",
+            "\u{a0}gateway_session=T",
+            "=\u{2003}gateway_session=T",
+        ] {
+            let v = HeaderValue::from_str(planted).unwrap();
+            assert!(sets_session_cookie(&v, name), "{planted:?}");
+        }
+        for other in [
+            "theme=dark",
+            "gateway_session_other=T",
+            "other=gateway_session",
+            "=theme=gateway_session",
+            "x_gateway_session=T",
+            "__Secure-=gateway_session",
+            ";gateway_session=T",
+        ] {
+            let v = HeaderValue::from_str(other).unwrap();
+            assert!(!sets_session_cookie(&v, name), "{other:?}");
+        }
+        // A prefixed session cookie name is matched with or without its prefix.
+        let v = HeaderValue::from_static("=gateway_session=T");
+        assert!(sets_session_cookie(&v, "__Host-gateway_session"));
     }
 
     #[test]

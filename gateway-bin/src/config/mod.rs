@@ -66,6 +66,9 @@ pub struct Config {
     /// Extra origins trusted for cookie-authenticated state-changing requests, besides the
     /// project's domains and their subdomains (`https://partner.example.org`).
     pub csrf_trusted_origins: Vec<String>,
+    /// Whether a cookie-authenticated state-changing request with none of `Origin`,
+    /// `Sec-Fetch-Site` and `Referer` is let through (default: refused with 403).
+    pub csrf_allow_missing_origin: bool,
     /// The services, in file order.
     pub services: Vec<Service>,
 }
@@ -635,6 +638,7 @@ impl Validator<'_> {
         let proxy = self.proxy(raw.proxy);
         let log = self.log(raw.log);
         let mut csrf_trusted_origins = Vec::new();
+        let csrf_allow_missing_origin = raw.csrf.allow_missing_origin.unwrap_or(false);
         for (i, o) in raw
             .csrf
             .trusted_origins
@@ -663,6 +667,7 @@ impl Validator<'_> {
             proxy,
             log,
             csrf_trusted_origins,
+            csrf_allow_missing_origin,
             services,
         }
     }

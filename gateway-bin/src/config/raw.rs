@@ -131,6 +131,7 @@ pub(crate) struct RawProxy {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCsrf {
     pub(crate) trusted_origins: Option<Vec<Spanned<String>>>,
+    pub(crate) allow_missing_origin: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

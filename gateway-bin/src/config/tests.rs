@@ -211,6 +211,7 @@ fn what_the_route_table_refuses_is_refused_with_its_line() {
         store: std::sync::Arc::new(session_core::MemoryStore::new()),
         cookie: crate::stack::cookie_config(&c),
         default_ttl: std::time::Duration::from_secs(60),
+        csrf: std::sync::Arc::new(crate::stack::csrf_rule(&c)),
     };
     crate::stack::route_table(&c, &proxy, &policy).unwrap();
 }
@@ -225,4 +226,15 @@ fn log_level_takes_a_level_or_filter_directives_and_nothing_else() {
         let i = issues(&format!("{MINIMAL}\n[log]\nlevel = \"{bad}\"\n"));
         assert!(i.iter().any(|i| i.key == "log.level"), "{bad}: {i:?}");
     }
+}
+
+/// SECURITY-CASES 41: cookie requests without origin information are refused unless the
+/// config says otherwise.
+#[test]
+fn csrf_allow_missing_origin_defaults_to_false() {
+    assert!(!parse(MINIMAL).unwrap().csrf_allow_missing_origin);
+    let relaxed = format!("{MINIMAL}\n[csrf]\nallow_missing_origin = true\n");
+    assert!(parse(&relaxed).unwrap().csrf_allow_missing_origin);
+    let wrong = format!("{MINIMAL}\n[csrf]\nallow_missing_origin = \"yes\"\n");
+    assert!(parse(&wrong).is_err());
 }

@@ -5,13 +5,14 @@ use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http::header::SET_COOKIE;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderMap, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::service::{Pending, Shared};
 use crate::identity::Identity;
 use crate::resolver::ResolveError;
+use crate::set_cookie::parse_set_cookie;
 use crate::BoxFuture;
 
 pin_project! {
@@ -131,7 +132,12 @@ where
                 StateProj::Inner { fut, clear_cookie } => {
                     let mut response = ready!(fut.poll(cx))?;
                     if let Some(v) = clear_cookie.take() {
-                        response.headers_mut().append(SET_COOKIE, *v);
+                        // A login with a stale cookie: the answer already sets a new session
+                        // cookie of that name. Appended after it, the clearing cookie would
+                        // make the browser drop the new session (SECURITY-CASES 34).
+                        if !sets_same_cookie(response.headers(), &v) {
+                            response.headers_mut().append(SET_COOKIE, *v);
+                        }
                     }
                     return Poll::Ready(Ok(response));
                 }
@@ -144,6 +150,19 @@ where
             }
         }
     }
+}
+
+/// Whether `headers` already hold a `Set-Cookie` whose cookie, as a browser parses it, has the
+/// name of the clearing cookie `clear`.
+fn sets_same_cookie(headers: &HeaderMap, clear: &HeaderValue) -> bool {
+    let Ok(clear) = clear.to_str() else {
+        return false;
+    };
+    let (name, _) = parse_set_cookie(clear);
+    headers.get_all(SET_COOKIE).iter().any(|v| {
+        let text = String::from_utf8_lossy(v.as_bytes());
+        parse_set_cookie(&text).0 == name
+    })
 }
 
 impl<S, ReqBody> std::fmt::Debug for ResponseFuture<S, ReqBody>

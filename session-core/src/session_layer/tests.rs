@@ -555,6 +555,35 @@ async fn invalid_cookie_is_cleared_and_the_request_goes_on_anonymous() {
     assert_eq!(out.headers.get_all(SET_COOKIE).iter().count(), 2);
 }
 
+/// SECURITY-CASES 34: a login answered to a request with a stale cookie keeps the new session
+/// cookie last; the clearing cookie is not appended after it (on both resolver paths). A
+/// cookie of another name does not count.
+#[tokio::test]
+async fn case_34_a_new_session_cookie_is_not_followed_by_the_clearing_one() {
+    for resolver in [StaticResolver::new(), StaticResolver::new().deferred()] {
+        for (set, cleared) in [
+            ("gateway_session=new-token; Path=/; Max-Age=60", false),
+            ("other=1", true),
+        ] {
+            let svc = ServiceBuilder::new()
+                .layer(layer_with(resolver.clone(), SessionConfig::default()))
+                .service(service_fn(move |_req: Request<()>| async move {
+                    let mut res = Response::new(Full::<Bytes>::from("ok"));
+                    res.headers_mut().append(SET_COOKIE, set.parse().unwrap());
+                    Ok::<_, Infallible>(res)
+                }));
+            let stale = req()
+                .header(COOKIE, format!("{COOKIE_NAME}=stale-token"))
+                .body(())
+                .unwrap();
+            let res = svc.oneshot(stale).await.unwrap();
+            let set_cookies: Vec<_> = res.headers().get_all(SET_COOKIE).iter().collect();
+            assert_eq!(set_cookies[0], set);
+            assert_eq!(set_cookies.len(), if cleared { 2 } else { 1 }, "{set}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn case9_credentials_are_not_forwarded_by_default() {
     for layer in layers() {
