@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use route_core::{
-    HopByHop, HopByHopLayer, Proxy, ProxyService, RouteTable, Router, SharedRouteTable,
+    HopByHop, HopByHopLayer, PolicyKey, Proxy, ProxyService, RouteTable, Router, SharedRouteTable,
     UpstreamConfig,
 };
 use session_core::{
@@ -134,6 +134,21 @@ pub fn route_service(
     ))
 }
 
+/// What a service admits, for the router's ambiguous-path check (SECURITY-CASES 37): two
+/// services of one host with the same allowed roles admit the same requests, so a path that an
+/// upstream reads as the other's is harmless. The roles are sorted, so their order in the
+/// config does not matter; an empty list (every role) is its own key.
+pub fn policy_key(service: &Service) -> PolicyKey {
+    if service.allowed_roles.is_empty() {
+        return PolicyKey::new("*");
+    }
+    let mut roles: Vec<&str> = service.allowed_roles.iter().map(String::as_str).collect();
+    roles.sort_unstable();
+    roles.dedup();
+    // Roles never contain a comma (validated with the config), so the join is unambiguous.
+    PolicyKey::new(roles.join(","))
+}
+
 /// Builds the route table for every service of `config`.
 pub fn route_table(
     config: &Config,
@@ -143,11 +158,11 @@ pub fn route_table(
     let mut table = RouteTable::new();
     for service in &config.services {
         let svc = route_service(config, service, proxy, policy)?;
+        let key = policy_key(service);
         for pattern in service.host_patterns(&config.domains) {
-            let inserted = match &service.path_prefix {
-                Some(prefix) => table.insert_prefix(&pattern, prefix, svc.clone()),
-                None => table.insert(&pattern, svc.clone()),
-            };
+            let prefix = service.path_prefix.as_deref().unwrap_or("/");
+            let inserted =
+                table.insert_prefix_with_policy(&pattern, prefix, key.clone(), svc.clone());
             inserted.map_err(|e| BuildError::Route {
                 service: service.name.clone(),
                 pattern: pattern.clone(),
