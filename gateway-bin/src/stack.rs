@@ -93,6 +93,19 @@ pub fn session_config(config: &Config) -> SessionConfig {
     }
 }
 
+/// The header names only the gateway may send upstream: the session layer's identity prefix
+/// and its three identity names (which need not share the prefix). The proxy drops request
+/// trailers under them (SECURITY-CASES 39); the session layer strips the headers.
+pub fn reserved_header_prefixes(config: &Config) -> Vec<String> {
+    let s = &config.sessions;
+    vec![
+        s.identity_prefix.clone(),
+        s.user_id_header.as_str().to_owned(),
+        s.role_header.as_str().to_owned(),
+        s.allowed_roles_header.as_str().to_owned(),
+    ]
+}
+
 /// Builds one service's pipeline.
 pub fn route_service(
     config: &Config,
