@@ -235,6 +235,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         trusted_proxies: config.proxy.trusted_proxies.clone(),
         pool_idle_timeout: config.proxy.pool_idle_timeout,
         pool_max_idle_per_host: config.proxy.pool_max_idle_per_host,
+        reserved_header_prefixes: stack::reserved_header_prefixes(&config),
         ..ProxyConfig::default()
     });
     let csrf = Arc::new(stack::csrf_rule(&config));

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use route_core::{
-    HopByHop, HopByHopLayer, Proxy, ProxyService, RouteTable, Router, SharedRouteTable,
+    HopByHop, HopByHopLayer, PolicyKey, Proxy, ProxyService, RouteTable, Router, SharedRouteTable,
     UpstreamConfig,
 };
 use session_core::{
@@ -108,6 +108,19 @@ pub fn csrf_rule(config: &Config) -> CsrfRule {
     )
 }
 
+/// The header names only the gateway may send upstream: the session layer's identity prefix
+/// and its three identity names (which need not share the prefix). The proxy drops request
+/// trailers under them (SECURITY-CASES 39); the session layer strips the headers.
+pub fn reserved_header_prefixes(config: &Config) -> Vec<String> {
+    let s = &config.sessions;
+    vec![
+        s.identity_prefix.clone(),
+        s.user_id_header.as_str().to_owned(),
+        s.role_header.as_str().to_owned(),
+        s.allowed_roles_header.as_str().to_owned(),
+    ]
+}
+
 /// Builds one service's pipeline; `origins` are the project's (see [`project_origins`]).
 pub fn route_service(
     config: &Config,
@@ -150,6 +163,21 @@ pub fn route_service(
     ))
 }
 
+/// What a service admits, for the router's ambiguous-path check (SECURITY-CASES 37): two
+/// services of one host with the same allowed roles admit the same requests, so a path that an
+/// upstream reads as the other's is harmless. The roles are sorted, so their order in the
+/// config does not matter; an empty list (every role) is its own key.
+pub fn policy_key(service: &Service) -> PolicyKey {
+    if service.allowed_roles.is_empty() {
+        return PolicyKey::new("*");
+    }
+    let mut roles: Vec<&str> = service.allowed_roles.iter().map(String::as_str).collect();
+    roles.sort_unstable();
+    roles.dedup();
+    // Roles never contain a comma (validated with the config), so the join is unambiguous.
+    PolicyKey::new(roles.join(","))
+}
+
 /// Builds the route table for every service of `config`.
 pub fn route_table(
     config: &Config,
@@ -160,11 +188,11 @@ pub fn route_table(
     let origins = project_origins(config);
     for service in &config.services {
         let svc = route_service(config, service, proxy, policy, &origins)?;
+        let key = policy_key(service);
         for pattern in service.host_patterns(&config.domains) {
-            let inserted = match &service.path_prefix {
-                Some(prefix) => table.insert_prefix(&pattern, prefix, svc.clone()),
-                None => table.insert(&pattern, svc.clone()),
-            };
+            let prefix = service.path_prefix.as_deref().unwrap_or("/");
+            let inserted =
+                table.insert_prefix_with_policy(&pattern, prefix, key.clone(), svc.clone());
             inserted.map_err(|e| BuildError::Route {
                 service: service.name.clone(),
                 pattern: pattern.clone(),

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | [`HopByHopLayer`] | **first** in the stack: strips hop-by-hop headers (and the names listed in `Connection`), records a real WebSocket upgrade as [`UpgradeRequest`] |
 //! | *(session layer, elsewhere)* | injects identity headers: after the strip, so `Connection` cannot remove them |
-//! | [`Router`] | host ([`request_host`]) and path ([`try_normalize_path`]) normalised once, looked up in a swappable [`RouteTable`]; 400 / 404 / 421 as JSON; the URI is rewritten to the normalised path and [`RouteMatch`] inserted |
+//! | [`Router`] | host ([`request_host`]) and path ([`try_normalize_path`]) normalised once, looked up in a swappable [`RouteTable`]; 400 / 404 / 421 as JSON (400 `ambiguous-path` when another common reading of the path picks a route with another [`PolicyKey`]); the URI is rewritten to the normalised path and [`RouteMatch`] inserted |
 //! | *(authorization, elsewhere)* | per route |
 //! | [`ProxyService`] | made by [`Proxy::service`]: pooled upstream connections (HTTP/1.1 idle connections per runtime thread, no lock), streaming bodies, forwarded headers ([`ForwardedHeaders`]) from [`ConnectionInfo`], WebSocket tunnels, 413 / 502 / 504 |
 //!
@@ -68,4 +68,4 @@ pub use path::{normalize_path, try_normalize_path, PathError};
 pub use proxy::{Proxy, ProxyConfig, ProxyError, ProxyService, UpstreamConfig};
 pub use rejection::Rejection;
 pub use router::{RouteMatch, Router, SharedRouteTable};
-pub use table::{Matched, RouteError, RouteTable};
+pub use table::{AmbiguousPath, Matched, PolicyKey, RouteError, RouteTable};

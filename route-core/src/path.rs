@@ -20,6 +20,14 @@
 //!
 //! `%25` (an encoded `%`) is kept as `%25` and never decoded twice, so `%252e%252e` stays
 //! literal text, not a dot segment.
+//!
+//! Even a normalised path has other readings that common upstreams use ([`Reading`]): Tomcat
+//! and Spring drop `;` segment parameters (`/admin;x/users` is `/admin/users` to them), a
+//! case-insensitive server (IIS, a case-insensitive file system, a framework with
+//! case-insensitive routes) folds case (`/ADMIN` is `/admin`), and a server that decodes the
+//! path before either step also finds `%3B` and encoded letters (`%E2%84%AA`, the Kelvin sign,
+//! folds to `k` in Java's `equalsIgnoreCase`). [`reread`] gives a path as such a server sees it;
+//! the route table uses it to refuse paths that those readings would route elsewhere.
 
 use std::borrow::Cow;
 
@@ -215,6 +223,137 @@ fn utf8_len(first: u8) -> usize {
     }
 }
 
+/// One way an upstream may read a path differently from the gateway. The gateway's own
+/// reading is `Reading::default()` (every field false).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Reading {
+    /// Every percent-escape is decoded first (the bytes read as UTF-8).
+    pub(crate) decode: bool,
+    /// `;` and everything after it up to the end of its segment is dropped (Tomcat, Spring).
+    pub(crate) params: bool,
+    /// Case is folded, Unicode included (see [`fold`]).
+    pub(crate) fold: bool,
+}
+
+impl Reading {
+    /// Every reading other than the gateway's own: each combination of the three steps.
+    pub(crate) const OTHERS: [Reading; 7] = {
+        let mut all = [Reading {
+            decode: false,
+            params: false,
+            fold: false,
+        }; 7];
+        let mut i = 0;
+        while i < 7 {
+            let bits = i + 1;
+            all[i] = Reading {
+                decode: bits & 1 != 0,
+                params: bits & 2 != 0,
+                fold: bits & 4 != 0,
+            };
+            i += 1;
+        }
+        all
+    };
+
+    /// This reading's index in a table of all eight (the gateway's own is 0).
+    pub(crate) fn index(self) -> usize {
+        usize::from(self.decode) | usize::from(self.params) << 1 | usize::from(self.fold) << 2
+    }
+}
+
+/// One character, case-folded the way the loosest common comparison does: Java's
+/// `equalsIgnoreCase` calls two characters equal when their upper cases or their lower cases
+/// are, so `K` (Kelvin sign) equals `k`, `ſ` (long s) equals `s` and `İ` equals `i`. An ASCII
+/// letter either way wins; otherwise the lower case.
+fn fold(c: char, out: &mut String) {
+    if c.is_ascii() {
+        out.push(c.to_ascii_lowercase());
+        return;
+    }
+    let lower = c.to_lowercase().next();
+    let upper_lower = c
+        .to_uppercase()
+        .next()
+        .and_then(|u| u.to_lowercase().next());
+    match (lower, upper_lower) {
+        (Some(l), _) if l.is_ascii() => out.push(l),
+        (_, Some(u)) if u.is_ascii() => out.push(u),
+        _ => out.extend(c.to_lowercase()),
+    }
+}
+
+fn percent_decode(path: &str) -> String {
+    let p = path.as_bytes();
+    let mut out = Vec::with_capacity(p.len());
+    let mut i = 0;
+    while i < p.len() {
+        if p[i] == b'%' {
+            if let (Some(h), Some(l)) = (
+                p.get(i + 1).copied().and_then(hex),
+                p.get(i + 2).copied().and_then(hex),
+            ) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(p[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `path` (already normalised by the gateway) as an upstream reading it with `reading` sees it,
+/// with dot segments resolved and empty segments collapsed again afterwards (`/;x/admin` is
+/// `//admin` once the parameter is gone, then `/admin`).
+pub(crate) fn reread(path: &str, reading: Reading) -> String {
+    let decoded;
+    let text = if reading.decode {
+        decoded = percent_decode(path);
+        decoded.as_str()
+    } else {
+        path
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut ends_dir = false;
+    let mut seg_buf = String::new();
+    for seg in text.split('/').skip(1) {
+        let seg = if reading.params {
+            seg.split(';').next().unwrap_or(seg)
+        } else {
+            seg
+        };
+        let seg = if reading.fold {
+            seg_buf.clear();
+            for c in seg.chars() {
+                fold(c, &mut seg_buf);
+            }
+            seg_buf.as_str()
+        } else {
+            seg
+        };
+        ends_dir = true;
+        match seg {
+            "" | "." => {}
+            ".." => {
+                if let Some(at) = out.rfind('/') {
+                    out.truncate(at);
+                }
+            }
+            s => {
+                out.push('/');
+                out.push_str(s);
+                ends_dir = false;
+            }
+        }
+    }
+    if out.is_empty() || ends_dir {
+        out.push('/');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,5 +445,41 @@ mod tests {
             assert_eq!(once, want, "{input}");
             assert_eq!(normalize_path(&once), once, "{input}: not stable");
         }
+    }
+
+    #[test]
+    fn other_readings() {
+        let r = |decode, params, fold| Reading {
+            decode,
+            params,
+            fold,
+        };
+        let cases = [
+            ("/admin;x/users", r(false, true, false), "/admin/users"),
+            ("/;x/admin", r(false, true, false), "/admin"),
+            ("/a/b;x/..;y/c", r(false, true, false), "/a/c"),
+            (
+                "/admin%3Bx/users",
+                r(false, true, false),
+                "/admin%3Bx/users",
+            ),
+            ("/admin%3Bx/users", r(true, true, false), "/admin/users"),
+            ("/ADMIN/Users", r(false, false, true), "/admin/users"),
+            ("/%E2%84%AAiosk", r(false, false, true), "/%e2%84%aaiosk"),
+            ("/%E2%84%AAiosk", r(true, false, true), "/kiosk"),
+            ("/%C5%BFecret", r(true, false, true), "/secret"),
+            ("/%C4%B0ndex", r(true, false, true), "/index"),
+            ("/A%3Bx/", r(true, true, true), "/a/"),
+            ("/a%20b", r(true, false, false), "/a b"),
+            ("/", r(true, true, true), "/"),
+        ];
+        for (input, reading, want) in cases {
+            assert_eq!(reread(input, reading), want, "{input} {reading:?}");
+        }
+        assert_eq!(Reading::OTHERS.len(), 7);
+        assert!(Reading::OTHERS.iter().all(|r| *r != Reading::default()));
+        let mut seen: Vec<usize> = Reading::OTHERS.iter().map(|r| r.index()).collect();
+        seen.sort();
+        assert_eq!(seen, [1, 2, 3, 4, 5, 6, 7]);
     }
 }

@@ -50,6 +50,9 @@ rejections! {
     NO_ROUTE = (NOT_FOUND, "no-route", "no route for this path");
     /// A path the gateway refuses to interpret (encoded slash, backslash, NUL, control bytes…).
     INVALID_PATH = (BAD_REQUEST, "invalid-path", "the request path is not acceptable");
+    /// A path that a server dropping `;` parameters, folding case or decoding first would send
+    /// to a route with another policy (SECURITY-CASES 37).
+    AMBIGUOUS_PATH = (BAD_REQUEST, "ambiguous-path", "the request path is ambiguous: another reading of it leads to a different route");
     /// The client's request body was malformed (a bad chunk) or broke off.
     INVALID_BODY = (BAD_REQUEST, "invalid-body", "the request body could not be read");
     /// The request body is larger than the route allows.

@@ -16,6 +16,18 @@
 //! prefix `/`. The most specific **host** entry decides alone: if it has no matching prefix
 //! the request gets 404, it does not fall back to a less specific wildcard, so a route's
 //! policy can never be bypassed by choosing a path.
+//!
+//! **Ambiguous paths** (SECURITY-CASES 37). An upstream may read a path otherwise than the
+//! gateway: it may drop `;` segment parameters, fold case, or decode the path first (see
+//! [`crate::path`]). When one of those readings would pick another route of the same host
+//! whose [`PolicyKey`] differs from the route the gateway picked, the router answers 400
+//! `ambiguous-path` instead of guessing: `/admin;x/users` or `/ADMIN/users` must not reach the
+//! public route's upstream when `/admin` is a route for admins only. Routes with equal keys
+//! admit the same requests, so a reading that only switches between them is harmless; a route
+//! added without a key ([`RouteTable::insert`], [`RouteTable::insert_prefix`]) differs from
+//! every other. A host whose routes all have one key, the usual single-route host, never pays
+//! for the check; otherwise it runs only for paths that have another reading (a `%`, a `;`,
+//! or an upper-case letter where a prefix could match).
 
 use std::collections::HashMap as StdHashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -75,6 +87,26 @@ impl Hasher for FxHasher {
 }
 
 use crate::host::normalize_host;
+use crate::path::{reread, Reading};
+
+/// What a route admits, as far as ambiguous paths go: two routes with equal keys admit the same
+/// requests (for the gateway: the same allowed roles), so a path that one upstream reading
+/// sends to the other is harmless. Opaque to this crate; the caller chooses the text.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PolicyKey(Arc<str>);
+
+impl PolicyKey {
+    /// A key from any text that describes the route's access policy completely.
+    pub fn new(key: impl Into<Arc<str>>) -> Self {
+        PolicyKey(key.into())
+    }
+}
+
+/// A path whose readings by common upstreams pick routes with different policies: answered 400
+/// by the router (see the [module docs](crate::table)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the path would be routed differently by a server that reads it otherwise")]
+pub struct AmbiguousPath;
 
 /// Why a route could not be added.
 #[non_exhaustive]
@@ -104,29 +136,124 @@ pub struct Matched<'a, S> {
 struct PathRoute<S> {
     /// Normalised, without trailing `/` (the root prefix is `/`).
     prefix: Box<str>,
+    /// The prefix under each [`Reading`], by [`Reading::index`] (index 0 is `prefix`).
+    readings: [Box<str>; 8],
+    /// `None`: a policy of its own, equal to no other route's.
+    policy: Option<PolicyKey>,
     pattern: Arc<str>,
     route: S,
+}
+
+impl<S> PathRoute<S> {
+    fn matched(&self) -> Matched<'_, S> {
+        Matched {
+            pattern: &self.pattern,
+            route: &self.route,
+        }
+    }
+}
+
+/// A prefix as [`RouteTable::insert_prefix`] stores it: one trailing `/` dropped.
+fn stored_prefix(prefix: &str) -> &str {
+    match prefix.strip_suffix('/') {
+        Some(p) if !p.is_empty() => p,
+        _ => prefix,
+    }
 }
 
 #[derive(Debug)]
 pub(crate) struct HostEntry<S> {
     /// Sorted by prefix length, longest first.
     paths: Vec<PathRoute<S>>,
+    /// Whether two routes of this host have different policies: only then can a path be
+    /// ambiguous.
+    mixed: bool,
+    /// Whether some prefix reads differently under some [`Reading`] (an upper-case letter, a
+    /// `;` or a `%`): then every path is checked, not only those that look unusual.
+    prefix_rereads: bool,
+    /// The longest prefix, in bytes.
+    longest: usize,
 }
 
 impl<S> HostEntry<S> {
     fn new() -> Self {
-        HostEntry { paths: Vec::new() }
+        HostEntry {
+            paths: Vec::new(),
+            mixed: false,
+            prefix_rereads: false,
+            longest: 0,
+        }
+    }
+
+    fn position(&self, path: &str) -> Option<usize> {
+        self.paths
+            .iter()
+            .position(|r| prefix_matches(&r.prefix, path))
     }
 
     pub(crate) fn lookup(&self, path: &str) -> Option<Matched<'_, S>> {
-        self.paths
-            .iter()
-            .find(|r| prefix_matches(&r.prefix, path))
-            .map(|r| Matched {
-                pattern: &r.pattern,
-                route: &r.route,
-            })
+        self.position(path).map(|i| self.paths[i].matched())
+    }
+
+    /// Like [`HostEntry::lookup`], refusing a path that another [`Reading`] would send to a
+    /// route with a different policy (see the [module docs](crate::table)).
+    pub(crate) fn lookup_unambiguous(
+        &self,
+        path: &str,
+    ) -> Result<Option<Matched<'_, S>>, AmbiguousPath> {
+        let Some(found) = self.position(path) else {
+            return Ok(None);
+        };
+        if self.mixed && (self.prefix_rereads || self.path_rereads(path)) {
+            for reading in Reading::OTHERS {
+                if self.reading_differs(found, path, reading) {
+                    return Err(AmbiguousPath);
+                }
+            }
+        }
+        Ok(Some(self.paths[found].matched()))
+    }
+
+    /// Whether some [`Reading`] of `path` may differ from the gateway's where a prefix could
+    /// match: a `%` or `;` anywhere, a byte that is not ASCII, or an upper-case letter within
+    /// the longest prefix's length (past it, folding case changes no prefix match).
+    fn path_rereads(&self, path: &str) -> bool {
+        let b = path.as_bytes();
+        b.iter().any(|&c| c == b'%' || c == b';' || !c.is_ascii())
+            || b.iter().take(self.longest + 1).any(u8::is_ascii_uppercase)
+    }
+
+    /// Whether `reading` sends `path` to a route (the longest matching prefix under that
+    /// reading; any of them when several tie) whose policy differs from route `found`'s.
+    fn reading_differs(&self, found: usize, path: &str, reading: Reading) -> bool {
+        let idx = reading.index();
+        let reread = reread(path, reading);
+        let mut best: Option<usize> = None;
+        let mut differs = false;
+        for (i, r) in self.paths.iter().enumerate() {
+            let prefix = &r.readings[idx];
+            if !prefix_matches(prefix, &reread) {
+                continue;
+            }
+            match best {
+                Some(len) if prefix.len() < len => continue,
+                Some(len) if prefix.len() == len => {}
+                _ => {
+                    best = Some(prefix.len());
+                    differs = false;
+                }
+            }
+            differs |= !self.same_policy(found, i);
+        }
+        differs
+    }
+
+    fn same_policy(&self, a: usize, b: usize) -> bool {
+        a == b
+            || matches!(
+                (&self.paths[a].policy, &self.paths[b].policy),
+                (Some(x), Some(y)) if x == y
+            )
     }
 }
 
@@ -207,11 +334,34 @@ impl<S> RouteTable<S> {
 
     /// Adds a route for a path prefix within a host. The prefix must start with `/` and be
     /// normalised (see [`crate::normalize_path`]); one trailing `/` is ignored, so `/api` and
-    /// `/api/` are the same prefix.
+    /// `/api/` are the same prefix. The route's policy is its own: a path that another
+    /// reading sends to or from it is ambiguous (see the [module docs](crate::table)).
     pub fn insert_prefix(
         &mut self,
         pattern: &str,
         path_prefix: &str,
+        route: S,
+    ) -> Result<(), RouteError> {
+        self.add(pattern, path_prefix, None, route)
+    }
+
+    /// Like [`RouteTable::insert_prefix`], for a route whose access policy is `policy`: a path
+    /// that another reading sends to a route with an equal key is not ambiguous.
+    pub fn insert_prefix_with_policy(
+        &mut self,
+        pattern: &str,
+        path_prefix: &str,
+        policy: PolicyKey,
+        route: S,
+    ) -> Result<(), RouteError> {
+        self.add(pattern, path_prefix, Some(policy), route)
+    }
+
+    fn add(
+        &mut self,
+        pattern: &str,
+        path_prefix: &str,
+        policy: Option<PolicyKey>,
         route: S,
     ) -> Result<(), RouteError> {
         let parsed = parse_pattern(pattern)?;
@@ -223,10 +373,7 @@ impl<S> RouteTable<S> {
         if path_prefix.contains('?') {
             return Err(bad_prefix());
         }
-        let prefix = match path_prefix.strip_suffix('/') {
-            Some(p) if !p.is_empty() => p,
-            _ => path_prefix,
-        };
+        let prefix = stored_prefix(path_prefix);
         let display_host = match &parsed {
             Pattern::Exact(h) => h.to_string(),
             Pattern::Wildcard(h) => format!("*.{h}"),
@@ -257,10 +404,24 @@ impl<S> RouteTable<S> {
         let at = entry
             .paths
             .partition_point(|r| r.prefix.len() >= prefix.len());
+        let mut readings: [Box<str>; 8] = Default::default();
+        readings[0] = prefix.into();
+        for reading in Reading::OTHERS {
+            let reread = reread(prefix, reading);
+            entry.prefix_rereads |= reread != prefix;
+            readings[reading.index()] = stored_prefix(&reread).into();
+        }
+        entry.mixed |= entry
+            .paths
+            .iter()
+            .any(|r| r.policy.is_none() || policy.is_none() || r.policy != policy);
+        entry.longest = entry.longest.max(prefix.len());
         entry.paths.insert(
             at,
             PathRoute {
                 prefix: prefix.into(),
+                readings,
+                policy,
                 pattern: display,
                 route,
             },
@@ -421,5 +582,100 @@ mod tests {
             t.wildcards().collect::<Vec<_>>(),
             vec!["*.example.com".to_owned()]
         );
+    }
+
+    fn policy(roles: &str) -> PolicyKey {
+        PolicyKey::new(roles)
+    }
+
+    /// A host with a public root, an admin-only `/admin` and a `/docs` as public as the root.
+    fn mixed() -> RouteTable<&'static str> {
+        let mut t = RouteTable::new();
+        t.insert_prefix_with_policy("app.com", "/", policy("anyone"), "root")
+            .unwrap();
+        t.insert_prefix_with_policy("app.com", "/admin", policy("admin"), "admin")
+            .unwrap();
+        t.insert_prefix_with_policy("app.com", "/docs", policy("anyone"), "docs")
+            .unwrap();
+        t.insert_prefix_with_policy("app.com", "/kiosk", policy("kiosk"), "kiosk")
+            .unwrap();
+        t
+    }
+
+    fn check(
+        t: &RouteTable<&'static str>,
+        path: &str,
+    ) -> Result<Option<&'static str>, AmbiguousPath> {
+        let entry = t.lookup_host("app.com").unwrap();
+        entry.lookup_unambiguous(path).map(|m| m.map(|m| *m.route))
+    }
+
+    #[test]
+    fn case_37_other_readings_of_a_restricted_prefix_are_ambiguous() {
+        let t = mixed();
+        for path in [
+            "/admin;x/users",
+            "/admin;/users",
+            "/admin;jsessionid=1",
+            "/;x/admin/users",
+            "/ADMIN/users",
+            "/Admin",
+            "/aDmIn;x/",
+            "/admin%3Bx/users",
+            "/%E2%84%AAiosk",
+            "/KIOSK",
+        ] {
+            assert_eq!(check(&t, path), Err(AmbiguousPath), "{path}");
+        }
+        // Readings that stay within one policy, or paths with no other reading.
+        for (path, want) in [
+            ("/admin/users", "admin"),
+            ("/admin/Users;v=1", "admin"),
+            ("/admin/x;y", "admin"),
+            ("/DOCS/x", "root"),
+            ("/docs;v=2/x", "root"),
+            ("/Users/Profile", "root"),
+            ("/public;v=1/app.js", "root"),
+            ("/administrator", "root"),
+            ("/a%20b", "root"),
+            ("/", "root"),
+        ] {
+            assert_eq!(check(&t, path), Ok(Some(want)), "{path}");
+        }
+        // The plain lookup is unchanged.
+        assert_eq!(t.lookup("app.com", "/ADMIN/users"), Some(&"root"));
+    }
+
+    #[test]
+    fn routes_without_a_key_differ_from_every_other() {
+        let mut t = RouteTable::new();
+        t.insert("app.com", "root").unwrap();
+        t.insert_prefix("app.com", "/api", "api").unwrap();
+        assert_eq!(check(&t, "/API"), Err(AmbiguousPath));
+        assert_eq!(check(&t, "/api;x"), Err(AmbiguousPath));
+        assert_eq!(check(&t, "/api/x;y"), Ok(Some("api")));
+
+        // One key everywhere: never ambiguous, and never checked.
+        let mut t = RouteTable::new();
+        t.insert_prefix_with_policy("app.com", "/", policy("a"), "root")
+            .unwrap();
+        t.insert_prefix_with_policy("app.com", "/api", policy("a"), "api")
+            .unwrap();
+        assert!(!t.lookup_host("app.com").unwrap().mixed);
+        assert_eq!(check(&t, "/API"), Ok(Some("root")));
+    }
+
+    /// A prefix that is not lower-case is matched by a case-folding upstream too, even when the
+    /// path itself has no upper-case letter.
+    #[test]
+    fn upper_case_prefixes_are_folded_too() {
+        let mut t = RouteTable::new();
+        t.insert_prefix_with_policy("app.com", "/", policy("anyone"), "root")
+            .unwrap();
+        t.insert_prefix_with_policy("app.com", "/Admin", policy("admin"), "admin")
+            .unwrap();
+        assert_eq!(check(&t, "/admin/x"), Err(AmbiguousPath));
+        assert_eq!(check(&t, "/Admin/x"), Ok(Some("admin")));
+        assert_eq!(check(&t, "/other"), Ok(Some("root")));
     }
 }

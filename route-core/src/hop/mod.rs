@@ -82,7 +82,7 @@ pub fn strip_hop_by_hop_fixed(headers: &mut HeaderMap) {
 }
 
 /// The hop-by-hop names that do not depend on `Connection` (besides every `Proxy-*`).
-const FIXED_HOPS: [&str; 6] = [
+pub(crate) const FIXED_HOPS: [&str; 6] = [
     "connection",
     "keep-alive",
     "te",

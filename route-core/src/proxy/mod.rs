@@ -15,6 +15,13 @@
 //!   (and made from the HTTP/2 `:authority` for HTTP/1.1 upstreams). HTTP/2 upstreams get the
 //!   upstream's authority as `:authority` and no `Host`; the client's host is in
 //!   `X-Forwarded-Host` and `Forwarded`.
+//! - **Trailers.** Request trailers (HTTP/1 chunked or HTTP/2) are filtered before they go
+//!   upstream: names under [`ProxyConfig::reserved_header_prefixes`] (identity headers),
+//!   hop-by-hop names (`Connection`, `TE`, `Transfer-Encoding`, every `Proxy-*`…), names that
+//!   belong in the header section only (`Host`, `Content-Length`, `Authorization`, `Cookie`…)
+//!   and the client-address names of [`crate::forwarded`] are dropped, any case, `_` read as
+//!   `-`. An HTTP/1.1 upstream gets no trailers at all: the client's `Trailer` header is
+//!   hop-by-hop, and hyper sends only the trailers a `Trailer` header declared.
 //! - **Balancing and passive health.** The route's upstream URLs are used round-robin. An
 //!   upstream whose connect fails (refused, unreachable, timed out) is skipped for a short
 //!   time ([`Proxy::with_down_time`], 10 s by default) and then tried again. If every upstream
@@ -70,6 +77,12 @@ pub struct ProxyConfig {
     pub pool_max_idle_per_host: usize,
     /// The connect timeout for upstreams that have none of their own (default 5 s).
     pub connect_timeout: Duration,
+    /// Header-name prefixes that only the gateway itself may set: the session layer's identity
+    /// prefix and its configured identity names. A request **trailer** under one of them
+    /// (compared without case, `_` read as `-`) is dropped, as are hop-by-hop trailers and the
+    /// other names listed in the [module docs](crate::proxy) (SECURITY-CASES 39). Default
+    /// `["x-hasura-"]`, the session layer's default identity prefix.
+    pub reserved_header_prefixes: Vec<String>,
 }
 
 impl Default for ProxyConfig {
@@ -79,6 +92,7 @@ impl Default for ProxyConfig {
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 256,
             connect_timeout: Duration::from_secs(5),
+            reserved_header_prefixes: vec!["x-hasura-".to_owned()],
         }
     }
 }
@@ -139,6 +153,8 @@ pub(crate) struct Shared {
     h1: h1pool::H1Pool,
     connector: UpstreamConnector,
     forwarded: ForwardedHeaders,
+    /// Which request trailers are dropped.
+    trailers: Arc<body::TrailerRules>,
     /// The zero of the passive-health clock.
     epoch: Instant,
 }
@@ -178,6 +194,7 @@ impl Proxy {
                 ),
                 connector,
                 forwarded: ForwardedHeaders::new(cfg.trusted_proxies),
+                trailers: Arc::new(body::TrailerRules::new(&cfg.reserved_header_prefixes)),
                 epoch: Instant::now(),
             }),
             down_time: Duration::from_secs(10),

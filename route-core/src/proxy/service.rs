@@ -284,7 +284,11 @@ where
         } else {
             Version::HTTP_11
         };
-        let body = Body::new(DownstreamBody::new(body, inner.body_limit));
+        let body = Body::new(DownstreamBody::new(
+            body,
+            inner.body_limit,
+            inner.shared.trailers.clone(),
+        ));
 
         let upgrade = parts.extensions.remove::<UpgradeRequest>().is_some()
             && inner.websocket

@@ -123,8 +123,10 @@ where
         let Some(entry) = table.lookup_host(&host) else {
             return ResponseFuture::rejected(Rejection::UNKNOWN_HOST.response());
         };
-        let Some(found) = entry.lookup(&path) else {
-            return ResponseFuture::rejected(Rejection::NO_ROUTE.response());
+        let found = match entry.lookup_unambiguous(&path) {
+            Ok(Some(found)) => found,
+            Ok(None) => return ResponseFuture::rejected(Rejection::NO_ROUTE.response()),
+            Err(_) => return ResponseFuture::rejected(Rejection::AMBIGUOUS_PATH.response()),
         };
         let mut service = found.route.clone();
         let host_value = match req.headers().get(http::header::HOST) {

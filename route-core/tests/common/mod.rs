@@ -42,6 +42,8 @@ pub struct Seen {
     pub body_len: u64,
     /// Whether the body was read to its end without error.
     pub body_complete: bool,
+    /// The request trailers (HTTP/1 chunked or HTTP/2), merged when there were several frames.
+    pub trailers: HeaderMap,
     /// Which upstream connection carried it.
     pub conn: usize,
 }
@@ -83,9 +85,15 @@ async fn record(
     let mut kept = Vec::new();
     let mut len = 0u64;
     let mut complete = true;
+    let mut trailers = HeaderMap::new();
     while let Some(frame) = body.frame().await {
         match frame {
             Ok(f) => {
+                if let Some(t) = f.trailers_ref() {
+                    for (k, v) in t {
+                        trailers.append(k, v.clone());
+                    }
+                }
                 if let Some(d) = f.data_ref() {
                     len += d.len() as u64;
                     if kept.len() < 65536 {
@@ -112,6 +120,7 @@ async fn record(
         body: kept,
         body_len: len,
         body_complete: complete,
+        trailers,
         conn,
     });
     if path == "/slow" {
