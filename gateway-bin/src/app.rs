@@ -130,6 +130,7 @@ impl Shared {
         }
         if old.sessions.cookie_name != new.sessions.cookie_name
             || old.sessions.identity_prefix != new.sessions.identity_prefix
+            || old.sessions.max_per_user != new.sessions.max_per_user
         {
             tracing::warn!("session settings need a restart; the old ones stay in force");
         }
@@ -211,13 +212,14 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
     let store: Arc<dyn SessionStore> = match &config.sessions.store {
         StoreKind::Redis(settings) => {
             let slide = Some(config.sessions.ttl).filter(|_| config.sessions.sliding_expiry);
-            let sessions = crate::redis::RedisSessions::start(settings, slide)?;
+            let sessions =
+                crate::redis::RedisSessions::start(settings, slide, config.sessions.max_per_user)?;
             let store = sessions.store();
             redis = Some(sessions);
             store
         }
         StoreKind::Memory => {
-            let memory = MemoryStore::new();
+            let memory = MemoryStore::with_max_per_user(config.sessions.max_per_user);
             // Expired sessions are also refused on read; the sweeper only returns their memory.
             memory.spawn_sweeper(Duration::from_secs(1));
             Arc::new(memory)

@@ -13,6 +13,7 @@
 //!   After the channel comes back from a gap, every open tunnel's session is checked again in
 //!   Redis. Tunnels already open are not closed just because Redis is unreachable.
 
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -58,11 +59,13 @@ impl std::fmt::Debug for RedisSessions {
 }
 
 impl RedisSessions {
-    /// Reads the URL from the environment and starts the store, the cache and the revocation
-    /// subscription. Does not wait for Redis: a gateway starts (not ready) while Redis is down.
+    /// Reads the URL from the environment and starts the store (at most `max_per_user` live
+    /// sessions per user), the cache and the revocation subscription. Does not wait for Redis:
+    /// a gateway starts (not ready) while Redis is down.
     pub fn start(
         settings: &RedisSettings,
         slide: Option<Duration>,
+        max_per_user: NonZeroUsize,
     ) -> Result<RedisSessions, RedisSetupError> {
         let url = std::env::var(&settings.url_env)
             .ok()
@@ -73,6 +76,7 @@ impl RedisSessions {
             RedisConfig {
                 prefix: settings.prefix.clone(),
                 command_timeout: settings.timeout,
+                max_per_user,
             },
         )
         .map_err(|e| RedisSetupError::Store(e.to_string()))?;

@@ -115,7 +115,7 @@ pub use session_layer::{SessionLayer, SessionService};
 pub use set_cookie::{parse_set_cookie, sets_session_cookie, CookieConfig, SameSite};
 #[cfg(feature = "redis")]
 pub use store::{CacheConfig, CachingResolver, RedisConfig, RedisStore, Revocation, Revocations};
-pub use store::{MemoryStore, SessionStore, StoreError};
+pub use store::{MemoryStore, SessionStore, StoreError, DEFAULT_MAX_PER_USER};
 pub use token::{constant_time_eq, Token, TokenHash, MAX_TOKEN_LEN};
 
 /// A boxed, `Send` future: what the object-safe async traits return.

@@ -24,6 +24,7 @@ mod tests;
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -134,6 +135,10 @@ pub struct RedisSettings {
     pub cache_capacity: usize,
 }
 
+/// The largest `sessions.max_per_user`: in effect no bound (what a deployment had before the
+/// bound existed), while a typo such as a negative number is still an error.
+const MAX_SESSIONS_PER_USER: u64 = 1_000_000_000;
+
 /// Session settings.
 #[derive(Clone, Debug)]
 pub struct Sessions {
@@ -165,6 +170,8 @@ pub struct Sessions {
     pub anonymous_role: String,
     /// Answer 403 (not 401) to a valid session that lacks a service's role.
     pub forbid_authenticated_without_role: bool,
+    /// The most live sessions one user holds; one more revokes the oldest (default 100).
+    pub max_per_user: NonZeroUsize,
 }
 
 /// Where the admin secret is read from. The secret itself is never written in the TOML.
@@ -868,7 +875,24 @@ impl Validator<'_> {
             anonymous_user_id,
             anonymous_role,
             forbid_authenticated_without_role: s.forbid_authenticated_without_role.unwrap_or(false),
+            max_per_user: self.max_per_user(s.max_per_user),
         }
+    }
+
+    /// `sessions.max_per_user`: 1 to [`MAX_SESSIONS_PER_USER`], default 100.
+    fn max_per_user(&mut self, v: Option<Spanned<u64>>) -> NonZeroUsize {
+        let default = session_core::DEFAULT_MAX_PER_USER;
+        let n = self.number(
+            "sessions.max_per_user",
+            v,
+            default.get() as u64,
+            1,
+            MAX_SESSIONS_PER_USER,
+        );
+        usize::try_from(n)
+            .ok()
+            .and_then(NonZeroUsize::new)
+            .unwrap_or(default)
     }
 
     fn identity_value(&mut self, key: &str, v: Option<Spanned<String>>, default: &str) -> String {

@@ -78,6 +78,7 @@ pub(crate) struct RawSessions {
     pub(crate) anonymous_user_id: Option<Spanned<String>>,
     pub(crate) anonymous_role: Option<Spanned<String>>,
     pub(crate) forbid_authenticated_without_role: Option<bool>,
+    pub(crate) max_per_user: Option<Spanned<u64>>,
     pub(crate) redis_url_env: Option<Spanned<String>>,
     pub(crate) redis_prefix: Option<Spanned<String>>,
     pub(crate) redis_timeout: Option<SpannedDuration>,

@@ -153,6 +153,24 @@ fn identity_headers_must_stay_under_the_prefix() {
 }
 
 #[test]
+fn max_per_user_defaults_to_100_and_must_be_at_least_1() {
+    assert_eq!(parse(MINIMAL).unwrap().sessions.max_per_user.get(), 100);
+    let text = format!("{MINIMAL}\n[sessions]\nmax_per_user = 2\n");
+    assert_eq!(parse(&text).unwrap().sessions.max_per_user.get(), 2);
+    for bad in ["0", "1000000001"] {
+        let text = format!("{MINIMAL}\n[sessions]\nmax_per_user = {bad}\n");
+        let i = issues(&text);
+        assert!(
+            i.iter().any(|i| i.key == "sessions.max_per_user"),
+            "{bad}: {i:?}"
+        );
+    }
+    // A negative number is not a u64: the parser refuses it, with its line.
+    let i = issues(&format!("{MINIMAL}\n[sessions]\nmax_per_user = -1\n"));
+    assert!(i.iter().any(|i| i.line.is_some()), "{i:?}");
+}
+
+#[test]
 fn tls_on_needs_an_https_listener() {
     let text = format!("{MINIMAL}\n[tls]\nmode = \"dev-ca\"\n");
     let i = issues(&text);

@@ -204,6 +204,28 @@ async fn answer(req: Request<Incoming>, seen: Arc<Mutex<Vec<Recorded>>>) -> Resp
     res
 }
 
+/// A WebSocket echo upstream (text frames come back as sent).
+pub async fn ws_echo() -> std::net::SocketAddr {
+    use futures_util::{SinkExt, StreamExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() && ws.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
 /// The standard test config: services `data` (anonymous, user, admin), `admin` (admin only),
 /// `auth` (session issuer), `open` (every role, forwards credentials) and `rogue` (not an
 /// issuer, but its upstream sends issuer headers).

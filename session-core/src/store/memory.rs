@@ -5,8 +5,9 @@
 //! - Sessions live in 64 `DashMap`s ("parts", 4 lock shards each) keyed by [`TokenHash`] and
 //!   holding an `Arc<Record>`. The record keeps the user id, an interned role set, the index of
 //!   the default role and the expiry (an atomic, so sliding expiry needs no write lock).
-//! - A per-user index (`user id → token hashes`) serves `revoke_user` and `list_user`. Its key
-//!   shares the record's `Arc<str>`.
+//! - A per-user index (`user id → token hashes`, oldest first) serves `revoke_user` and
+//!   `list_user`, and bounds each user's sessions: a create that would exceed `max_per_user`
+//!   revokes the oldest. Its key shares the record's `Arc<str>`.
 //! - Role sets are interned: every session with the same roles shares one allocation holding
 //!   the roles as `Arc<str>` and their prebuilt header values, so resolving a session copies no
 //!   string.
@@ -25,13 +26,14 @@
 //! attacker cannot choose colliding stored keys.
 
 use std::hash::{BuildHasher, Hasher};
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 
-use super::{SessionStore, StoreError};
+use super::{SessionStore, StoreError, DEFAULT_MAX_PER_USER};
 use crate::identity::{Identity, RoleHeaders};
 use crate::session::{NewSession, Session, SessionValidationError};
 use crate::token::{Token, TokenHash};
@@ -45,7 +47,8 @@ const SHARDS_PER_PART: usize = 4;
 /// does not bounce a cache line between cores on every request.
 const SLIDE_GRANULARITY_MS: u64 = 1_000;
 
-/// In-memory [`SessionStore`]: DashMap, TTL, per-user index, immediate revocation.
+/// In-memory [`SessionStore`]: DashMap, TTL, per-user index, immediate revocation, at most
+/// `max_per_user` live sessions per user (the oldest is revoked first).
 ///
 /// Cloning is cheap and every clone shares the same sessions. Sessions do not survive a restart
 /// and are not shared between replicas (use the Redis store for that).
@@ -56,7 +59,10 @@ pub struct MemoryStore {
 
 struct Inner {
     parts: Box<[Part]>,
+    /// Each user's sessions in creation order (oldest first).
     users: DashMap<Arc<str>, Vec<TokenHash>>,
+    /// The most live sessions one user holds (at least 1).
+    max_per_user: usize,
     role_sets: DashMap<Vec<String>, Arc<RoleHeaders>>,
     cursor: AtomicUsize,
     #[cfg(any(test, feature = "test-util"))]
@@ -88,8 +94,14 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store that keeps at most [`DEFAULT_MAX_PER_USER`] live sessions per user.
     pub fn new() -> Self {
+        MemoryStore::with_max_per_user(DEFAULT_MAX_PER_USER)
+    }
+
+    /// An empty store that keeps at most `max` live sessions per user: creating one more
+    /// revokes the user's oldest.
+    pub fn with_max_per_user(max: NonZeroUsize) -> Self {
         let mut seed = [0u8; 8];
         // A fixed seed only weakens the (already collision-resistant) map hashing; it is not a
         // reason to fail.
@@ -104,6 +116,7 @@ impl MemoryStore {
             inner: Arc::new(Inner {
                 parts,
                 users: DashMap::new(),
+                max_per_user: max.get(),
                 role_sets: DashMap::new(),
                 cursor: AtomicUsize::new(0),
                 #[cfg(any(test, feature = "test-util"))]
@@ -233,7 +246,39 @@ impl MemoryStore {
         let session = record.session(id);
         self.part(&id).insert(id, record);
         user.push(id);
+        let excess = self.beyond_the_bound(&mut user, now);
+        drop(user);
+        // The oldest sessions beyond the bound end exactly as a revoked one does (the same
+        // function), after the user's lock is released because revoking takes it again. They
+        // were picked under that lock as a prefix of the oldest-first index, so concurrent
+        // creates pick overlapping prefixes and together leave the newest `max_per_user`.
+        for old in &excess {
+            self.revoke_now(old);
+        }
         Ok((token, session))
+    }
+
+    /// The sessions a create must revoke, oldest first, from a user's index `ids` (called under
+    /// the user's lock). Below the bound, none. Above it, the index first forgets (and the store
+    /// evicts) the expired sessions, which must not cost a live session its place, then the
+    /// oldest beyond the bound are returned. The walk is O(`max_per_user`) and only happens
+    /// when the bound is exceeded.
+    fn beyond_the_bound(&self, ids: &mut Vec<TokenHash>, now: u64) -> Vec<TokenHash> {
+        let max = self.inner.max_per_user;
+        if ids.len() <= max {
+            return Vec::new();
+        }
+        let is_live = |r: &Arc<Record>| r.expires_ms.load(Ordering::Relaxed) > now;
+        ids.retain(|id| {
+            // Lock order: the user's index entry (held by the caller), then the part.
+            let live = self.part(id).get(id).is_some_and(|r| is_live(r.value()));
+            if !live {
+                self.part(id).remove_if(id, |_, r| !is_live(r));
+            }
+            live
+        });
+        let over = ids.len().saturating_sub(max);
+        ids[..over].to_vec()
     }
 
     /// The live record for `id`, evicting it if it expired.

@@ -5,6 +5,7 @@
 //! [`TokenHash`]es: [`SessionStore::create`] mints the token, hands it back once, and keeps its
 //! hash.
 
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use crate::identity::Identity;
@@ -28,6 +29,15 @@ pub use redis_cache::{CacheConfig, CachingResolver};
 #[cfg(feature = "redis")]
 pub use redis_revocations::{Revocation, Revocations};
 
+/// How many live sessions one user may hold unless the store is told otherwise
+/// ([`MemoryStore::with_max_per_user`], `RedisConfig::max_per_user`): 100. Creating one more
+/// revokes the user's oldest session, so one account cannot grow the store without end by
+/// logging in again and again (SECURITY-CASES 40).
+pub const DEFAULT_MAX_PER_USER: NonZeroUsize = match NonZeroUsize::new(100) {
+    Some(n) => n,
+    None => panic!("100 is not zero"),
+};
+
 /// A store failure.
 #[non_exhaustive]
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
@@ -49,6 +59,11 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Validates `new` ([`NewSession::validate`]), mints a fresh [`Token`], stores the session
     /// under the token's hash and returns both. Every call mints a new token: an existing token
     /// is never promoted to a new session.
+    ///
+    /// A user holds at most the store's `max_per_user` live sessions: when the new one would
+    /// exceed it, the user's oldest sessions are revoked, exactly as [`revoke`](SessionStore::revoke)
+    /// would (every replica and every open WebSocket of theirs hear of it). Concurrent creates
+    /// for one user never leave more than the bound.
     fn create<'a>(&'a self, new: NewSession)
         -> BoxFuture<'a, Result<(Token, Session), StoreError>>;
 

@@ -9,14 +9,23 @@
 //! | key | type | content |
 //! |---|---|---|
 //! | `<prefix>:session:<sha256 hex>` | hash | `user_id`, `roles` (comma-separated, in order), `default_role`, `created_at`, `expires_at` (Unix milliseconds) |
-//! | `<prefix>:user:<user_id>` | set | the hex hashes of the user's sessions |
+//! | `<prefix>:user:<user_id>` | sorted set | the hex hashes of the user's sessions, each scored by its creation time in Unix **microseconds** |
 //! | `<prefix>:revocations` | pub/sub channel | the hex hash of a revoked session, or `user:<user_id>` when all of a user's sessions are revoked |
 //!
 //! - A session hash carries a native Redis expiry (`PEXPIREAT` = `expires_at`), so Redis
 //!   removes it by itself. Sliding expiry moves `expires_at` and the key's expiry together,
 //!   never backwards.
-//! - The user set expires with the user's longest-lived session. Members whose session hash is
-//!   gone (expired) are removed lazily, when the user's sessions are listed or revoked.
+//! - The user index expires with the user's longest-lived session. Members whose session hash
+//!   is gone (expired) are removed lazily: the three oldest on each create, all of them when the
+//!   user's sessions are listed or revoked or the index reaches `max_per_user`.
+//! - A user holds at most `max_per_user` sessions ([`RedisConfig::max_per_user`]): a create that
+//!   would exceed it revokes the oldest (lowest score) first, published on the revocation
+//!   channel like any revocation, in the same atomic script.
+//! - Upgrading from the schema where the user index was a set: every script that reads or
+//!   writes the index checks its `TYPE` first and converts a set in place (atomically, inside the
+//!   script: each member still alive is scored by its `created_at` × 1000, dead ones are dropped,
+//!   the expiry is kept). Sessions written before the upgrade keep resolving, and are listed,
+//!   bounded and revoked like new ones.
 //! - A reader also refuses a session whose `expires_at` is in the past, or whose fields break
 //!   the session rules (user id and roles of visible ASCII, no `,` in a role, the default role
 //!   among the roles).
@@ -28,11 +37,12 @@
 //! ```text
 //! HSET      <prefix>:session:<hex> user_id <id> roles <r1,r2> default_role <r1> created_at <ms> expires_at <ms>
 //! PEXPIREAT <prefix>:session:<hex> <expires_at ms>
-//! SADD      <prefix>:user:<id> <hex>
-//! PEXPIREAT <prefix>:user:<id> <expires_at ms>   (only if later than the set's current expiry)
+//! ZADD      <prefix>:user:<id> <created_at ms × 1000> <hex>
+//! PEXPIREAT <prefix>:user:<id> <expires_at ms>   (only if later than the index's current expiry)
 //! ```
 //!
-//! and revoke one with `DEL <prefix>:session:<hex>`, `SREM <prefix>:user:<id> <hex>` and
+//! (such a session counts towards `max_per_user` from the gateway's next create for that user),
+//! and revoke one with `DEL <prefix>:session:<hex>`, `ZREM <prefix>:user:<id> <hex>` and
 //! `PUBLISH <prefix>:revocations <hex>` (without the `PUBLISH`, replicas may serve the session
 //! from their local cache until the cache TTL ends).
 //!
@@ -52,6 +62,7 @@
 //! The URL may carry a password: it is never logged or put into an error message.
 
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -59,7 +70,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Script};
 
 use super::redis_revocations::{Revocation, Revocations};
-use super::{SessionStore, StoreError};
+use super::{SessionStore, StoreError, DEFAULT_MAX_PER_USER};
 use crate::identity::{Identity, RoleHeaders};
 use crate::session::{validate_role, validate_user_id, NewSession, Session};
 use crate::token::{Token, TokenHash};
@@ -76,6 +87,9 @@ pub struct RedisConfig {
     /// How long one command may take before it counts as a failure; default 500 ms. Also the
     /// connect timeout.
     pub command_timeout: Duration,
+    /// The most live sessions one user holds; creating one more revokes the oldest. Default
+    /// [`DEFAULT_MAX_PER_USER`] (100).
+    pub max_per_user: NonZeroUsize,
 }
 
 impl Default for RedisConfig {
@@ -83,6 +97,7 @@ impl Default for RedisConfig {
         RedisConfig {
             prefix: "gateway".into(),
             command_timeout: Duration::from_millis(500),
+            max_per_user: DEFAULT_MAX_PER_USER,
         }
     }
 }
@@ -101,6 +116,7 @@ struct Inner {
     client: redis::Client,
     conn: ConnectionManager,
     timeout: Duration,
+    max_per_user: usize,
     session_prefix: String,
     user_prefix: String,
     channel: String,
@@ -175,6 +191,7 @@ impl RedisStore {
                 client,
                 conn,
                 timeout: config.command_timeout,
+                max_per_user: config.max_per_user.get(),
                 session_prefix: format!("{p}:session:"),
                 user_prefix: format!("{p}:user:"),
                 channel: format!("{p}:revocations"),
@@ -440,26 +457,92 @@ macro_rules! lua_extend_user {
     };
 }
 
-/// KEYS: session, user. ARGV: hex, user_id, roles, default_role, ttl ms. Returns {now, exp}.
+// Converts a user index still in the schema before the sessions bound (a set) into the
+// sorted set this version keeps, in place and atomically (it runs inside the calling script):
+// every member whose session still exists is scored by its `created_at` (in microseconds, as
+// CREATE scores), the dead ones are dropped, and the key keeps its expiry. A sorted set is left
+// alone, so after the first touch this costs one TYPE.
+macro_rules! lua_user_index {
+    () => {
+        "local function user_index(key, sprefix)\n\
+           if redis.call('TYPE', key).ok ~= 'set' then return end\n\
+           local ids = redis.call('SMEMBERS', key)\n\
+           local left = redis.call('PTTL', key)\n\
+           redis.call('DEL', key)\n\
+           for _, h in ipairs(ids) do\n\
+             if redis.call('EXISTS', sprefix .. h) == 1 then\n\
+               local c = tonumber(redis.call('HGET', sprefix .. h, 'created_at')) or 0\n\
+               redis.call('ZADD', key, string.format('%d', c * 1000), h)\n\
+             end\n\
+           end\n\
+           if left > 0 and redis.call('EXISTS', key) == 1 then\n\
+             redis.call('PEXPIRE', key, left)\n\
+           end\n\
+         end\n"
+    };
+}
+
+// Ends one session: deletes its hash, removes it from its user's index (`ukey`, if known) and
+// publishes its hex hash on the revocation channel, so that every replica drops its cached copy
+// and closes its WebSockets. REVOKE and CREATE's eviction of the oldest both end sessions with
+// it. Returns 1 if a session hash was deleted.
+macro_rules! lua_revoke_one {
+    () => {
+        "local function revoke_one(skey, hex, ukey, channel)\n\
+           local n = redis.call('DEL', skey)\n\
+           if ukey then redis.call('ZREM', ukey, hex) end\n\
+           redis.call('PUBLISH', channel, hex)\n\
+           return n\n\
+         end\n"
+    };
+}
+
+/// KEYS: session, user. ARGV: hex, user_id, roles, default_role, ttl ms, max_per_user, channel.
+/// Returns {now, exp, {hex of each session revoked to stay within max_per_user}}.
 ///
-/// Sessions expire by themselves, but their hashes stay in the user's set, and every new session
-/// keeps the set alive: a user who logs in often would grow it without end. So each create
-/// first checks up to three members at random and drops those whose session is gone; a set
-/// that small is checked whole. It stays near the number of live sessions at O(1) a create.
+/// The user's index is a sorted set scored by creation time (microseconds from the server's
+/// clock, so two creates in one millisecond still have an order). Sessions expire by
+/// themselves, but their hashes stay in the index, and every new session keeps it alive. So each
+/// create first checks the three oldest members (the likeliest to have expired) and drops those
+/// whose session is gone. When the index is at the bound, every member is checked (dead ones do
+/// not count), and the oldest live sessions beyond `max_per_user - 1` are revoked, so the index
+/// never holds more than `max_per_user` members. The script is atomic: concurrent creates for
+/// one user never leave more than the bound.
 const CREATE: &str = concat!(
     lua_now!(),
     lua_extend_user!(),
-    "local prefix = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[1])\n\
-     for _, h in ipairs(redis.call('SRANDMEMBER', KEYS[2], 3)) do\n\
-       if redis.call('EXISTS', prefix .. h) == 0 then redis.call('SREM', KEYS[2], h) end\n\
+    lua_user_index!(),
+    lua_revoke_one!(),
+    "local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])\n\
+     local sprefix = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[1])\n\
+     local max = tonumber(ARGV[6])\n\
+     user_index(KEYS[2], sprefix)\n\
+     for _, h in ipairs(redis.call('ZRANGE', KEYS[2], 0, 2)) do\n\
+       if redis.call('EXISTS', sprefix .. h) == 0 then redis.call('ZREM', KEYS[2], h) end\n\
+     end\n\
+     local evicted = {}\n\
+     local n = redis.call('ZCARD', KEYS[2])\n\
+     if n >= max then\n\
+       for _, h in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do\n\
+         if redis.call('EXISTS', sprefix .. h) == 0 then\n\
+           redis.call('ZREM', KEYS[2], h)\n\
+           n = n - 1\n\
+         end\n\
+       end\n\
+       if n >= max then\n\
+         for _, h in ipairs(redis.call('ZRANGE', KEYS[2], 0, n - max)) do\n\
+           revoke_one(sprefix .. h, h, KEYS[2], ARGV[7])\n\
+           table.insert(evicted, h)\n\
+         end\n\
+       end\n\
      end\n\
      local exp = now + tonumber(ARGV[5])\n\
      redis.call('HSET', KEYS[1], 'user_id', ARGV[2], 'roles', ARGV[3], 'default_role', ARGV[4],\n\
        'created_at', string.format('%d', now), 'expires_at', string.format('%d', exp))\n\
      redis.call('PEXPIREAT', KEYS[1], string.format('%d', exp))\n\
-     redis.call('SADD', KEYS[2], ARGV[1])\n\
+     redis.call('ZADD', KEYS[2], string.format('%d', now_us), ARGV[1])\n\
      extend_user(KEYS[2], exp, now)\n\
-     return {now, exp}\n"
+     return {now, exp, evicted}\n"
 );
 
 /// KEYS: session. ARGV: ttl ms, granularity ms, user prefix. Returns the fields (nil if none),
@@ -502,15 +585,28 @@ const TOUCH: &str = concat!(
 
 /// KEYS: session. ARGV: hex, user prefix, channel. Deletes the session, unindexes it and
 /// publishes its hash. Returns 1 if a session was deleted.
-const REVOKE: &str = "local uid = redis.call('HGET', KEYS[1], 'user_id')\n\
-     local n = redis.call('DEL', KEYS[1])\n\
-     if uid then redis.call('SREM', ARGV[2] .. uid, ARGV[1]) end\n\
-     redis.call('PUBLISH', ARGV[3], ARGV[1])\n\
-     return n\n";
+const REVOKE: &str = concat!(
+    lua_user_index!(),
+    lua_revoke_one!(),
+    "local sprefix = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[1])\n\
+     local uid = redis.call('HGET', KEYS[1], 'user_id')\n\
+     local ukey = nil\n\
+     if uid then\n\
+       ukey = ARGV[2] .. uid\n\
+       user_index(ukey, sprefix)\n\
+     end\n\
+     return revoke_one(KEYS[1], ARGV[1], ukey, ARGV[3])\n"
+);
 
 /// KEYS: user. ARGV: session prefix, channel, payload. Deletes every session of the user and
-/// the index, publishes `user:<id>`. Returns how many sessions were live.
-const REVOKE_USER: &str = "local ids = redis.call('SMEMBERS', KEYS[1])\n\
+/// the index, publishes `user:<id>`. Returns how many sessions were live. An index still in the
+/// old schema (a set) is read as it is: it is deleted anyway.
+const REVOKE_USER: &str = "local ids\n\
+     if redis.call('TYPE', KEYS[1]).ok == 'set' then\n\
+       ids = redis.call('SMEMBERS', KEYS[1])\n\
+     else\n\
+       ids = redis.call('ZRANGE', KEYS[1], 0, -1)\n\
+     end\n\
      local n = 0\n\
      for _, h in ipairs(ids) do n = n + redis.call('DEL', ARGV[1] .. h) end\n\
      redis.call('DEL', KEYS[1])\n\
@@ -518,8 +614,12 @@ const REVOKE_USER: &str = "local ids = redis.call('SMEMBERS', KEYS[1])\n\
      return n\n";
 
 /// KEYS: user. ARGV: session prefix. Returns {hex, user_id, roles, default_role, created_at,
-/// expires_at, ...} for each live session and removes members whose session is gone.
-const LIST_USER: &str = "local ids = redis.call('SMEMBERS', KEYS[1])\n\
+/// expires_at, ...} for each live session, oldest first, and removes members whose session is
+/// gone.
+const LIST_USER: &str = concat!(
+    lua_user_index!(),
+    "user_index(KEYS[1], ARGV[1])\n\
+     local ids = redis.call('ZRANGE', KEYS[1], 0, -1)\n\
      local out = {}\n\
      for _, h in ipairs(ids) do\n\
        local v = redis.call('HMGET', ARGV[1] .. h, 'user_id', 'roles', 'default_role', 'created_at', 'expires_at')\n\
@@ -527,10 +627,11 @@ const LIST_USER: &str = "local ids = redis.call('SMEMBERS', KEYS[1])\n\
          table.insert(out, h)\n\
          for i = 1, 5 do table.insert(out, v[i] or '') end\n\
        else\n\
-         redis.call('SREM', KEYS[1], h)\n\
+         redis.call('ZREM', KEYS[1], h)\n\
        end\n\
      end\n\
-     return out\n";
+     return out\n"
+);
 
 impl SessionStore for RedisStore {
     fn create<'a>(
@@ -555,11 +656,18 @@ impl SessionStore for RedisStore {
                 .arg(&new.user_id)
                 .arg(&roles)
                 .arg(&default_role)
-                .arg(duration_ms(new.ttl).max(1));
+                .arg(duration_ms(new.ttl).max(1))
+                .arg(self.inner.max_per_user)
+                .arg(&self.inner.channel);
             let mut conn = self.inner.conn.clone();
-            let (created, expires): (u64, u64) = self
+            let (created, expires, evicted): (u64, u64, Vec<String>) = self
                 .run("create", async move { inv.invoke_async(&mut conn).await })
                 .await?;
+            // The script published each eviction like any revocation; this process hears of
+            // it at once, as after `revoke`.
+            for old in evicted.iter().filter_map(|h| TokenHash::from_hex(h)) {
+                self.tell_local(&Revocation::Session(old));
+            }
             let session = Session {
                 id,
                 user_id: new.user_id,

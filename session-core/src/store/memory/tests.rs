@@ -1,5 +1,7 @@
 use super::*;
 
+use std::num::NonZeroUsize;
+
 fn new_session(user: &str, roles: &[&str], ttl_secs: u64) -> NewSession {
     NewSession {
         user_id: user.into(),
@@ -355,4 +357,94 @@ fn hasher_uses_the_hash_bytes() {
     let h1 = b.hash_one(TokenHash([1; 32]));
     let h2 = b.hash_one(TokenHash([2; 32]));
     assert_ne!(h1, h2);
+}
+
+fn bounded(max: usize) -> MemoryStore {
+    MemoryStore::with_max_per_user(NonZeroUsize::new(max).unwrap())
+}
+
+#[tokio::test]
+async fn case_40_a_create_beyond_max_per_user_revokes_the_oldest() {
+    // SECURITY-CASES 40: one account cannot grow the store by logging in again and again.
+    let store = bounded(2);
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        tokens.push(store.create(new_session("u", &["r"], 60)).await.unwrap().0);
+    }
+    let (theirs, _) = store.create(new_session("v", &["r"], 60)).await.unwrap();
+    assert!(store.resolve(&tokens[0].hash()).await.unwrap().is_none());
+    assert!(store
+        .resolve_identity_now(&tokens[0].hash(), None)
+        .unwrap()
+        .unwrap()
+        .is_none());
+    assert!(
+        !store.revoke(&tokens[0].hash()).await.unwrap(),
+        "already revoked"
+    );
+    let listed: Vec<_> = store
+        .list_user("u")
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(listed, [tokens[1].hash(), tokens[2].hash()]);
+    assert!(store.resolve(&theirs.hash()).await.unwrap().is_some());
+    assert_eq!(store.len(), 3);
+}
+
+#[tokio::test]
+async fn case_40_the_default_bound_is_100() {
+    let store = MemoryStore::new();
+    let (first, _) = store.create(new_session("u", &["r"], 60)).await.unwrap();
+    for _ in 0..99 {
+        store.create(new_session("u", &["r"], 60)).await.unwrap();
+    }
+    assert!(store.resolve(&first.hash()).await.unwrap().is_some());
+    store.create(new_session("u", &["r"], 60)).await.unwrap();
+    assert!(store.resolve(&first.hash()).await.unwrap().is_none());
+    assert_eq!(store.list_user("u").await.unwrap().len(), 100);
+}
+
+#[tokio::test]
+async fn case_40_expired_sessions_do_not_count_against_the_bound() {
+    let store = bounded(2);
+    store.create(new_session("u", &["r"], 5)).await.unwrap();
+    let (long, _) = store.create(new_session("u", &["r"], 60)).await.unwrap();
+    store.advance_clock(Duration::from_secs(10));
+    let (new, _) = store.create(new_session("u", &["r"], 60)).await.unwrap();
+    // The expired one made room: the live older session stays.
+    assert!(store.resolve(&long.hash()).await.unwrap().is_some());
+    assert!(store.resolve(&new.hash()).await.unwrap().is_some());
+    assert_eq!(store.len(), 2, "the expired session was evicted, not kept");
+    assert_eq!(store.inner.users.get("u").unwrap().len(), 2);
+}
+
+#[test]
+fn case_40_concurrent_creates_for_one_user_leave_exactly_the_bound() {
+    const K: usize = 5;
+    let store = bounded(K);
+    let all = parking_lot::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            let store = store.clone();
+            let all = &all;
+            s.spawn(move || {
+                for _ in 0..200 {
+                    let (token, _) = store.create_now(new_session("u", &["r"], 60)).unwrap();
+                    all.lock().push(token.hash());
+                }
+            });
+        }
+    });
+    let live = all
+        .lock()
+        .iter()
+        .filter(|id| store.identity_now(id, None).is_some())
+        .count();
+    assert_eq!(live, K);
+    assert_eq!(store.list_user_now("u").len(), K);
+    assert_eq!(store.len(), K);
+    assert_eq!(store.inner.users.get("u").unwrap().len(), K);
 }
