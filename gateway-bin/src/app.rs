@@ -128,6 +128,9 @@ impl Shared {
         {
             tracing::warn!("listener changes need a restart; the old listeners keep serving");
         }
+        if old.tls.hsts != new.tls.hsts {
+            tracing::warn!("tls.hsts changes need a restart; the old value stays in force");
+        }
         if old.sessions.cookie_name != new.sessions.cookie_name
             || old.sessions.identity_prefix != new.sessions.identity_prefix
         {
@@ -272,7 +275,8 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
     if let (Some(addr), Some(rt)) = (config.listen.https, &tls) {
         let listener = bind(addr)?;
         https_addr = listener.local_addr().ok();
-        let svc = service.clone();
+        // Only the HTTPS listener sets Strict-Transport-Security (SECURITY-CASES 44).
+        let svc = crate::tls::hsts(service.clone(), config.tls.hsts.clone());
         tasks.spawn(crate::tls::serve_tls(
             listener,
             rt.acceptor.clone(),
