@@ -203,6 +203,10 @@ pub struct StartOptions {
 
 /// Binds every listener and starts serving. Returns once the gateway is ready.
 pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartError> {
+    // The recorder goes in before anything that counts. A metric recorded while no recorder
+    // is installed is dropped, and TLS below starts the ACME manager, which can count its
+    // first order before the admin listener is built (issue 13, item 14).
+    let recorder = crate::telemetry::metrics_handle();
     let admin_secret = match opts.admin_secret {
         Some(s) => Some(s),
         None => load_secret(&config.admin)?,
@@ -344,7 +348,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
             store,
             secret: admin_secret.clone(),
             default_ttl: config.sessions.ttl,
-            metrics: crate::telemetry::metrics_handle(),
+            metrics: recorder.clone(),
             ready: ready.clone(),
             extra: Some(services.router(admin_secret.clone())),
             acme: tls.as_ref().and_then(|t| t.acme.clone()),
