@@ -128,6 +128,9 @@ impl Shared {
         {
             tracing::warn!("listener changes need a restart; the old listeners keep serving");
         }
+        if old.tls.hsts != new.tls.hsts {
+            tracing::warn!("tls.hsts changes need a restart; the old value stays in force");
+        }
         if old.sessions.cookie_name != new.sessions.cookie_name
             || old.sessions.identity_prefix != new.sessions.identity_prefix
             || old.sessions.max_per_user != new.sessions.max_per_user
@@ -201,6 +204,10 @@ pub struct StartOptions {
 
 /// Binds every listener and starts serving. Returns once the gateway is ready.
 pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartError> {
+    // The recorder goes in before anything that counts. A metric recorded while no recorder
+    // is installed is dropped, and TLS below starts the ACME manager, which can count its
+    // first order before the admin listener is built (issue 13, item 14).
+    let recorder = crate::telemetry::metrics_handle();
     let admin_secret = match opts.admin_secret {
         Some(s) => Some(s),
         None => load_secret(&config.admin)?,
@@ -276,7 +283,8 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
     if let (Some(addr), Some(rt)) = (config.listen.https, &tls) {
         let listener = bind(addr)?;
         https_addr = listener.local_addr().ok();
-        let svc = service.clone();
+        // Only the HTTPS listener sets Strict-Transport-Security (SECURITY-CASES 44).
+        let svc = crate::tls::hsts(service.clone(), config.tls.hsts.clone());
         tasks.spawn(crate::tls::serve_tls(
             listener,
             rt.acceptor.clone(),
@@ -344,7 +352,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
             store,
             secret: admin_secret.clone(),
             default_ttl: config.sessions.ttl,
-            metrics: crate::telemetry::metrics_handle(),
+            metrics: recorder.clone(),
             ready: ready.clone(),
             extra: Some(services.router(admin_secret.clone())),
             acme: tls.as_ref().and_then(|t| t.acme.clone()),

@@ -17,6 +17,7 @@ use route_core::{Body, ConnectionInfo};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::Service;
+use tower_http::set_header::SetResponseHeader;
 
 use crate::config::{Config, TlsMode};
 use crate::reject;
@@ -337,6 +338,76 @@ pub async fn serve_tls<M>(
     .await;
 }
 
+/// The `Strict-Transport-Security` value when `[tls] hsts` is absent and plain HTTP redirects to
+/// HTTPS: one year, for this host only. Never `preload`: a preload listing commits every
+/// subdomain to HTTPS for months and is slow to undo, so only an operator may ask for it.
+pub const DEFAULT_HSTS: &str = "max-age=31536000";
+
+/// Checks a `Strict-Transport-Security` value against RFC 6797 §6.1 and returns it as a header
+/// value. Only `max-age=<seconds>` (required), `includeSubDomains` and `preload` are accepted,
+/// each at most once: a browser ignores the whole header when a directive repeats, and an
+/// unknown one in a config file is a typo, not an extension.
+pub fn hsts_header(value: &str) -> Result<http::HeaderValue, String> {
+    let value = value.trim();
+    let (mut max_age, mut subdomains, mut preload) = (false, false, false);
+    for directive in value.split(';') {
+        let directive = directive.trim();
+        let (name, arg) = match directive.split_once('=') {
+            Some((n, a)) => (n.trim(), Some(a.trim())),
+            None => (directive, None),
+        };
+        let seen = if name.eq_ignore_ascii_case("max-age") {
+            let seconds = arg.map(|a| {
+                a.strip_prefix('"')
+                    .and_then(|a| a.strip_suffix('"'))
+                    .unwrap_or(a)
+            });
+            match seconds {
+                Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {}
+                _ => return Err("max-age needs a number of seconds (max-age=31536000)".into()),
+            }
+            &mut max_age
+        } else if name.eq_ignore_ascii_case("includeSubDomains") {
+            &mut subdomains
+        } else if name.eq_ignore_ascii_case("preload") {
+            &mut preload
+        } else if name.is_empty() {
+            return Err("an empty directive (a stray `;`)".into());
+        } else {
+            return Err(format!(
+                "unknown directive `{name}`: only max-age, includeSubDomains and preload"
+            ));
+        };
+        if *seen {
+            return Err(format!(
+                "`{name}` appears twice; browsers ignore such a header"
+            ));
+        }
+        if arg.is_some() && !name.eq_ignore_ascii_case("max-age") {
+            return Err(format!("`{name}` takes no value"));
+        }
+        *seen = true;
+    }
+    if !max_age {
+        return Err("max-age is required (max-age=31536000)".into());
+    }
+    http::HeaderValue::from_str(value)
+        .map_err(|_| "not a valid header value (visible ASCII only)".into())
+}
+
+/// A service whose responses carry the configured `Strict-Transport-Security`.
+pub type Hsts<S> = SetResponseHeader<S, Option<http::HeaderValue>>;
+
+/// Sets `hsts` on every response of `inner`, the HTTPS listener's service, the gateway's own
+/// rejections included. An upstream's own `Strict-Transport-Security` is replaced: the
+/// gateway terminates TLS for the host, so its policy is the one a browser must see (an
+/// upstream's `max-age=0` would otherwise switch HSTS off for the whole host). With `None`,
+/// responses pass unchanged. The plain listener never gets this layer: browsers ignore the
+/// header over plain HTTP (RFC 6797 §8.1), and the gateway does not send it there.
+pub fn hsts<S>(inner: S, hsts: Option<http::HeaderValue>) -> Hsts<S> {
+    SetResponseHeader::overriding(inner, http::header::STRICT_TRANSPORT_SECURITY, hsts)
+}
+
 /// The plain listener's front when TLS is on: it answers ACME HTTP-01 challenges itself (they
 /// are never proxied, so no path trick can reach a service through them) and, when
 /// configured, redirects everything else to HTTPS.
@@ -472,5 +543,38 @@ fn redirect_to_https<B>(req: &Request<B>, port: u16, domains: &[String]) -> Resp
             "invalid-request",
             "cannot redirect this request",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hsts_header;
+
+    #[test]
+    fn hsts_values_follow_rfc_6797() {
+        for ok in [
+            "max-age=31536000",
+            "max-age=0",
+            "max-age=\"600\"",
+            " max-age=63072000; includeSubDomains; preload ",
+            "includesubdomains;MAX-AGE=10",
+        ] {
+            assert!(hsts_header(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "includeSubDomains",
+            "max-age=",
+            "max-age=-1",
+            "max-age=1y",
+            "max-age=1; max-age=2",
+            "max-age=1; preload; preload",
+            "max-age=1;; preload",
+            "max-age=1; includeSubDomains=yes",
+            "max-age=1; report-uri=x",
+            "max-age=1; pre\nload",
+            "max-age=1; \u{e9}",
+        ] {
+            assert!(hsts_header(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -224,6 +224,10 @@ pub struct Tls {
     /// The longest the ACME manager waits between looks at its names; also the bound on how
     /// long a certificate renewed by another replica takes to be served here.
     pub acme_check_interval: Duration,
+    /// The `Strict-Transport-Security` value set on every response served over TLS, never
+    /// over plain HTTP; `None` sets none. Defaults to `max-age=31536000` when plain HTTP
+    /// redirects to HTTPS, and to none otherwise.
+    pub hsts: Option<http::HeaderValue>,
 }
 
 /// Where ACME state lives.
@@ -1018,11 +1022,29 @@ impl Validator<'_> {
                 hint: Some("add https = \"0.0.0.0:8443\" under [listen]".into()),
             });
         }
+        let hsts = match t.hsts {
+            // A gateway that sends every plain request to HTTPS has committed to HTTPS, so
+            // browsers are told to skip the plain hop; one that serves plain HTTP has not.
+            None => listen
+                .redirect_http_to_https
+                .then(|| http::HeaderValue::from_static(crate::tls::DEFAULT_HSTS)),
+            Some(v) if v.get_ref().trim().is_empty() => None,
+            Some(v) => match crate::tls::hsts_header(v.get_ref()) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    let hint =
+                        "write e.g. \"max-age=31536000; includeSubDomains\", or \"\" for none";
+                    self.issue("tls.hsts", &v, e, Some(hint));
+                    None
+                }
+            },
+        };
         Tls {
             mode,
             dir,
             store,
             acme_check_interval,
+            hsts,
         }
     }
 

@@ -118,6 +118,7 @@ pub(crate) struct RawTls {
     pub(crate) tls_alpn01: Option<bool>,
     pub(crate) store: Option<Spanned<String>>,
     pub(crate) acme_check_interval: Option<SpannedDuration>,
+    pub(crate) hsts: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -256,3 +256,40 @@ fn csrf_allow_missing_origin_defaults_to_false() {
     let wrong = format!("{MINIMAL}\n[csrf]\nallow_missing_origin = \"yes\"\n");
     assert!(parse(&wrong).is_err());
 }
+
+#[test]
+fn hsts_defaults_to_one_year_with_the_redirect_and_is_checked() {
+    let tls = |listen: &str, hsts: &str| {
+        MINIMAL.replace(
+            "[listen]\n",
+            &format!("[listen]\nhttps = \"127.0.0.1:8443\"\n{listen}\n"),
+        ) + &format!("\n[tls]\nmode = \"dev-ca\"\n{hsts}\n")
+    };
+    let hsts = |text: String| {
+        parse(&text)
+            .unwrap()
+            .tls
+            .hsts
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    assert_eq!(
+        hsts(tls("redirect_http_to_https = true", "")).as_deref(),
+        Some("max-age=31536000"),
+        "on with the redirect, never preload"
+    );
+    assert_eq!(hsts(tls("", "")), None, "off without the redirect");
+    assert_eq!(
+        hsts(tls("redirect_http_to_https = true", "hsts = \"\"")),
+        None,
+        "\"\" turns it off"
+    );
+    assert_eq!(
+        hsts(tls("", "hsts = \"max-age=600; includeSubDomains\"")).as_deref(),
+        Some("max-age=600; includeSubDomains")
+    );
+    let found = issues(&tls("", "hsts = \"max-age=600; max-age=7\""));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].key, "tls.hsts");
+    assert!(found[0].line.is_some());
+    assert!(found[0].message.contains("twice"), "{found:?}");
+}
