@@ -61,9 +61,10 @@ pub trait SessionStore: Send + Sync + 'static {
     /// is never promoted to a new session.
     ///
     /// A user holds at most the store's `max_per_user` live sessions: when the new one would
-    /// exceed it, the user's oldest sessions are revoked, exactly as [`revoke`](SessionStore::revoke)
-    /// would (every replica and every open WebSocket of theirs hear of it). Concurrent creates
-    /// for one user never leave more than the bound.
+    /// exceed it, the user's oldest sessions are revoked through the same path as
+    /// [`revoke`](SessionStore::revoke), so whatever hears of a revocation (other replicas'
+    /// caches, WebSocket tunnels) hears of these. Expired sessions do not count. Concurrent
+    /// creates for one user never leave more than the bound.
     fn create<'a>(&'a self, new: NewSession)
         -> BoxFuture<'a, Result<(Token, Session), StoreError>>;
 
