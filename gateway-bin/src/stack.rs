@@ -109,7 +109,8 @@ pub fn csrf_rule(config: &Config) -> CsrfRule {
 }
 
 /// The header names only the gateway may send upstream: the session layer's identity prefix
-/// and its three identity names (which need not share the prefix). The proxy drops request
+/// and its three identity names (the config keeps those under the prefix today; they are
+/// listed so that the trailer filter never depends on that check). The proxy drops request
 /// trailers under them (SECURITY-CASES 39); the session layer strips the headers.
 pub fn reserved_header_prefixes(config: &Config) -> Vec<String> {
     let s = &config.sessions;

@@ -82,6 +82,7 @@ async fn case_37_other_readings_of_a_restricted_prefix_get_400() {
             "/admin%3bx/users",
             "/admin%3Bx/users",
             "/%41dmin%3B/users",
+            "/docs/%252e%252e/admin/users",
         ] {
             let before = up.count();
             let res = get(g.http, path, &auth);

@@ -25,8 +25,9 @@
 //! and Spring drop `;` segment parameters (`/admin;x/users` is `/admin/users` to them), a
 //! case-insensitive server (IIS, a case-insensitive file system, a framework with
 //! case-insensitive routes) folds case (`/ADMIN` is `/admin`), and a server that decodes the
-//! path before either step also finds `%3B` and encoded letters (`%E2%84%AA`, the Kelvin sign,
-//! folds to `k` in Java's `equalsIgnoreCase`). [`reread`] gives a path as such a server sees it;
+//! path before either step (once, or twice like old IIS) also finds `%3B`, encoded letters
+//! (`%E2%84%AA`, the Kelvin sign, folds to `k` in Java's `equalsIgnoreCase`) and dot segments
+//! (`%252e%252e`). [`reread`] gives a path as such a server sees it;
 //! the route table uses it to refuse paths that those readings would route elsewhere.
 
 use std::borrow::Cow;
@@ -227,7 +228,9 @@ fn utf8_len(first: u8) -> usize {
 /// reading is `Reading::default()` (every field false).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Reading {
-    /// Every percent-escape is decoded first (the bytes read as UTF-8).
+    /// Every percent-escape is decoded first, twice (the bytes read as UTF-8): a server that
+    /// decodes again after its own routing step reads `%252e%252e` as `..` and `%2541` as
+    /// `A` (the IIS double-decoding bug class).
     pub(crate) decode: bool,
     /// `;` and everything after it up to the end of its segment is dropped (Tomcat, Spring).
     pub(crate) params: bool,
@@ -310,7 +313,7 @@ fn percent_decode(path: &str) -> String {
 pub(crate) fn reread(path: &str, reading: Reading) -> String {
     let decoded;
     let text = if reading.decode {
-        decoded = percent_decode(path);
+        decoded = percent_decode(&percent_decode(path));
         decoded.as_str()
     } else {
         path
@@ -471,6 +474,8 @@ mod tests {
             ("/%C4%B0ndex", r(true, false, true), "/index"),
             ("/A%3Bx/", r(true, true, true), "/a/"),
             ("/a%20b", r(true, false, false), "/a b"),
+            ("/p/%252e%252e/admin", r(true, false, false), "/admin"),
+            ("/%2541dmin", r(true, false, true), "/admin"),
             ("/", r(true, true, true), "/"),
         ];
         for (input, reading, want) in cases {

@@ -624,6 +624,7 @@ mod tests {
             "/admin%3Bx/users",
             "/%E2%84%AAiosk",
             "/KIOSK",
+            "/docs/%252e%252e/admin",
         ] {
             assert_eq!(check(&t, path), Err(AmbiguousPath), "{path}");
         }

@@ -275,7 +275,9 @@ pub struct Service {
     pub name: String,
     /// The label under the project domains: `data`, `@` for the apex, `*` for every other name.
     pub subdomain: String,
-    /// An optional path prefix within the subdomain (longest prefix wins).
+    /// An optional path prefix within the subdomain (longest prefix wins). A path that another
+    /// common reading (`;` parameters dropped, case folded, decoded first) would send to a
+    /// service of the same subdomain with other `allowed_roles` gets 400 `ambiguous-path`.
     pub path_prefix: Option<String>,
     /// The upstream base URLs, balanced round-robin.
     pub upstreams: Vec<Uri>,
