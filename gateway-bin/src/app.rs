@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use route_core::{Proxy, ProxyConfig, SharedRouteTable};
-use session_core::{MemoryStore, Resolver, SessionStore, StoreResolver};
+use session_core::{MemoryStore, Resolver, Revocations, SessionStore, StoreResolver};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
@@ -208,19 +208,20 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         tracing::warn!("no admin secret is configured: the admin /v1 API refuses every request");
     }
     let mut redis = None;
-    let store: Arc<dyn SessionStore> = match &config.sessions.store {
+    let (store, revocations): (Arc<dyn SessionStore>, Revocations) = match &config.sessions.store {
         StoreKind::Redis(settings) => {
             let slide = Some(config.sessions.ttl).filter(|_| config.sessions.sliding_expiry);
             let sessions = crate::redis::RedisSessions::start(settings, slide)?;
-            let store = sessions.store();
+            let parts = (sessions.store(), sessions.revocations().clone());
             redis = Some(sessions);
-            store
+            parts
         }
         StoreKind::Memory => {
             let memory = MemoryStore::new();
             // Expired sessions are also refused on read; the sweeper only returns their memory.
             memory.spawn_sweeper(Duration::from_secs(1));
-            Arc::new(memory)
+            let revocations = memory.revocations().clone();
+            (Arc::new(memory), revocations)
         }
     };
     let mut resolver = StoreResolver::new(store.clone());
@@ -252,8 +253,10 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         &config.domains,
         &config.csrf_trusted_origins,
     );
-    // WebSockets opened with a Redis session are closed when it is revoked on any replica.
-    let service = crate::redis::WatchTunnels::new(service, redis.as_ref());
+    // WebSockets opened with a session are closed when it is revoked (with Redis, on any
+    // replica).
+    let tunnels = crate::tunnels::Tunnels::new(store.clone(), &revocations);
+    let service = crate::tunnels::WatchTunnels::new(service, &tunnels);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(config.limits.max_connections));

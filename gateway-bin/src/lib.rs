@@ -33,3 +33,4 @@ pub mod services;
 pub mod stack;
 pub mod telemetry;
 pub mod tls;
+pub mod tunnels;

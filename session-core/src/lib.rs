@@ -7,12 +7,13 @@
 //! - [`Token`] / [`TokenHash`]: 256-bit random tokens; stores only see SHA-256 of them.
 //! - [`Resolver`]: the token → identity seam ([`StoreResolver`] for session stores).
 //! - [`SessionStore`]: create, resolve, touch, revoke, revoke a user, list a user
-//!   ([`MemoryStore`] built in).
+//!   ([`MemoryStore`] built in); [`Revocations`] tells listeners in the process about every
+//!   revocation.
 //! - [`SessionLayer`] and [`RequireRoleLayer`]: tower middleware, usable in axum too.
 //! - [`CookieConfig`]: the session cookie and the cookie that clears it.
 //! - With the `redis` feature: `RedisStore` (sessions shared by replicas; its module docs hold
-//!   the key schema), `CachingResolver` (a local cache that pub/sub revocations clear at once)
-//!   and `Revocations` (revocation events within the process).
+//!   the key schema) and `CachingResolver` (a local cache that pub/sub revocations clear at
+//!   once).
 //!
 //! Every rejection is a JSON response built by [`rejection`]; the layers never return an
 //! error of their own.
@@ -112,8 +113,8 @@ pub use session::{
 pub use session_layer::{SessionLayer, SessionService};
 pub use set_cookie::{CookieConfig, SameSite};
 #[cfg(feature = "redis")]
-pub use store::{CacheConfig, CachingResolver, RedisConfig, RedisStore, Revocation, Revocations};
-pub use store::{MemoryStore, SessionStore, StoreError};
+pub use store::{CacheConfig, CachingResolver, RedisConfig, RedisStore};
+pub use store::{MemoryStore, Revocation, Revocations, SessionStore, StoreError};
 pub use token::{constant_time_eq, Token, TokenHash, MAX_TOKEN_LEN};
 
 /// A boxed, `Send` future: what the object-safe async traits return.

@@ -104,6 +104,8 @@ pub struct Limits {
     pub h2_max_concurrent_streams: u32,
     /// How long in-flight requests get to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// A WebSocket tunnel with no bytes moving in either direction for this long is closed.
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// Which session store backs the gateway.
@@ -627,6 +629,11 @@ impl Validator<'_> {
                 "limits.shutdown_grace",
                 l.shutdown_grace,
                 Duration::from_secs(30),
+            ),
+            tunnel_idle_timeout: self.duration(
+                "limits.tunnel_idle_timeout",
+                l.tunnel_idle_timeout,
+                Duration::from_secs(300),
             ),
         };
         let sessions = self.sessions(raw.sessions, &domains);

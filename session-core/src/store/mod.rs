@@ -17,16 +17,14 @@ mod memory;
 mod redis;
 #[cfg(feature = "redis")]
 mod redis_cache;
-#[cfg(feature = "redis")]
-mod redis_revocations;
+mod revocations;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::{RedisConfig, RedisStore};
 #[cfg(feature = "redis")]
 pub use redis_cache::{CacheConfig, CachingResolver};
-#[cfg(feature = "redis")]
-pub use redis_revocations::{Revocation, Revocations};
+pub use revocations::{Revocation, Revocations};
 
 /// A store failure.
 #[non_exhaustive]
