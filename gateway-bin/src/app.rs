@@ -159,6 +159,7 @@ pub struct Running {
     pub services: crate::services::ServicesApi,
     shutdown: watch::Sender<bool>,
     permits: Arc<Semaphore>,
+    admin_permits: Arc<Semaphore>,
     max_connections: usize,
     grace: Duration,
     tasks: JoinSet<()>,
@@ -169,7 +170,10 @@ impl Running {
     /// Returns how many connections were still open when the grace period ended.
     pub async fn shutdown(mut self) -> usize {
         let _ = self.shutdown.send(true);
-        let left = server::drain(&self.permits, self.max_connections, self.grace).await;
+        let (left, _) = tokio::join!(
+            server::drain(&self.permits, self.max_connections, self.grace),
+            server::drain(&self.admin_permits, self.max_connections, self.grace),
+        );
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
         left
@@ -264,7 +268,11 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         limits: config.limits.clone(),
         permits: permits.clone(),
         shutdown: shutdown_rx.clone(),
+        admin: false,
     };
+    // The admin listener has the same limits and a cap of its own: a flood of public
+    // connections cannot lock operators out, nor the reverse.
+    let admin_permits = Arc::new(Semaphore::new(config.limits.max_connections));
     let mut tasks = JoinSet::new();
     let ready = Arc::new(AtomicBool::new(false));
 
@@ -348,17 +356,28 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
             extra: Some(services.router(admin_secret.clone())),
             acme: tls.as_ref().and_then(|t| t.acme.clone()),
             readiness: redis.as_ref().map(|r| r.readiness()),
+            metrics_require_secret: config.metrics_require_secret,
+            guard: admin::AdminGuard {
+                hosts: config.listen.admin_hosts.clone().into(),
+                max_body_bytes: config.limits.max_body_bytes,
+            },
         };
         let app = admin::router(state);
-        let mut stop = shutdown_rx.clone();
-        tasks.spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "admin listener failed");
-            }
-        });
+        let admin_settings = ConnSettings {
+            permits: admin_permits.clone(),
+            admin: true,
+            ..settings.clone()
+        };
+        tasks.spawn(server::serve_plain(
+            listener,
+            move |_: &route_core::ConnectionInfo| {
+                tower::ServiceExt::<http::Request<hyper::body::Incoming>>::map_response(
+                    app.clone(),
+                    |res: axum::response::Response| res.map(route_core::Body::new),
+                )
+            },
+            admin_settings,
+        ));
         tracing::info!(addr = %admin_addr.unwrap_or(addr), "listening for the admin API");
     }
     if let Some(path) = opts.config_path {
@@ -378,6 +397,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         services,
         shutdown: shutdown_tx,
         permits,
+        admin_permits,
         max_connections: config.limits.max_connections,
         grace: config.limits.shutdown_grace,
         tasks,

@@ -51,6 +51,19 @@ pub struct ConnSettings {
     pub permits: Arc<Semaphore>,
     /// Flips to `true` when the gateway starts draining.
     pub shutdown: watch::Receiver<bool>,
+    /// The admin listener's connections are counted apart from the public ones
+    /// (`gateway_admin_active_connections`, `gateway_admin_connections_refused_total`).
+    pub admin: bool,
+}
+
+impl ConnSettings {
+    fn active_gauge(&self) -> &'static str {
+        if self.admin {
+            "gateway_admin_active_connections"
+        } else {
+            "gateway_active_connections"
+        }
+    }
 }
 
 /// Makes the per-connection service; called once per accepted connection.
@@ -110,7 +123,12 @@ where
             }
         };
         let Ok(permit) = settings.permits.clone().try_acquire_owned() else {
-            metrics::counter!("gateway_connections_refused_total").increment(1);
+            let refused = if settings.admin {
+                "gateway_admin_connections_refused_total"
+            } else {
+                "gateway_connections_refused_total"
+            };
+            metrics::counter!(refused).increment(1);
             drop(stream);
             continue;
         };
@@ -136,9 +154,9 @@ where
         let svc = make.make(&info);
         let settings = conn_settings.clone();
         async move {
-            metrics::gauge!("gateway_active_connections").increment(1.0);
+            metrics::gauge!(settings.active_gauge()).increment(1.0);
             serve_connection(stream, info, svc, &settings).await;
-            metrics::gauge!("gateway_active_connections").decrement(1.0);
+            metrics::gauge!(settings.active_gauge()).decrement(1.0);
             drop(permit);
         }
     })

@@ -45,6 +45,7 @@ pub(crate) struct RawListen {
     pub(crate) https: Option<Spanned<String>>,
     pub(crate) admin: Option<Spanned<String>>,
     pub(crate) redirect_http_to_https: Option<bool>,
+    pub(crate) admin_hosts: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,6 +92,7 @@ pub(crate) struct RawSessions {
 pub(crate) struct RawAdmin {
     pub(crate) secret_env: Option<Spanned<String>>,
     pub(crate) secret_file: Option<Spanned<String>>,
+    pub(crate) metrics_require_secret: Option<bool>,
     /// Only present so that a secret written into the file gets a precise error, never used.
     #[serde(default, deserialize_with = "present")]
     pub(crate) secret: Option<Spanned<()>>,
