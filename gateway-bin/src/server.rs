@@ -271,7 +271,8 @@ async fn outlive_tunnel(
     let mut watching_shutdown = true;
     let mut grace_end: Option<Instant> = None;
     loop {
-        let idle_end = epoch + Duration::from_millis(activity.load(Ordering::Relaxed)) + idle;
+        let last = epoch + Duration::from_millis(activity.load(Ordering::Relaxed));
+        let idle_end = later(last, idle);
         let wake = grace_end.map_or(idle_end, |g| g.min(idle_end));
         tokio::select! {
             _ = &mut dropped => return,
@@ -280,7 +281,7 @@ async fn outlive_tunnel(
                 // The gateway drains from now: the tunnel gets the grace period, as in-flight
                 // requests do. (A dropped sender means no drain will ever be announced.)
                 if started {
-                    grace_end = Some(Instant::now() + limits.shutdown_grace);
+                    grace_end = Some(later(Instant::now(), limits.shutdown_grace));
                 }
             }
             () = tokio::time::sleep_until(wake) => {
@@ -288,7 +289,7 @@ async fn outlive_tunnel(
                 let last = epoch + Duration::from_millis(activity.load(Ordering::Relaxed));
                 let reason = if grace_end.is_some_and(|g| now >= g) {
                     "shutdown"
-                } else if now >= last + idle {
+                } else if now >= later(last, idle) {
                     "idle"
                 } else {
                     continue;
@@ -302,6 +303,12 @@ async fn outlive_tunnel(
             }
         }
     }
+}
+
+/// `t + d`, or about 30 years after `t` when that overflows (a configured "100000000y").
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .unwrap_or_else(|| t + Duration::from_secs(30 * 365 * 86_400))
 }
 
 /// A switch that makes a socket fail every read and write, from outside the task that owns
