@@ -302,3 +302,84 @@ async fn case_35_revocation_closes_tunnels_with_the_memory_store() {
     // The revoked token opens no new tunnel.
     assert!(try_open(&g, Some(&one)).await.is_none());
 }
+
+/// Case 35 over TLS: `wss://` tunnels hold their permit too, and share the cap with the plain
+/// listener (two TLS tunnels and one plain one fill `max_connections = 3`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn case_35_tls_tunnels_hold_their_connection_permit() {
+    use std::sync::Arc;
+    let ws = ws_echo().await;
+    let config = config(ws, "")
+        .replace("[listen]\n", "[listen]\nhttps = \"127.0.0.1:0\"\n")
+        .replace("[sessions]\n", "[tls]\nmode = \"dev-ca\"\n\n[sessions]\n");
+    let g = Gateway::start(&config, 0, 0);
+    let port = https_port(&g);
+    let pem = std::fs::read(g.dir.path().join("gateway-data/dev-ca/dev-ca.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(cert_core::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    // A wss tunnel, or `None` when the gateway refused the connection.
+    let open_tls = || async {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let sni = rustls::pki_types::ServerName::try_from(host("ws")).unwrap();
+        let stream = tokio::time::timeout(Duration::from_secs(3), connector.connect(sni, tcp))
+            .await
+            .ok()?
+            .ok()?;
+        let req = format!("wss://{}/chat", host("ws"))
+            .into_client_request()
+            .unwrap();
+        let (ws, res) = tokio::time::timeout(
+            Duration::from_secs(3),
+            tokio_tungstenite::client_async(req, stream),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        (res.status() == 101).then_some(ws)
+    };
+    let mut secure = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while secure.len() < 2 {
+        match open_tls().await {
+            Some(mut t) => {
+                assert!(t.send(Message::text("hi")).await.is_ok());
+                assert!(matches!(
+                    tokio::time::timeout(Duration::from_secs(2), t.next()).await,
+                    Ok(Some(Ok(Message::Text(_))))
+                ));
+                secure.push(t);
+            }
+            None => assert!(Instant::now() < deadline, "no TLS tunnel"),
+        }
+    }
+    let mut plain = open(&g, None).await;
+    assert!(echo(&mut plain, "plain").await);
+    assert!(
+        open_tls().await.is_none(),
+        "a fourth (TLS) tunnel was opened while three tunnels were open"
+    );
+    assert!(
+        !served(&g),
+        "a plain connection was served while three tunnels were open"
+    );
+    // Closing a TLS tunnel gives its slot back.
+    let mut first = secure.remove(0);
+    first.close(None).await.unwrap();
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !served(&g) {
+        assert!(
+            Instant::now() < deadline,
+            "the closed tunnel's slot was not given back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
