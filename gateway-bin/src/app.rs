@@ -125,6 +125,8 @@ impl Shared {
         if old.listen.http != new.listen.http
             || old.listen.https != new.listen.https
             || old.listen.admin != new.listen.admin
+            || old.listen.admin_hosts != new.listen.admin_hosts
+            || old.metrics_require_secret != new.metrics_require_secret
         {
             tracing::warn!("listener changes need a restart; the old listeners keep serving");
         }
