@@ -1,25 +1,36 @@
 //! The admin listener: the sessions API, Prometheus metrics and health checks.
 //!
-//! Every `/v1/*` endpoint requires `Authorization: Bearer <admin secret>`. The secret is compared
-//! in constant time (both sides are hashed first, so not even its length leaks), and every
-//! failure is counted in `gateway_admin_auth_failures_total`.
+//! Every `/v1/*` endpoint requires `Authorization: Bearer <admin secret>` (and `/metrics` too
+//! with `[admin] metrics_require_secret`). The secret is compared in constant time (both sides
+//! are hashed first, so not even its length leaks), and every failure is counted in
+//! `gateway_admin_auth_failures_total`.
+//!
+//! The listener runs on the public listeners' connection machinery (header size, count and
+//! read timeout, idle timeout, a connection cap of its own), and [`AdminGuard`] checks every
+//! request before a handler sees it: the `Host` must be an IP literal, `localhost`, or a
+//! `[listen] admin_hosts` name, else 421. A web page that rebinds its own DNS name to the
+//! admin address (DNS rebinding) sends its own name as `Host`, so it cannot read the API.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::body::{Body as AxumBody, Bytes};
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
+use http_body_util::{BodyExt, Limited};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::json;
 use session_core::{NewSession, Session, SessionStore, SessionValidationError, StoreError, Token};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use route_core::{normalize_host, request_host, HostError, Rejection};
 
 use crate::reject;
 
@@ -73,6 +84,90 @@ pub struct AdminState {
     /// An extra readiness check (the Redis session store): `/readyz` answers 503 with the
     /// reason while it fails.
     pub readiness: Option<Readiness>,
+    /// Whether `/metrics` requires the admin secret.
+    pub metrics_require_secret: bool,
+    /// The checks every request passes first.
+    pub guard: AdminGuard,
+}
+
+/// What every admin request is checked for before a handler runs.
+#[derive(Clone, Debug, Default)]
+pub struct AdminGuard {
+    /// Host names served besides IP literals and `localhost`, normalised (lowercase, no port,
+    /// no trailing dot).
+    pub hosts: Arc<[String]>,
+    /// The largest request body (413 above it).
+    pub max_body_bytes: u64,
+}
+
+impl AdminGuard {
+    /// Whether a `Host` value or URI authority names this listener: an IP literal,
+    /// `localhost`, or a listed name, in any case, with any port and one trailing dot.
+    fn serves(&self, raw: &str) -> bool {
+        match normalize_host(raw) {
+            Ok(name) => name == "localhost" || self.hosts.iter().any(|h| *h == name),
+            Err(HostError::IpLiteral) => true,
+            Err(_) => false,
+        }
+    }
+
+    /// `Err` with the answer when the request's host is not served here.
+    fn check_host<B>(&self, req: &http::Request<B>) -> Result<(), Box<Response>> {
+        let header = req.headers().get(http::header::HOST);
+        let authority = req.uri().authority().map(|a| a.as_str());
+        if header.is_none() && authority.is_none() && req.version() <= http::Version::HTTP_10 {
+            // HTTP/1.0 needs no Host (old health checkers send none); a browser, the DNS
+            // rebinding threat, always sends one.
+            return Ok(());
+        }
+        match request_host(req) {
+            // Two Hosts, a Host that the authority contradicts, userinfo, no host at all.
+            Err(e) if e != HostError::IpLiteral => return Err(Box::new(e.rejection().response())),
+            _ => {}
+        }
+        // `request_host` stops at an IP literal Host, so each name given is checked here.
+        let given = header
+            .and_then(|h| h.to_str().ok())
+            .into_iter()
+            .chain(authority);
+        for raw in given {
+            if !self.serves(raw) {
+                metrics::counter!("gateway_admin_misdirected_total").increment(1);
+                return Err(Box::new(reject::json::<AxumBody>(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "misdirected-request",
+                    "the admin listener serves IP addresses, localhost and listen.admin_hosts only",
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The admin listener's guard: the host check, then the body read under the body limit (admin
+/// bodies are small JSON documents; every handler reads them whole anyway).
+async fn guard(State(g): State<AdminGuard>, req: Request, next: Next) -> Response {
+    if let Err(res) = g.check_host(&req) {
+        return *res;
+    }
+    let too_large = || Rejection::BODY_TOO_LARGE.response::<AxumBody>();
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > g.max_body_bytes) {
+        return too_large();
+    }
+    let (parts, body) = req.into_parts();
+    let limit = usize::try_from(g.max_body_bytes).unwrap_or(usize::MAX);
+    let body = match Limited::new(body, limit).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Err(_) => return Rejection::INVALID_BODY.response(),
+    };
+    next.run(Request::from_parts(parts, AxumBody::from(body)))
+        .await
 }
 
 /// A readiness check: `Err(reason)` while a dependency is unreachable.
@@ -81,6 +176,7 @@ pub type Readiness = Arc<dyn Fn() -> Result<(), &'static str> + Send + Sync>;
 /// The admin router.
 pub fn router(state: AdminState) -> axum::Router {
     let extra = state.extra.clone();
+    let guard_state = state.guard.clone();
     let r = axum::Router::new()
         .route("/v1/sessions", post(create_session))
         .route("/v1/sessions/current", delete(revoke_current))
@@ -97,10 +193,11 @@ pub fn router(state: AdminState) -> axum::Router {
             reject::json::<AxumBody>(StatusCode::NOT_FOUND, "not-found", "no such admin endpoint")
         })
         .with_state(state);
-    match extra {
+    let r = match extra {
         Some(e) => r.merge(e),
         None => r,
-    }
+    };
+    r.layer(axum::middleware::from_fn_with_state(guard_state, guard))
 }
 
 /// Proof that the request carried the admin secret.
@@ -389,7 +486,12 @@ async fn renew_cert(
     }
 }
 
-async fn metrics(State(state): State<AdminState>) -> Response {
+async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    if state.metrics_require_secret {
+        if let Err(res) = check_admin(&headers, state.secret.as_ref()) {
+            return *res;
+        }
+    }
     match &state.metrics {
         Some(h) => (
             [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use route_core::{Proxy, ProxyConfig, SharedRouteTable};
-use session_core::{MemoryStore, Resolver, SessionStore, StoreResolver};
+use session_core::{MemoryStore, Resolver, Revocations, SessionStore, StoreResolver};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
@@ -125,6 +125,8 @@ impl Shared {
         if old.listen.http != new.listen.http
             || old.listen.https != new.listen.https
             || old.listen.admin != new.listen.admin
+            || old.listen.admin_hosts != new.listen.admin_hosts
+            || old.metrics_require_secret != new.metrics_require_secret
         {
             tracing::warn!("listener changes need a restart; the old listeners keep serving");
         }
@@ -163,6 +165,7 @@ pub struct Running {
     pub services: crate::services::ServicesApi,
     shutdown: watch::Sender<bool>,
     permits: Arc<Semaphore>,
+    admin_permits: Arc<Semaphore>,
     max_connections: usize,
     grace: Duration,
     tasks: JoinSet<()>,
@@ -173,7 +176,10 @@ impl Running {
     /// Returns how many connections were still open when the grace period ended.
     pub async fn shutdown(mut self) -> usize {
         let _ = self.shutdown.send(true);
-        let left = server::drain(&self.permits, self.max_connections, self.grace).await;
+        let (left, _) = tokio::join!(
+            server::drain(&self.permits, self.max_connections, self.grace),
+            server::drain(&self.admin_permits, self.max_connections, self.grace),
+        );
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
         left
@@ -216,20 +222,21 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         tracing::warn!("no admin secret is configured: the admin /v1 API refuses every request");
     }
     let mut redis = None;
-    let store: Arc<dyn SessionStore> = match &config.sessions.store {
+    let (store, revocations): (Arc<dyn SessionStore>, Revocations) = match &config.sessions.store {
         StoreKind::Redis(settings) => {
             let slide = Some(config.sessions.ttl).filter(|_| config.sessions.sliding_expiry);
             let sessions =
                 crate::redis::RedisSessions::start(settings, slide, config.sessions.max_per_user)?;
-            let store = sessions.store();
+            let parts = (sessions.store(), sessions.revocations().clone());
             redis = Some(sessions);
-            store
+            parts
         }
         StoreKind::Memory => {
             let memory = MemoryStore::with_max_per_user(config.sessions.max_per_user);
             // Expired sessions are also refused on read; the sweeper only returns their memory.
             memory.spawn_sweeper(Duration::from_secs(1));
-            Arc::new(memory)
+            let revocations = memory.revocations().clone();
+            (Arc::new(memory), revocations)
         }
     };
     let mut resolver = StoreResolver::new(store.clone());
@@ -263,8 +270,10 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         stack::session_config(&config),
         csrf,
     );
-    // WebSockets opened with a Redis session are closed when it is revoked on any replica.
-    let service = crate::redis::WatchTunnels::new(service, redis.as_ref());
+    // WebSockets opened with a session are closed when it is revoked (with Redis, on any
+    // replica).
+    let tunnels = crate::tunnels::Tunnels::new(store.clone(), &revocations);
+    let service = crate::tunnels::WatchTunnels::new(service, &tunnels);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(config.limits.max_connections));
@@ -272,7 +281,11 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         limits: config.limits.clone(),
         permits: permits.clone(),
         shutdown: shutdown_rx.clone(),
+        admin: false,
     };
+    // The admin listener has the same limits and a cap of its own: a flood of public
+    // connections cannot lock operators out, nor the reverse.
+    let admin_permits = Arc::new(Semaphore::new(config.limits.max_connections));
     let mut tasks = JoinSet::new();
     let ready = Arc::new(AtomicBool::new(false));
 
@@ -357,17 +370,28 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
             extra: Some(services.router(admin_secret.clone())),
             acme: tls.as_ref().and_then(|t| t.acme.clone()),
             readiness: redis.as_ref().map(|r| r.readiness()),
+            metrics_require_secret: config.metrics_require_secret,
+            guard: admin::AdminGuard {
+                hosts: config.listen.admin_hosts.clone().into(),
+                max_body_bytes: config.limits.max_body_bytes,
+            },
         };
         let app = admin::router(state);
-        let mut stop = shutdown_rx.clone();
-        tasks.spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "admin listener failed");
-            }
-        });
+        let admin_settings = ConnSettings {
+            permits: admin_permits.clone(),
+            admin: true,
+            ..settings.clone()
+        };
+        tasks.spawn(server::serve_plain(
+            listener,
+            move |_: &route_core::ConnectionInfo| {
+                tower::ServiceExt::<http::Request<hyper::body::Incoming>>::map_response(
+                    app.clone(),
+                    |res: axum::response::Response| res.map(route_core::Body::new),
+                )
+            },
+            admin_settings,
+        ));
         tracing::info!(addr = %admin_addr.unwrap_or(addr), "listening for the admin API");
     }
     if let Some(path) = opts.config_path {
@@ -387,6 +411,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         services,
         shutdown: shutdown_tx,
         permits,
+        admin_permits,
         max_connections: config.limits.max_connections,
         grace: config.limits.shutdown_grace,
         tasks,

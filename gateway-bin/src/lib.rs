@@ -34,3 +34,4 @@ pub mod services;
 pub mod stack;
 pub mod telemetry;
 pub mod tls;
+pub mod tunnels;

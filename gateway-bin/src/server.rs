@@ -1,15 +1,22 @@
 //! Listeners and connections: accepting under a connection cap, HTTP/1.1 and HTTP/2 with
 //! header limits and timeouts, an idle timeout, and a graceful drain.
+//!
+//! A connection that hyper upgrades (a WebSocket tunnel) keeps its socket, and so its place
+//! under the cap, after its HTTP connection ends: the proxy's tunnel task owns the socket, and
+//! [`serve_connection`] returns only once that task drops it. Meanwhile the tunnel is closed
+//! when no byte moved either way for `tunnel_idle_timeout`, or when the shutdown grace period
+//! ends.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -18,7 +25,7 @@ use pin_project_lite::pin_project;
 use route_core::{Body, ConnectionInfo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tower::Service;
 
@@ -44,6 +51,19 @@ pub struct ConnSettings {
     pub permits: Arc<Semaphore>,
     /// Flips to `true` when the gateway starts draining.
     pub shutdown: watch::Receiver<bool>,
+    /// The admin listener's connections are counted apart from the public ones
+    /// (`gateway_admin_active_connections`, `gateway_admin_connections_refused_total`).
+    pub admin: bool,
+}
+
+impl ConnSettings {
+    fn active_gauge(&self) -> &'static str {
+        if self.admin {
+            "gateway_admin_active_connections"
+        } else {
+            "gateway_active_connections"
+        }
+    }
 }
 
 /// Makes the per-connection service; called once per accepted connection.
@@ -103,7 +123,12 @@ where
             }
         };
         let Ok(permit) = settings.permits.clone().try_acquire_owned() else {
-            metrics::counter!("gateway_connections_refused_total").increment(1);
+            let refused = if settings.admin {
+                "gateway_admin_connections_refused_total"
+            } else {
+                "gateway_connections_refused_total"
+            };
+            metrics::counter!(refused).increment(1);
             drop(stream);
             continue;
         };
@@ -129,16 +154,17 @@ where
         let svc = make.make(&info);
         let settings = conn_settings.clone();
         async move {
-            metrics::gauge!("gateway_active_connections").increment(1.0);
+            metrics::gauge!(settings.active_gauge()).increment(1.0);
             serve_connection(stream, info, svc, &settings).await;
-            metrics::gauge!("gateway_active_connections").decrement(1.0);
+            metrics::gauge!(settings.active_gauge()).decrement(1.0);
             drop(permit);
         }
     })
     .await;
 }
 
-/// Serves one connection (plain or TLS) until it ends, idles out, or the gateway drains.
+/// Serves one connection (plain or TLS) until it ends, idles out, or the gateway drains; an
+/// upgraded connection until its tunnel ends too (see the module docs).
 pub async fn serve_connection<I, S>(io: I, info: ConnectionInfo, svc: S, settings: &ConnSettings)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -171,10 +197,14 @@ where
         .keep_alive_timeout(Duration::from_secs(10));
     let activity = Arc::new(AtomicU64::new(0));
     let epoch = Instant::now();
+    let cut = Arc::new(Cut::default());
+    let (io_dropped, dropped) = oneshot::channel();
     let io = IdleIo {
         inner: io,
         activity: activity.clone(),
         epoch,
+        cut: cut.clone(),
+        _dropped: io_dropped,
     };
     let info = Arc::new(info);
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
@@ -182,8 +212,9 @@ where
         let mut svc = svc.clone();
         async move { svc.call(req).await }
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
+    // Boxed so that it can be dropped before the tunnel wait below: a finished connection
+    // still holds the socket unless hyper handed it to an upgrade.
+    let mut conn = Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
     let mut shutdown = settings.shutdown.clone();
     let idle = limits.idle_timeout;
     let mut draining = *shutdown.borrow();
@@ -218,15 +249,113 @@ where
             }
         }
     }
+    drop(conn);
+    outlive_tunnel(dropped, &cut, &activity, epoch, limits, shutdown).await;
+}
+
+/// Returns at once unless the socket lives on in a tunnel (hyper handed it to an upgrade);
+/// then waits until the tunnel drops it, cutting it after `tunnel_idle_timeout` without a
+/// byte either way, or when the shutdown grace period ends.
+async fn outlive_tunnel(
+    mut dropped: oneshot::Receiver<()>,
+    cut: &Cut,
+    activity: &AtomicU64,
+    epoch: Instant,
+    limits: &Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if let Err(oneshot::error::TryRecvError::Closed) = dropped.try_recv() {
+        return;
+    }
+    let idle = limits.tunnel_idle_timeout;
+    let mut watching_shutdown = true;
+    let mut grace_end: Option<Instant> = None;
+    loop {
+        let last = epoch + Duration::from_millis(activity.load(Ordering::Relaxed));
+        let idle_end = later(last, idle);
+        let wake = grace_end.map_or(idle_end, |g| g.min(idle_end));
+        tokio::select! {
+            _ = &mut dropped => return,
+            started = async { shutdown.wait_for(|s| *s).await.is_ok() }, if watching_shutdown => {
+                watching_shutdown = false;
+                // The gateway drains from now: the tunnel gets the grace period, as in-flight
+                // requests do. (A dropped sender means no drain will ever be announced.)
+                if started {
+                    grace_end = Some(later(Instant::now(), limits.shutdown_grace));
+                }
+            }
+            () = tokio::time::sleep_until(wake) => {
+                let now = Instant::now();
+                let last = epoch + Duration::from_millis(activity.load(Ordering::Relaxed));
+                let reason = if grace_end.is_some_and(|g| now >= g) {
+                    "shutdown"
+                } else if now >= later(last, idle) {
+                    "idle"
+                } else {
+                    continue;
+                };
+                metrics::counter!("gateway_tunnels_closed_total", "reason" => reason).increment(1);
+                tracing::debug!(reason, "closing a websocket tunnel");
+                cut.cut();
+                // The tunnel's next read or write fails, and it drops the socket.
+                let _ = dropped.await;
+                return;
+            }
+        }
+    }
+}
+
+/// `t + d`, or about 30 years after `t` when that overflows (a configured "100000000y").
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .unwrap_or_else(|| t + Duration::from_secs(30 * 365 * 86_400))
+}
+
+/// A switch that makes a socket fail every read and write, from outside the task that owns
+/// it: how a tunnel, whose socket belongs to the proxy's task, is closed.
+#[derive(Default)]
+struct Cut {
+    cut: AtomicBool,
+    read: AtomicWaker,
+    write: AtomicWaker,
+}
+
+impl Cut {
+    fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::Acquire)
+    }
+
+    /// Cuts the socket and wakes whoever waits on it.
+    fn cut(&self) {
+        self.cut.store(true, Ordering::Release);
+        self.read.wake();
+        self.write.wake();
+    }
+
+    /// For a read or write that is pending: `cut` will wake it. `true` if already cut.
+    fn park(&self, slot: &AtomicWaker, cx: &Context<'_>) -> bool {
+        slot.register(cx.waker());
+        self.is_cut()
+    }
+
+    fn error() -> io::Error {
+        io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "connection closed by the gateway",
+        )
+    }
 }
 
 pin_project! {
-    /// Records when bytes last moved, for the idle timeout.
+    /// Records when bytes last moved, for the idle timeouts. Once cut, every read and write
+    /// fails. Dropping it (the socket) completes `_dropped`'s receiver.
     struct IdleIo<T> {
         #[pin]
         inner: T,
         activity: Arc<AtomicU64>,
         epoch: Instant,
+        cut: Arc<Cut>,
+        _dropped: oneshot::Sender<()>,
     }
 }
 
@@ -243,8 +372,14 @@ impl<T: AsyncRead> AsyncRead for IdleIo<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.project();
+        if this.cut.is_cut() {
+            return Poll::Ready(Err(Cut::error()));
+        }
         let before = buf.filled().len();
         let res = this.inner.poll_read(cx, buf);
+        if res.is_pending() && this.cut.park(&this.cut.read, cx) {
+            return Poll::Ready(Err(Cut::error()));
+        }
         if buf.filled().len() > before {
             Self::touch(this.activity, *this.epoch);
         }
@@ -259,7 +394,13 @@ impl<T: AsyncWrite> AsyncWrite for IdleIo<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
+        if this.cut.is_cut() {
+            return Poll::Ready(Err(Cut::error()));
+        }
         let res = this.inner.poll_write(cx, buf);
+        if res.is_pending() && this.cut.park(&this.cut.write, cx) {
+            return Poll::Ready(Err(Cut::error()));
+        }
         if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
             Self::touch(this.activity, *this.epoch);
         }
@@ -272,7 +413,13 @@ impl<T: AsyncWrite> AsyncWrite for IdleIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
+        if this.cut.is_cut() {
+            return Poll::Ready(Err(Cut::error()));
+        }
         let res = this.inner.poll_write_vectored(cx, bufs);
+        if res.is_pending() && this.cut.park(&this.cut.write, cx) {
+            return Poll::Ready(Err(Cut::error()));
+        }
         if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
             Self::touch(this.activity, *this.epoch);
         }

@@ -7,14 +7,15 @@
 //! - [`Token`] / [`TokenHash`]: 256-bit random tokens; stores only see SHA-256 of them.
 //! - [`Resolver`]: the token → identity seam ([`StoreResolver`] for session stores).
 //! - [`SessionStore`]: create, resolve, touch, revoke, revoke a user, list a user
-//!   ([`MemoryStore`] built in).
+//!   ([`MemoryStore`] built in); [`Revocations`] tells listeners in the process about every
+//!   revocation.
 //! - [`SessionLayer`] and [`RequireRoleLayer`]: tower middleware, usable in axum too.
 //! - [`CookieConfig`]: the session cookie and the cookie that clears it;
 //!   [`sets_session_cookie`]: whether a response's `Set-Cookie` would plant it, read as a browser
 //!   reads one ([`parse_set_cookie`]).
 //! - With the `redis` feature: `RedisStore` (sessions shared by replicas; its module docs hold
-//!   the key schema), `CachingResolver` (a local cache that pub/sub revocations clear at once)
-//!   and `Revocations` (revocation events within the process).
+//!   the key schema) and `CachingResolver` (a local cache that pub/sub revocations clear at
+//!   once).
 //!
 //! Every rejection is a JSON response built by [`rejection`]; the layers never return an
 //! error of their own.
@@ -114,8 +115,10 @@ pub use session::{
 pub use session_layer::{SessionLayer, SessionService};
 pub use set_cookie::{parse_set_cookie, sets_session_cookie, CookieConfig, SameSite};
 #[cfg(feature = "redis")]
-pub use store::{CacheConfig, CachingResolver, RedisConfig, RedisStore, Revocation, Revocations};
-pub use store::{MemoryStore, SessionStore, StoreError, DEFAULT_MAX_PER_USER};
+pub use store::{CacheConfig, CachingResolver, RedisConfig, RedisStore};
+pub use store::{
+    MemoryStore, Revocation, Revocations, SessionStore, StoreError, DEFAULT_MAX_PER_USER,
+};
 pub use token::{constant_time_eq, Token, TokenHash, MAX_TOKEN_LEN};
 
 /// A boxed, `Send` future: what the object-safe async traits return.

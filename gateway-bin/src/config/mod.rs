@@ -58,6 +58,9 @@ pub struct Config {
     pub sessions: Sessions,
     /// Where the admin secret comes from.
     pub admin: AdminSecretSource,
+    /// Whether the admin listener's `/metrics` requires the admin secret (`[admin]
+    /// metrics_require_secret`).
+    pub metrics_require_secret: bool,
     /// TLS settings.
     pub tls: Tls,
     /// Upstream proxy settings shared by every service.
@@ -85,6 +88,10 @@ pub struct Listen {
     pub admin: Option<SocketAddr>,
     /// Whether plain HTTP redirects to HTTPS (ACME challenges are always answered).
     pub redirect_http_to_https: bool,
+    /// Host names the admin listener serves besides IP literals and `localhost` (normalised:
+    /// lowercase, no port, no trailing dot). Any other `Host` gets 421: a web page that rebinds
+    /// its own DNS name to the admin address cannot read the admin API.
+    pub admin_hosts: Vec<String>,
 }
 
 /// Connection and request limits.
@@ -108,6 +115,8 @@ pub struct Limits {
     pub h2_max_concurrent_streams: u32,
     /// How long in-flight requests get to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// A WebSocket tunnel with no bytes moving in either direction for this long is closed.
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// Which session store backs the gateway.
@@ -584,6 +593,7 @@ impl Validator<'_> {
             https: self.addr("listen.https", raw.listen.https),
             admin: self.addr("listen.admin", raw.listen.admin),
             redirect_http_to_https: raw.listen.redirect_http_to_https.unwrap_or(false),
+            admin_hosts: self.admin_hosts(raw.listen.admin_hosts.unwrap_or_default()),
         };
         if listen.http.is_none() && listen.https.is_none() {
             self.issues.push(ConfigIssue {
@@ -644,8 +654,14 @@ impl Validator<'_> {
                 l.shutdown_grace,
                 Duration::from_secs(30),
             ),
+            tunnel_idle_timeout: self.duration(
+                "limits.tunnel_idle_timeout",
+                l.tunnel_idle_timeout,
+                Duration::from_secs(300),
+            ),
         };
         let sessions = self.sessions(raw.sessions, &domains);
+        let metrics_require_secret = raw.admin.metrics_require_secret.unwrap_or(false);
         let admin = self.admin(raw.admin);
         let tls = self.tls(raw.tls, base, &listen, &sessions);
         let proxy = self.proxy(raw.proxy);
@@ -676,6 +692,7 @@ impl Validator<'_> {
             limits,
             sessions,
             admin,
+            metrics_require_secret,
             tls,
             proxy,
             log,
@@ -683,6 +700,29 @@ impl Validator<'_> {
             csrf_allow_missing_origin,
             services,
         }
+    }
+
+    fn admin_hosts(&mut self, raw: Vec<Spanned<String>>) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, h) in raw.iter().enumerate() {
+            let key = format!("listen.admin_hosts[{i}]");
+            match route_core::normalize_host(h.get_ref()) {
+                Ok(n) => out.push(n.into_owned()),
+                Err(route_core::HostError::IpLiteral) => self.issue(
+                    key,
+                    h,
+                    "IP literals are always served; list names only",
+                    Some("remove it"),
+                ),
+                _ => self.issue(
+                    key,
+                    h,
+                    format!("`{}` is not a host name", h.get_ref()),
+                    Some("write a DNS name such as \"gateway-admin.internal\""),
+                ),
+            }
+        }
+        out
     }
 
     fn domains(&mut self, raw: &Spanned<Vec<Spanned<String>>>) -> Vec<String> {

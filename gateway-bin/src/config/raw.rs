@@ -45,6 +45,7 @@ pub(crate) struct RawListen {
     pub(crate) https: Option<Spanned<String>>,
     pub(crate) admin: Option<Spanned<String>>,
     pub(crate) redirect_http_to_https: Option<bool>,
+    pub(crate) admin_hosts: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -59,6 +60,7 @@ pub(crate) struct RawLimits {
     pub(crate) max_connections: Option<Spanned<u64>>,
     pub(crate) h2_max_concurrent_streams: Option<Spanned<u64>>,
     pub(crate) shutdown_grace: Option<SpannedDuration>,
+    pub(crate) tunnel_idle_timeout: Option<SpannedDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,6 +93,7 @@ pub(crate) struct RawSessions {
 pub(crate) struct RawAdmin {
     pub(crate) secret_env: Option<Spanned<String>>,
     pub(crate) secret_file: Option<Spanned<String>>,
+    pub(crate) metrics_require_secret: Option<bool>,
     /// Only present so that a secret written into the file gets a precise error, never used.
     #[serde(default, deserialize_with = "present")]
     pub(crate) secret: Option<Spanned<()>>,

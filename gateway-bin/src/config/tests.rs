@@ -293,3 +293,39 @@ fn hsts_defaults_to_one_year_with_the_redirect_and_is_checked() {
     assert!(found[0].line.is_some());
     assert!(found[0].message.contains("twice"), "{found:?}");
 }
+
+#[test]
+fn admin_listener_and_tunnel_settings() {
+    let c = parse(MINIMAL).unwrap();
+    assert!(c.listen.admin_hosts.is_empty());
+    assert!(!c.metrics_require_secret);
+    assert_eq!(c.limits.tunnel_idle_timeout, Duration::from_secs(300));
+    let text = MINIMAL.replace(
+        "[listen]\n",
+        "[listen]\nadmin_hosts = [\"Gateway-Admin.Internal.\", \"prom.internal:9090\"]\n",
+    );
+    let text = format!(
+        "{text}[limits]\ntunnel_idle_timeout = \"250ms\"\n[admin]\nmetrics_require_secret = true\n"
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(
+        c.listen.admin_hosts,
+        vec!["gateway-admin.internal", "prom.internal"]
+    );
+    assert!(c.metrics_require_secret);
+    assert_eq!(c.limits.tunnel_idle_timeout, Duration::from_millis(250));
+    let found = issues(&MINIMAL.replace(
+        "[listen]\n",
+        "[listen]\nadmin_hosts = [\"127.0.0.1\", \"https://x.internal\", \"*.internal\"]\n",
+    ));
+    let keys: Vec<&str> = found.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "listen.admin_hosts[0]",
+            "listen.admin_hosts[1]",
+            "listen.admin_hosts[2]"
+        ]
+    );
+    assert!(found.iter().all(|i| i.line == Some(6)), "{found:?}");
+}

@@ -485,6 +485,26 @@ impl Drop for Gateway {
     }
 }
 
+/// The HTTPS listener's port, read from the gateway's "listening for HTTPS" log line.
+pub fn https_port(g: &Gateway) -> u16 {
+    for line in g.log().lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if v["message"] == "listening for HTTPS" {
+            return v["addr"]
+                .as_str()
+                .unwrap()
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+        }
+    }
+    panic!("no HTTPS listener in the log:\n{}", g.log());
+}
+
 /// A reqwest client that never follows redirects and keeps no cookies.
 /// The sum of the samples of metric `name` (lines starting with it) whose line contains every
 /// one of `filters`.

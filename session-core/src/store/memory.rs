@@ -19,6 +19,12 @@
 //! one part at a time and holds one shard lock at a time (about 4,000 entries per lock with a
 //! million sessions); [`MemoryStore::spawn_sweeper`] runs it from a tokio task.
 //!
+//! # Revocations
+//!
+//! Every revocation is reported to the store's [`Revocations`] listeners before the revoking
+//! call returns, as the Redis store does, so whatever holds on to a session beyond one request
+//! (the gateway's WebSocket tunnels) can end with it.
+//!
 //! # Hashing
 //!
 //! The map hashes a `TokenHash` by taking 8 of its bytes (XOR a per-store random seed) instead
@@ -33,7 +39,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 
-use super::{SessionStore, StoreError, DEFAULT_MAX_PER_USER};
+use super::{Revocation, Revocations, SessionStore, StoreError, DEFAULT_MAX_PER_USER};
 use crate::identity::{Identity, RoleHeaders};
 use crate::session::{NewSession, Session, SessionValidationError};
 use crate::token::{Token, TokenHash};
@@ -65,6 +71,7 @@ struct Inner {
     max_per_user: usize,
     role_sets: DashMap<Vec<String>, Arc<RoleHeaders>>,
     cursor: AtomicUsize,
+    revocations: Revocations,
     #[cfg(any(test, feature = "test-util"))]
     skew_ms: AtomicU64,
 }
@@ -119,10 +126,17 @@ impl MemoryStore {
                 max_per_user: max.get(),
                 role_sets: DashMap::new(),
                 cursor: AtomicUsize::new(0),
+                revocations: Revocations::default(),
                 #[cfg(any(test, feature = "test-util"))]
                 skew_ms: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// The listeners told about every revocation made through this store (expiry is not a
+    /// revocation).
+    pub fn revocations(&self) -> &Revocations {
+        &self.inner.revocations
     }
 
     /// Number of stored sessions, including expired ones not evicted yet.
@@ -352,24 +366,33 @@ impl MemoryStore {
 
     fn revoke_now(&self, id: &TokenHash) -> bool {
         let now = self.now_ms();
-        match self.part(id).remove(id) {
+        let live = match self.part(id).remove(id) {
             Some((_, rec)) => {
                 self.unindex(&rec.user_id, id);
                 rec.expires_ms.load(Ordering::Relaxed) > now
             }
             None => false,
-        }
+        };
+        // Told even when nothing was stored (as the Redis store does): the caller meant to end
+        // the session, and a listener holding on to it must not outlive that.
+        self.inner.revocations.notify(&Revocation::Session(*id));
+        live
     }
 
     fn revoke_user_now(&self, user_id: &str) -> usize {
         let now = self.now_ms();
-        let Some((_, ids)) = self.inner.users.remove(user_id) else {
-            return 0;
+        let live = match self.inner.users.remove(user_id) {
+            Some((_, ids)) => ids
+                .iter()
+                .filter_map(|id| self.part(id).remove(id))
+                .filter(|(_, rec)| rec.expires_ms.load(Ordering::Relaxed) > now)
+                .count(),
+            None => 0,
         };
-        ids.iter()
-            .filter_map(|id| self.part(id).remove(id))
-            .filter(|(_, rec)| rec.expires_ms.load(Ordering::Relaxed) > now)
-            .count()
+        self.inner
+            .revocations
+            .notify(&Revocation::User(Arc::from(user_id)));
+        live
     }
 
     fn list_user_now(&self, user_id: &str) -> Vec<Session> {

@@ -18,16 +18,14 @@ mod memory;
 mod redis;
 #[cfg(feature = "redis")]
 mod redis_cache;
-#[cfg(feature = "redis")]
-mod redis_revocations;
+mod revocations;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::{RedisConfig, RedisStore};
 #[cfg(feature = "redis")]
 pub use redis_cache::{CacheConfig, CachingResolver};
-#[cfg(feature = "redis")]
-pub use redis_revocations::{Revocation, Revocations};
+pub use revocations::{Revocation, Revocations};
 
 /// How many live sessions one user may hold unless the store is told otherwise
 /// ([`MemoryStore::with_max_per_user`], `RedisConfig::max_per_user`): 100. Creating one more

@@ -69,7 +69,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Script};
 
-use super::redis_revocations::{Revocation, Revocations};
+use super::revocations::{Revocation, Revocations};
 use super::{SessionStore, StoreError, DEFAULT_MAX_PER_USER};
 use crate::identity::{Identity, RoleHeaders};
 use crate::session::{validate_role, validate_user_id, NewSession, Session};

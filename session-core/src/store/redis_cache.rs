@@ -37,7 +37,7 @@ use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 
 use super::redis::{now_ms, Found, RedisStore};
-use super::redis_revocations::Revocation;
+use super::revocations::Revocation;
 use crate::identity::Identity;
 use crate::resolver::{ResolveError, Resolver};
 use crate::token::{Token, TokenHash};

@@ -219,6 +219,27 @@ async fn revoke_user_ends_every_session_of_that_user_only() {
 }
 
 #[tokio::test]
+async fn revocations_are_told_to_listeners() {
+    let store = MemoryStore::new();
+    let heard = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let h = heard.clone();
+    store
+        .revocations()
+        .listen(move |r| h.lock().push(r.clone()));
+    let (token, _) = store.create(new_session("me", &["r"], 60)).await.unwrap();
+    store.create(new_session("me", &["r"], 60)).await.unwrap();
+    assert!(store.revoke(&token.hash()).await.unwrap());
+    assert_eq!(store.revoke_user("me").await.unwrap(), 1);
+    assert_eq!(
+        *heard.lock(),
+        [
+            Revocation::Session(token.hash()),
+            Revocation::User(Arc::from("me"))
+        ]
+    );
+}
+
+#[tokio::test]
 async fn revoke_user_does_not_count_expired_sessions() {
     let store = MemoryStore::new();
     store.create(new_session("me", &["r"], 5)).await.unwrap();

@@ -1,5 +1,5 @@
-//! Revocation events within one process: what the [`RedisStore`](super::RedisStore) revokes
-//! and what other replicas publish on `<prefix>:revocations`.
+//! Revocation events within one process: what a store revokes (the [`MemoryStore`](super::MemoryStore),
+//! the Redis store) and, with Redis, what other replicas publish on `<prefix>:revocations`.
 
 use std::sync::Arc;
 

@@ -1,0 +1,197 @@
+//! Closing WebSocket tunnels whose session ends.
+//!
+//! [`Tunnels`] registers every tunnel opened with a session under its token hash and listens
+//! to the session store's [`Revocations`]: a revocation (made on this gateway, or with Redis
+//! heard from another replica) closes the matching tunnels at once, whichever store is in use.
+//! A [`Revocation::Resync`] (the Redis channel came back after a gap) checks every open
+//! tunnel's session in the store again.
+
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+
+use dashmap::DashMap;
+use http::Request;
+use route_core::proxy::{TunnelClose, TunnelHook};
+use session_core::{Credential, Identity, Revocation, Revocations, SessionStore, TokenHash};
+use tokio::sync::watch;
+use tower::Service;
+
+/// Open WebSocket tunnels by the token hash of their session; revocations close them.
+#[derive(Clone)]
+pub struct Tunnels {
+    inner: Arc<TunnelsInner>,
+}
+
+struct TunnelsInner {
+    store: Arc<dyn SessionStore>,
+    open: DashMap<TokenHash, Slot>,
+}
+
+struct Slot {
+    user_id: Arc<str>,
+    close: watch::Sender<bool>,
+}
+
+impl Tunnels {
+    /// A registry that closes tunnels on `revocations` (the session store's: every store
+    /// reports its revocations there) and checks sessions again in `store`.
+    pub fn new(store: Arc<dyn SessionStore>, revocations: &Revocations) -> Tunnels {
+        let inner = Arc::new(TunnelsInner {
+            store,
+            open: DashMap::new(),
+        });
+        let weak = Arc::downgrade(&inner);
+        revocations.listen(move |r| {
+            if let Some(inner) = weak.upgrade() {
+                Tunnels { inner }.on_revocation(r);
+            }
+        });
+        Tunnels { inner }
+    }
+
+    /// Number of sessions with at least one open tunnel.
+    pub fn sessions(&self) -> usize {
+        self.inner.open.len()
+    }
+
+    /// The request extension that registers a tunnel when the proxy opens one.
+    pub fn hook(&self) -> TunnelHook {
+        // A strong reference: the request path keeps the registry alive.
+        let tunnels = self.clone();
+        TunnelHook::new(move |ext| {
+            let credential = ext.get::<Credential>()?;
+            let identity = ext.get::<Identity>().filter(|i| i.is_authenticated())?;
+            Some(tunnels.watch(credential.token.hash(), identity.user_id.clone()))
+        })
+    }
+
+    /// A future that completes when the session `id` is revoked. The session is checked once
+    /// more in the store, so a revocation that landed between the request's lookup and this
+    /// registration still closes the tunnel.
+    pub fn watch(&self, id: TokenHash, user_id: Arc<str>) -> TunnelClose {
+        let rx = self
+            .inner
+            .open
+            .entry(id)
+            .or_insert_with(|| Slot {
+                user_id,
+                close: watch::channel(false).0,
+            })
+            .close
+            .subscribe();
+        self.verify(vec![id]);
+        let mut guard = Registered {
+            rx: Some(rx),
+            id,
+            registry: Arc::downgrade(&self.inner),
+        };
+        Box::pin(async move {
+            if let Some(rx) = guard.rx.as_mut() {
+                // An error means the slot is gone (closed): end the tunnel too.
+                let _ = rx.wait_for(|closed| *closed).await;
+            }
+        })
+    }
+
+    fn on_revocation(&self, r: &Revocation) {
+        match r {
+            Revocation::Session(id) => self.close(id),
+            Revocation::User(user) => {
+                let ids: Vec<TokenHash> = self
+                    .inner
+                    .open
+                    .iter()
+                    .filter(|e| *e.user_id == **user)
+                    .map(|e| *e.key())
+                    .collect();
+                for id in &ids {
+                    self.close(id);
+                }
+            }
+            _ => {
+                let ids: Vec<TokenHash> = self.inner.open.iter().map(|e| *e.key()).collect();
+                self.verify(ids);
+            }
+        }
+    }
+
+    fn close(&self, id: &TokenHash) {
+        if let Some((_, slot)) = self.inner.open.remove(id) {
+            let n = slot.close.receiver_count();
+            slot.close.send_replace(true);
+            metrics::counter!("gateway_websockets_closed_on_revocation_total").increment(n as u64);
+        }
+    }
+
+    /// Checks these sessions in the store and closes the tunnels of those that are gone. When
+    /// the store cannot answer, the tunnels stay (a later resync checks them again).
+    fn verify(&self, ids: Vec<TokenHash>) {
+        if ids.is_empty() {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            for id in ids {
+                if let Ok(None) = this.inner.store.resolve(&id).await {
+                    this.close(&id);
+                }
+            }
+        });
+    }
+}
+
+/// One registered tunnel; unregisters on drop (the tunnel ended, or the upgrade failed).
+struct Registered {
+    rx: Option<watch::Receiver<bool>>,
+    id: TokenHash,
+    registry: Weak<TunnelsInner>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        if let Some(inner) = self.registry.upgrade() {
+            inner
+                .open
+                .remove_if(&self.id, |_, slot| slot.close.receiver_count() == 0);
+        }
+    }
+}
+
+/// Wraps the whole request path: WebSocket upgrade requests carry the [`TunnelHook`] of the
+/// tunnel registry. Other requests pass untouched.
+#[derive(Clone)]
+pub struct WatchTunnels<S> {
+    inner: S,
+    hook: TunnelHook,
+}
+
+impl<S> WatchTunnels<S> {
+    /// Wraps `inner`: its upgrade requests register their tunnels with `tunnels`.
+    pub fn new(inner: S, tunnels: &Tunnels) -> Self {
+        WatchTunnels {
+            inner,
+            hook: tunnels.hook(),
+        }
+    }
+}
+
+impl<S, B> Service<Request<B>> for WatchTunnels<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        if req.headers().contains_key(http::header::UPGRADE) {
+            req.extensions_mut().insert(self.hook.clone());
+        }
+        self.inner.call(req)
+    }
+}
