@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::driver::{on_path, Driver};
-use common::Gateway;
+use common::{https_port, Gateway};
 use fantoccini::{Client, ClientBuilder, Locator};
 use http::{Request, Response};
 use http_body_util::Full;
@@ -109,28 +109,6 @@ upstreams = ["http://{admin}"]
 allowed_roles = ["admin"]
 "#
     )
-}
-
-fn https_port(g: &Gateway) -> u16 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        for line in g.log().lines() {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            if v["message"] == "listening for HTTPS" {
-                if let Some(p) = v["addr"]
-                    .as_str()
-                    .and_then(|a| a.rsplit(':').next())
-                    .and_then(|p| p.parse().ok())
-                {
-                    return p;
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("no HTTPS listener in the log:\n{}", g.log());
 }
 
 /// The attacker's page: a form that posts to the data service, submitted by the test.

@@ -18,27 +18,6 @@ use tokio_tungstenite::WebSocketStream;
 
 type Ws = WebSocketStream<TcpStream>;
 
-/// A WebSocket echo upstream.
-async fn ws_echo() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
-                    return;
-                };
-                while let Some(Ok(msg)) = ws.next().await {
-                    if msg.is_text() && ws.send(msg).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 /// Three connections at most, and `limits` appended to `[limits]`.
 fn config(ws: std::net::SocketAddr, limits: &str) -> String {
     format!(

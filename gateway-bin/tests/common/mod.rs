@@ -485,22 +485,26 @@ impl Drop for Gateway {
     }
 }
 
-/// The HTTPS listener's port, read from the gateway's "listening for HTTPS" log line.
+/// The HTTPS listener's port, read from the gateway's "listening for HTTPS" log line (waited
+/// for up to 10 s: the line can follow the process's readiness by a moment).
 pub fn https_port(g: &Gateway) -> u16 {
-    for line in g.log().lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if v["message"] == "listening for HTTPS" {
-            return v["addr"]
-                .as_str()
-                .unwrap()
-                .rsplit(':')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        for line in g.log().lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            if v["message"] == "listening for HTTPS" {
+                if let Some(p) = v["addr"]
+                    .as_str()
+                    .and_then(|a| a.rsplit(':').next())
+                    .and_then(|p| p.parse().ok())
+                {
+                    return p;
+                }
+            }
         }
+        std::thread::sleep(Duration::from_millis(20));
     }
     panic!("no HTTPS listener in the log:\n{}", g.log());
 }
