@@ -16,25 +16,6 @@ fn tls_config(up: &str) -> String {
         .replace("[sessions]\n", "[tls]\nmode = \"dev-ca\"\n\n[sessions]\n")
 }
 
-fn https_port(g: &Gateway) -> u16 {
-    for line in g.log().lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if v["message"] == "listening for HTTPS" {
-            return v["addr"]
-                .as_str()
-                .unwrap()
-                .rsplit(':')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
-        }
-    }
-    panic!("no HTTPS listener in the log:\n{}", g.log());
-}
-
 fn https_client(g: &Gateway, port: u16) -> reqwest::Client {
     let ca_path = g.dir.path().join("gateway-data/dev-ca/dev-ca.pem");
     let ca = std::fs::read(&ca_path)
