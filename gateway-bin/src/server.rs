@@ -184,7 +184,12 @@ where
         epoch,
     };
     let watch = h2guard::ConnWatch::new();
-    let io = h2guard::FrameGuard::new(io, watch.clone(), limits.h2_max_control_frames_per_second);
+    let io = h2guard::FrameGuard::new(
+        io,
+        watch.clone(),
+        limits.h2_max_control_frames_per_second,
+        limits.h2_max_concurrent_streams,
+    );
     let info = Arc::new(info);
     let streams = watch.clone();
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {

@@ -7,9 +7,13 @@
 //!   count last changed.
 //! - **Control-frame floods.** `h2` answers every PING and SETTINGS frame and accepts every
 //!   PRIORITY and RST_STREAM frame without a rate limit of its own; a client that reads the
-//!   ACKs keeps one core busy per connection for as long as it likes. [`FrameGuard`] parses the
-//!   frame headers of what the client sends and closes the connection when it sends more than
-//!   `[limits] h2_max_control_frames_per_second` of those frames within one second.
+//!   ACKs keeps one core busy per connection for as long as it likes. Likewise `h2` answers a
+//!   stream whose decoded header list is over the limit with 431 itself, and resets a
+//!   malformed one, stream after stream, without closing the connection. [`FrameGuard`] parses
+//!   the frame headers of what the client sends and closes the connection when, within one
+//!   second, it sends more than `[limits] h2_max_control_frames_per_second` of those control
+//!   frames, or opens more than twice `h2_max_concurrent_streams` streams that never reach the
+//!   service.
 //!
 //! Neither guard looks at an HTTP/1 connection: the parser waits for the HTTP/2 connection
 //! preface and steps aside for good when the first bytes are anything else.
@@ -36,12 +40,17 @@ const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// sends one per DATA frame or two, honestly.
 const CONTROL_FRAMES: [u8; 4] = [0x2, 0x3, 0x4, 0x6];
 
+/// The HEADERS frame type.
+const HEADERS: u8 = 0x1;
+
 /// What one connection's guards share with its idle timer.
 #[derive(Debug)]
 pub(super) struct ConnWatch {
     epoch: Instant,
     is_h2: AtomicBool,
     open: AtomicUsize,
+    /// Streams handed to the service since the connection opened.
+    served: AtomicU64,
     /// Milliseconds after `epoch` at which the open-stream count last changed.
     changed: AtomicU64,
 }
@@ -52,6 +61,7 @@ impl ConnWatch {
             epoch: Instant::now(),
             is_h2: AtomicBool::new(false),
             open: AtomicUsize::new(0),
+            served: AtomicU64::new(0),
             changed: AtomicU64::new(0),
         })
     }
@@ -77,6 +87,7 @@ impl ConnWatch {
     /// Counts a stream as open until the returned guard is dropped.
     pub(super) fn stream_started(self: &Arc<Self>) -> StreamGuard {
         self.open.fetch_add(1, Ordering::AcqRel);
+        self.served.fetch_add(1, Ordering::Relaxed);
         self.touch();
         StreamGuard(self.clone())
     }
@@ -159,6 +170,14 @@ struct FrameCounter {
     window_start: Instant,
     in_window: u32,
     limit: u32,
+    /// The most streams per second that may be refused before reaching the service.
+    refused_limit: u64,
+    /// The highest stream the client opened: a HEADERS frame above it opens a new one (below
+    /// it, it carries trailers).
+    max_stream: u32,
+    /// Streams opened in this window, and the service's count when the window began.
+    opened_in_window: u64,
+    served_at_window_start: u64,
 }
 
 impl FrameCounter {
@@ -198,8 +217,26 @@ impl FrameCounter {
                         self.skip = (usize::from(h[0]) << 16)
                             | (usize::from(h[1]) << 8)
                             | usize::from(h[2]);
-                        if CONTROL_FRAMES.contains(&h[3]) && !self.count() {
-                            return false;
+                        self.roll(watch);
+                        if CONTROL_FRAMES.contains(&h[3]) {
+                            self.in_window += 1;
+                            if self.in_window > self.limit {
+                                return false;
+                            }
+                        }
+                        let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+                        if h[3] == HEADERS && stream > self.max_stream {
+                            self.max_stream = stream;
+                            self.opened_in_window += 1;
+                            // Streams read but not yet handed to the service count too; the
+                            // limit leaves room for them.
+                            let served = watch
+                                .served
+                                .load(Ordering::Relaxed)
+                                .saturating_sub(self.served_at_window_start);
+                            if self.opened_in_window.saturating_sub(served) > self.refused_limit {
+                                return false;
+                            }
                         }
                     }
                 }
@@ -208,15 +245,15 @@ impl FrameCounter {
         true
     }
 
-    /// Counts one control frame in the current one-second window.
-    fn count(&mut self) -> bool {
+    /// Starts a new one-second window when the current one is over.
+    fn roll(&mut self, watch: &ConnWatch) {
         let now = Instant::now();
         if now.duration_since(self.window_start) >= Duration::from_secs(1) {
             self.window_start = now;
             self.in_window = 0;
+            self.opened_in_window = 0;
+            self.served_at_window_start = watch.served.load(Ordering::Relaxed);
         }
-        self.in_window += 1;
-        self.in_window <= self.limit
     }
 }
 
@@ -233,8 +270,16 @@ pin_project! {
 }
 
 impl<T> FrameGuard<T> {
-    /// Guards `inner`, allowing `limit` control frames per second.
-    pub(super) fn new(inner: T, watch: Arc<ConnWatch>, limit: u32) -> FrameGuard<T> {
+    /// Guards `inner`, allowing `limit` control frames per second, and twice `max_streams`
+    /// (the concurrent-stream limit) refused streams per second: an honest client cannot have
+    /// more streams in flight than that, so cannot have more read but not yet served; refusing
+    /// an oversized header list costs far more than answering a PING, hence the lower bound.
+    pub(super) fn new(
+        inner: T,
+        watch: Arc<ConnWatch>,
+        limit: u32,
+        max_streams: u32,
+    ) -> FrameGuard<T> {
         FrameGuard {
             inner,
             counter: FrameCounter {
@@ -245,6 +290,10 @@ impl<T> FrameGuard<T> {
                 window_start: Instant::now(),
                 in_window: 0,
                 limit,
+                refused_limit: 2 * u64::from(max_streams),
+                max_stream: 0,
+                opened_in_window: 0,
+                served_at_window_start: 0,
             },
             watch,
             tripped: false,
@@ -323,6 +372,10 @@ mod tests {
             window_start: Instant::now(),
             in_window: 0,
             limit,
+            refused_limit: u64::from(limit),
+            max_stream: 0,
+            opened_in_window: 0,
+            served_at_window_start: 0,
         }
     }
 
@@ -370,5 +423,28 @@ mod tests {
             !c.feed(&frame(3, &[0; 4]), &watch),
             "the fourth control frame"
         );
+    }
+
+    fn headers(stream: u32) -> Vec<u8> {
+        let mut f = frame(HEADERS, &[0; 4]);
+        f[5..9].copy_from_slice(&stream.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn streams_the_service_never_sees_trip_it_served_ones_and_trailers_do_not() {
+        let watch = ConnWatch::new();
+        let mut c = counter(2);
+        assert!(c.feed(PREFACE, &watch));
+        // Served streams, each with a trailers block: never counted.
+        for id in [1, 3, 5, 7] {
+            let _served = watch.stream_started();
+            assert!(c.feed(&headers(id), &watch));
+            assert!(c.feed(&headers(id), &watch), "trailers of stream {id}");
+        }
+        // Refused before the service: the third one trips it.
+        assert!(c.feed(&headers(9), &watch));
+        assert!(c.feed(&headers(11), &watch));
+        assert!(!c.feed(&headers(13), &watch));
     }
 }
