@@ -234,7 +234,7 @@ where
             }
             _ = &mut idle_timer, if !draining || idle_goaway => {
                 if idle_goaway {
-                    // No stream may open after the GOAWAY; one still open gets to finish.
+                    // A stream opened before the final GOAWAY gets to finish.
                     if !watch.has_open_streams() {
                         break;
                     }
