@@ -7,6 +7,8 @@
 //! when no byte moved either way for `tunnel_idle_timeout`, or when the shutdown grace period
 //! ends.
 
+mod h2guard;
+
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -193,6 +195,11 @@ where
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
         .max_header_list_size(limits.max_header_bytes as u32)
+        // h2's own flood limits, stated here so that they are reviewed with ours: more than
+        // 20 streams reset by the client before they are served (rapid reset), or 1024
+        // streams the client made us reset as malformed, get GOAWAY ENHANCE_YOUR_CALM.
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(1024)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10));
     let activity = Arc::new(AtomicU64::new(0));
@@ -206,11 +213,26 @@ where
         cut: cut.clone(),
         _dropped: io_dropped,
     };
+    let watch = h2guard::ConnWatch::new();
+    let io = h2guard::FrameGuard::new(
+        io,
+        watch.clone(),
+        limits.h2_max_control_frames_per_second,
+        limits.h2_max_concurrent_streams,
+    );
     let info = Arc::new(info);
+    let streams = watch.clone();
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert((*info).clone());
         let mut svc = svc.clone();
-        async move { svc.call(req).await }
+        // Open from here until hyper drops the response body (sent, or reset by the client).
+        let stream = streams.stream_started();
+        async move {
+            let res = svc.call(req).await?;
+            Ok::<_, std::convert::Infallible>(
+                res.map(|body| h2guard::TrackedBody::new(body, stream)),
+            )
+        }
     });
     // Boxed so that it can be dropped before the tunnel wait below: a finished connection
     // still holds the socket unless hyper handed it to an upgrade.
@@ -225,6 +247,10 @@ where
     // about once per idle timeout, a busy one never pays for its traffic with timer resets.
     let idle_timer = tokio::time::sleep(idle);
     tokio::pin!(idle_timer);
+    // After an idle GOAWAY, how long an HTTP/2 client gets to close: hyper's graceful shutdown
+    // waits for the client to acknowledge a PING, which a hostile one never does.
+    let mut idle_goaway = false;
+    let goaway_grace = idle.min(Duration::from_secs(5));
     loop {
         tokio::select! {
             res = conn.as_mut() => {
@@ -237,12 +263,28 @@ where
                 draining = true;
                 conn.as_mut().graceful_shutdown();
             }
-            _ = &mut idle_timer, if !draining => {
+            _ = &mut idle_timer, if !draining || idle_goaway => {
+                if idle_goaway {
+                    // A stream opened before the final GOAWAY gets to finish.
+                    if !watch.has_open_streams() {
+                        break;
+                    }
+                    idle_timer.as_mut().reset(Instant::now() + goaway_grace);
+                    continue;
+                }
                 let last = Duration::from_millis(activity.load(Ordering::Relaxed));
-                let quiet = epoch.elapsed().saturating_sub(last);
+                let mut quiet = epoch.elapsed().saturating_sub(last);
+                // HTTP/2: PINGs move bytes, so idle means no open stream (SECURITY-CASES 36).
+                if let Some(h2_quiet) = watch.h2_quiet() {
+                    quiet = quiet.max(h2_quiet);
+                }
                 if quiet >= idle {
                     draining = true;
                     conn.as_mut().graceful_shutdown();
+                    if watch.h2_quiet().is_some() {
+                        idle_goaway = true;
+                        idle_timer.as_mut().reset(Instant::now() + goaway_grace);
+                    }
                 } else {
                     idle_timer.as_mut().reset(Instant::now() + (idle - quiet));
                 }

@@ -113,6 +113,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// The most concurrent HTTP/2 streams per connection.
     pub h2_max_concurrent_streams: u32,
+    /// The most PING, SETTINGS, PRIORITY and RST_STREAM frames an HTTP/2 client may send in
+    /// one second; past it the connection is closed (floods, SECURITY-CASES 25).
+    pub h2_max_control_frames_per_second: u32,
     /// How long in-flight requests get to finish after SIGTERM.
     pub shutdown_grace: Duration,
     /// A WebSocket tunnel with no bytes moving in either direction for this long is closed.
@@ -648,6 +651,13 @@ impl Validator<'_> {
                 100,
                 1,
                 10_000,
+            ) as u32,
+            h2_max_control_frames_per_second: self.number(
+                "limits.h2_max_control_frames_per_second",
+                l.h2_max_control_frames_per_second,
+                1000,
+                10,
+                1_000_000,
             ) as u32,
             shutdown_grace: self.duration(
                 "limits.shutdown_grace",

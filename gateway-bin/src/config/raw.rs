@@ -59,6 +59,7 @@ pub(crate) struct RawLimits {
     pub(crate) max_body_bytes: Option<Spanned<u64>>,
     pub(crate) max_connections: Option<Spanned<u64>>,
     pub(crate) h2_max_concurrent_streams: Option<Spanned<u64>>,
+    pub(crate) h2_max_control_frames_per_second: Option<Spanned<u64>>,
     pub(crate) shutdown_grace: Option<SpannedDuration>,
     pub(crate) tunnel_idle_timeout: Option<SpannedDuration>,
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 pub mod driver;
+pub mod h2raw;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -60,6 +61,9 @@ pub struct Recorded {
     pub uri: String,
     pub headers: HeaderMap,
     pub body_len: usize,
+    /// Whether the body arrived whole (false: the sender aborted it mid-way, so the upstream
+    /// never had a complete message).
+    pub body_complete: bool,
 }
 
 impl Recorded {
@@ -148,16 +152,15 @@ fn query(uri: &http::Uri) -> HashMap<String, String> {
 
 async fn answer(req: Request<Incoming>, seen: Arc<Mutex<Vec<Recorded>>>) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = body.collect().await.map(|b| b.to_bytes());
+    let body_complete = body.is_ok();
+    let body = body.unwrap_or_default();
     let rec = Recorded {
         method: parts.method.to_string(),
         uri: parts.uri.to_string(),
         headers: parts.headers.clone(),
         body_len: body.len(),
+        body_complete,
     };
     seen.lock().push(rec);
     let mut headers = serde_json::Map::new();
@@ -509,7 +512,6 @@ pub fn https_port(g: &Gateway) -> u16 {
     panic!("no HTTPS listener in the log:\n{}", g.log());
 }
 
-/// A reqwest client that never follows redirects and keeps no cookies.
 /// The sum of the samples of metric `name` (lines starting with it) whose line contains every
 /// one of `filters`.
 pub fn metric_sum(metrics: &str, name: &str, filters: &[&str]) -> f64 {
@@ -530,6 +532,7 @@ pub fn listed_service(listing: &serde_json::Value, name: &str) -> Option<serde_j
         .cloned()
 }
 
+/// A reqwest client that never follows redirects and keeps no cookies.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
