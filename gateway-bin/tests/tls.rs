@@ -80,17 +80,7 @@ async fn case_14_host_that_differs_from_sni_gets_421() {
     let up = Upstream::start().await;
     let g = Gateway::start(&tls_config(&up.url()), 0, 0);
     let port = https_port(&g);
-    let pem = std::fs::read(g.dir.path().join("gateway-data/dev-ca/dev-ca.pem")).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(cert_core::crypto_provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let connector = dev_ca_connector(&g);
     let before = up.count();
     // SNI says data.<domain>, the request says admin.<domain>.
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -310,17 +300,7 @@ async fn case_44_hsts_on_every_https_response_when_plain_http_redirects() {
     assert_eq!(sts(&res), want, "the upstream's max-age=0 is replaced");
 
     // 421 for a Host that is not the SNI name, answered before any routing.
-    let pem = std::fs::read(g.dir.path().join("gateway-data/dev-ca/dev-ca.pem")).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(cert_core::crypto_provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let connector = dev_ca_connector(&g);
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();

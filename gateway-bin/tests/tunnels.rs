@@ -286,24 +286,13 @@ async fn case_35_revocation_closes_tunnels_with_the_memory_store() {
 /// listener (two TLS tunnels and one plain one fill `max_connections = 3`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn case_35_tls_tunnels_hold_their_connection_permit() {
-    use std::sync::Arc;
     let ws = ws_echo().await;
     let config = config(ws, "")
         .replace("[listen]\n", "[listen]\nhttps = \"127.0.0.1:0\"\n")
         .replace("[sessions]\n", "[tls]\nmode = \"dev-ca\"\n\n[sessions]\n");
     let g = Gateway::start(&config, 0, 0);
     let port = https_port(&g);
-    let pem = std::fs::read(g.dir.path().join("gateway-data/dev-ca/dev-ca.pem")).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(cert_core::crypto_provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let connector = dev_ca_connector(&g);
     // A wss tunnel, or `None` when the gateway refused the connection.
     let open_tls = || async {
         let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();

@@ -329,15 +329,7 @@ pub struct TlsClient {
 
 impl TlsClient {
     pub fn new(ca_pem: &[u8]) -> TlsClient {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut &ca_pem[..]) {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let mut config = rustls::ClientConfig::builder_with_provider(cert_core::crypto_provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let mut config = super::client_config_trusting(ca_pem);
         config.alpn_protocols = vec![b"h2".to_vec()];
         TlsClient {
             connector: tokio_rustls::TlsConnector::from(Arc::new(config)),

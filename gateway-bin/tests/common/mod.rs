@@ -532,6 +532,26 @@ pub fn listed_service(listing: &serde_json::Value, name: &str) -> Option<serde_j
         .cloned()
 }
 
+/// A rustls client config (the gateway's own crypto provider) that trusts only the CA
+/// certificates in `ca_pem`.
+pub fn client_config_trusting(ca_pem: &[u8]) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &ca_pem[..]) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    rustls::ClientConfig::builder_with_provider(cert_core::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+/// A TLS connector that trusts the dev CA of a gateway started with `[tls] mode = "dev-ca"`.
+pub fn dev_ca_connector(g: &Gateway) -> tokio_rustls::TlsConnector {
+    let pem = std::fs::read(g.dir.path().join("gateway-data/dev-ca/dev-ca.pem")).unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(client_config_trusting(&pem)))
+}
+
 /// A reqwest client that never follows redirects and keeps no cookies.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
