@@ -8,7 +8,8 @@
 //!   serves TLS-ALPN-01 challenge certificates to `acme-tls/1` handshakes.
 //! - [`server_config`] + [`TlsConfig`]: TLS 1.2/1.3, ALPN, session cache and tickets, ring.
 //! - [`is_acme_tls_alpn`]: the listener closes such connections after the handshake.
-//! - [`ChallengeResponder`]: HTTP-01 answers for the plain listener.
+//! - [`ChallengeResponder`]: HTTP-01 answers for the plain listener; [`Http01Layer`] puts
+//!   them in front of its service.
 //! - [`AcmeManager`]: background ordering and renewal over ACME (instant-acme).
 //! - [`CertStore`] ([`DirStore`], [`MemoryStore`]): certificates, keys, ACME accounts,
 //!   pending challenges and order leases.
@@ -80,6 +81,7 @@ mod config;
 mod dev_ca;
 mod error;
 mod files;
+mod http01;
 mod names;
 mod resolver;
 mod store;
@@ -98,6 +100,7 @@ pub use config::{CertSource, Config};
 pub use dev_ca::DevCa;
 pub use error::Error;
 pub use files::FileCert;
+pub use http01::{Http01, Http01Future, Http01Layer};
 pub use names::{normalize_name, ManagedNames, NameSet};
 pub use resolver::CertResolver;
 #[cfg(feature = "redis")]

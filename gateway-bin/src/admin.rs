@@ -396,7 +396,7 @@ async fn revoke_current(
     body: Bytes,
 ) -> Response {
     let raw = headers
-        .get(crate::policy::H_TOKEN)
+        .get(session_core::issuer::H_TOKEN)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .or_else(|| {

@@ -7,16 +7,16 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use route_core::{Proxy, ProxyConfig, SharedRouteTable};
+use route_core::SharedRouteTable;
+use session_core::tunnels::Tunnels;
 use session_core::{MemoryStore, Resolver, Revocations, SessionStore, StoreResolver};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::admin::{self, AdminState, Secret};
 use crate::config::{AdminSecretSource, Config, StoreKind};
-use crate::policy::SessionPolicy;
 use crate::server::{self, ConnSettings};
-use crate::stack::{self, RouteService};
+use crate::stack::{self, RouteParts, RouteService};
 
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -70,10 +70,8 @@ pub struct Shared {
     pub tls: Option<Arc<crate::tls::TlsRuntime>>,
     /// The route table in force.
     pub table: SharedRouteTable<RouteService>,
-    /// The proxy (its upstream connections are pooled per runtime thread).
-    pub proxy: Proxy,
-    /// What issuer services use.
-    pub policy: SessionPolicy,
+    /// What the routes are rebuilt from.
+    pub parts: RouteParts,
     /// The session store.
     pub store: Arc<dyn SessionStore>,
 }
@@ -120,7 +118,7 @@ impl Shared {
     }
 
     fn swap(&self, new: Config) -> Result<(), stack::BuildError> {
-        let table = stack::route_table(&new, &self.proxy, &self.policy)?;
+        let table = stack::route_table(&new, &self.parts)?;
         let old = self.config.load();
         if old.listen.http != new.listen.http
             || old.listen.https != new.listen.https
@@ -247,33 +245,12 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         Some(r) => r.resolver(),
         None => Arc::new(resolver),
     };
-    let proxy = Proxy::new(ProxyConfig {
-        trusted_proxies: config.proxy.trusted_proxies.clone(),
-        pool_idle_timeout: config.proxy.pool_idle_timeout,
-        pool_max_idle_per_host: config.proxy.pool_max_idle_per_host,
-        reserved_header_prefixes: stack::reserved_header_prefixes(&config),
-        ..ProxyConfig::default()
-    });
-    let csrf = Arc::new(stack::csrf_rule(&config));
-    let policy = SessionPolicy {
-        store: store.clone(),
-        cookie: stack::cookie_config(&config),
-        default_ttl: config.sessions.ttl,
-        csrf: csrf.clone(),
-    };
-    let table = Arc::new(ArcSwap::from_pointee(stack::route_table(
-        &config, &proxy, &policy,
-    )?));
-    let service = stack::gateway_service(
-        table.clone(),
-        resolver,
-        stack::session_config(&config),
-        csrf,
-    );
+    let parts = RouteParts::new(&config, store.clone(), resolver);
+    let table = Arc::new(ArcSwap::from_pointee(stack::route_table(&config, &parts)?));
     // WebSockets opened with a session are closed when it is revoked (with Redis, on any
     // replica).
-    let tunnels = crate::tunnels::Tunnels::new(store.clone(), &revocations);
-    let service = crate::tunnels::WatchTunnels::new(service, &tunnels);
+    let tunnels = Tunnels::new(store.clone(), &revocations);
+    let service = stack::gateway_service(table.clone(), &tunnels);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(config.limits.max_connections));
@@ -297,7 +274,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         let listener = bind(addr)?;
         https_addr = listener.local_addr().ok();
         // Only the HTTPS listener sets Strict-Transport-Security (SECURITY-CASES 44).
-        let svc = crate::tls::hsts(service.clone(), config.tls.hsts.clone());
+        let svc = stack::https_service(service.clone(), config.tls.hsts.clone());
         tasks.spawn(crate::tls::serve_tls(
             listener,
             rt.acceptor.clone(),
@@ -312,22 +289,15 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         http_addr = listener.local_addr().ok();
         let svc = service.clone();
         let responder = tls.as_ref().and_then(|t| t.responder.clone());
-        let domains: Arc<[String]> = config.domains.clone().into();
         let redirect = https_addr
             .filter(|_| config.listen.redirect_http_to_https)
             .map(|a| a.port());
         if responder.is_some() || redirect.is_some() {
             // The plain listener also answers ACME HTTP-01 and redirects to HTTPS.
+            let plain = stack::plain_service(svc, responder, redirect, &config);
             tasks.spawn(server::serve_plain(
                 listener,
-                move |_: &route_core::ConnectionInfo| {
-                    crate::tls::PlainFront::new(
-                        svc.clone(),
-                        responder.clone(),
-                        redirect,
-                        domains.clone(),
-                    )
-                },
+                move |_: &route_core::ConnectionInfo| plain.clone(),
                 settings.clone(),
             ));
         } else {
@@ -346,8 +316,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         rebuild_lock: Arc::new(parking_lot::Mutex::new(())),
         tls: tls.clone(),
         table,
-        proxy,
-        policy,
+        parts,
         store: store.clone(),
     };
     // The API's services are in force before the admin listener (and readiness) comes up.

@@ -1,7 +1,6 @@
-//! The outermost layer: the access log, request metrics, and the TLS SNI/Host check.
-//!
-//! It sits outside the session layer, so it learns who the caller was and which service
-//! answered from response extensions that [`crate::policy::RoutePolicy`] sets ([`Served`]).
+//! Telemetry of the request path: [`Front`], the outermost layer, writes the access log and
+//! the request metrics; [`Served`], in each route's pipeline right after the session layer,
+//! tells it which service answered and who the caller was ([`ServedBy`], a response extension).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -11,22 +10,102 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response};
 use metrics::{Counter, Histogram, SharedString};
 use pin_project_lite::pin_project;
 use route_core::{Body, ConnectionInfo};
 use session_core::Identity;
 use tower::{Layer, Service};
 
-use crate::reject;
-
-/// Who was served by which service; set on responses by the per-service policy.
+/// Who was served by which service: a response extension that [`Served`] sets.
 #[derive(Clone, Debug)]
-pub struct Served {
+pub struct ServedBy {
     /// The service's name.
     pub service: Arc<str>,
     /// The caller's identity as the service saw it.
     pub identity: Option<Identity>,
+}
+
+/// Layer for [`Served`]: one per service.
+#[derive(Clone, Debug)]
+pub struct ServedLayer {
+    service: Arc<str>,
+}
+
+impl ServedLayer {
+    /// Tags the answers of the service `name`.
+    pub fn new(name: &str) -> Self {
+        ServedLayer {
+            service: Arc::from(name),
+        }
+    }
+}
+
+impl<S> Layer<S> for ServedLayer {
+    type Service = Served<S>;
+    fn layer(&self, inner: S) -> Served<S> {
+        Served {
+            inner,
+            service: self.service.clone(),
+        }
+    }
+}
+
+/// Puts [`ServedBy`] on every answer of a service, with the identity the session layer
+/// resolved (it sits right after it).
+#[derive(Clone, Debug)]
+pub struct Served<S> {
+    inner: S,
+    service: Arc<str>,
+}
+
+impl<S, B> Service<Request<B>> for Served<S>
+where
+    S: Service<Request<B>, Response = Response<Body>>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ServedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let served = ServedBy {
+            service: self.service.clone(),
+            identity: req.extensions().get::<Identity>().cloned(),
+        };
+        ServedFuture {
+            inner: self.inner.call(req),
+            served: Some(served),
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`Served`].
+    pub struct ServedFuture<F> {
+        #[pin]
+        inner: F,
+        served: Option<ServedBy>,
+    }
+}
+
+impl<F, E> Future for ServedFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut res = ready!(this.inner.poll(cx))?;
+        if let Some(served) = this.served.take() {
+            res.extensions_mut().insert(served);
+        }
+        Poll::Ready(Ok(res))
+    }
 }
 
 /// Layer for [`Front`].
@@ -49,7 +128,7 @@ impl<S> Layer<S> for FrontLayer {
     }
 }
 
-/// Logs and counts every request, and refuses a TLS request whose Host is not its SNI.
+/// Logs and counts every request.
 #[derive(Clone, Debug)]
 pub struct Front<S> {
     inner: S,
@@ -68,60 +147,30 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let start = Instant::now();
-        let method = req.method().clone();
-        let host = host_of(&req);
-        let info = req.extensions().get::<ConnectionInfo>();
-        let client = info.map(|i| i.remote_addr);
-        if let Some(sni) = info.and_then(|i| i.sni.as_deref()) {
-            if !sni_matches(sni, host.as_ref().and_then(|h| h.to_str().ok())) {
-                let res = reject::json(
-                    StatusCode::MISDIRECTED_REQUEST,
-                    "misdirected-request",
-                    "the Host header does not match the TLS server name",
-                );
-                return FrontFuture::ready(
-                    res,
-                    Log {
-                        start,
-                        method,
-                        host,
-                        client,
-                    },
-                );
-            }
+        let log = Log {
+            start: Instant::now(),
+            method: req.method().clone(),
+            host: host_of(&req),
+            client: req
+                .extensions()
+                .get::<ConnectionInfo>()
+                .map(|i| i.remote_addr),
+        };
+        FrontFuture {
+            fut: self.inner.call(req),
+            log: Some(log),
         }
-        FrontFuture::inner(
-            self.inner.call(req),
-            Log {
-                start,
-                method,
-                host,
-                client,
-            },
-        )
     }
 }
 
 /// The request's host as the client sent it (URI authority first, then `Host`), for the access
-/// log and the SNI check. Kept as the header's bytes (a reference count, no copy): most
-/// requests are never logged.
+/// log. Kept as the header's bytes (a reference count, no copy): most requests are never
+/// logged.
 fn host_of<B>(req: &Request<B>) -> Option<HeaderValue> {
     match req.uri().authority() {
         Some(a) => HeaderValue::from_str(a.host()).ok(),
         None => req.headers().get(http::header::HOST).cloned(),
     }
-}
-
-/// Compares the TLS server name with the request's host, ignoring case, port and a trailing dot.
-fn sni_matches(sni: &str, host: Option<&str>) -> bool {
-    let Some(host) = host else { return false };
-    let host = match route_core::normalize_host(host) {
-        Ok(h) => h,
-        Err(_) => return false,
-    };
-    let sni = sni.strip_suffix('.').unwrap_or(sni);
-    sni.eq_ignore_ascii_case(&host)
 }
 
 /// What the access log needs from the request. It lives in every request's future, which
@@ -135,7 +184,7 @@ struct Log {
 
 impl Log {
     fn record(self, res: &Response<Body>) {
-        let served = res.extensions().get::<Served>();
+        let served = res.extensions().get::<ServedBy>();
         let service = served.map(|s| &*s.service).unwrap_or("-");
         let (user, role) = served
             .and_then(|s| s.identity.as_ref())
@@ -275,35 +324,8 @@ pin_project! {
     /// Response future for [`Front`].
     pub struct FrontFuture<F> {
         #[pin]
-        state: State<F>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<F> {
-        Inner { #[pin] fut: F, log: Option<Log> },
-        Ready { res: Option<Response<Body>>, log: Option<Log> },
-    }
-}
-
-impl<F> FrontFuture<F> {
-    fn inner(fut: F, log: Log) -> Self {
-        FrontFuture {
-            state: State::Inner {
-                fut,
-                log: Some(log),
-            },
-        }
-    }
-
-    fn ready(res: Response<Body>, log: Log) -> Self {
-        FrontFuture {
-            state: State::Ready {
-                res: Some(res),
-                log: Some(log),
-            },
-        }
+        fut: F,
+        log: Option<Log>,
     }
 }
 
@@ -314,47 +336,11 @@ where
     type Output = Result<Response<Body>, std::convert::Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let (res, log) = match self.project().state.project() {
-            StateProj::Inner { fut, log } => {
-                let Ok(res) = ready!(fut.poll(cx));
-                (res, log.take())
-            }
-            StateProj::Ready { res, log } => {
-                let res = res.take().unwrap_or_else(|| {
-                    reject::json(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
-                        "polled after completion",
-                    )
-                });
-                (res, log.take())
-            }
-        };
-        if let Some(log) = log {
+        let this = self.project();
+        let Ok(res) = ready!(this.fut.poll(cx));
+        if let Some(log) = this.log.take() {
             log.record(&res);
         }
         Poll::Ready(Ok(res))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sni_must_match_the_normalised_host() {
-        assert!(sni_matches(
-            "public.example.com",
-            Some("PUBLIC.example.com:443")
-        ));
-        assert!(sni_matches(
-            "public.example.com",
-            Some("public.example.com.")
-        ));
-        assert!(!sni_matches(
-            "public.example.com",
-            Some("admin.example.com")
-        ));
-        assert!(!sni_matches("public.example.com", None));
     }
 }

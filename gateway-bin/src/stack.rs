@@ -1,43 +1,66 @@
-//! Composes the request path from the library crates:
+//! The whole request path, built here and only here: every layer comes from a library crate
+//! and is configured from the gateway's config by the functions below.
 //!
 //! ```text
-//! Front (access log, metrics, SNI = Host) → HopByHop → RejectionCors → SessionLayer → Csrf
-//!     → Router → per service: RoutePolicy → Cors → Redirect → RequireRole → Proxy
+//! HTTPS listener:  Hsts ─┐
+//! plain listener:  [Http01 → HttpsRedirect, when TLS is on] ─┤
+//!                                                            ▼
+//! Front (access log, metrics)                                    gateway-bin  front.rs
+//!  → Tunnels (WebSocket upgrades get the revocation hook)        session-core tunnels
+//!  → HopByHop (strip hop-by-hop headers first)                   route-core   hop
+//!  → Router (host normalised once, SNI = Host, one lookup)       route-core   router
+//!  → per route:
+//!      RouteCors (preflights; CORS headers on every answer)      route-core   cors
+//!      → SessionLayer (credential → identity headers)            session-core session_layer
+//!      → Served (service and identity for the access log)        gateway-bin  front.rs
+//!      → Csrf (cookie requests; every login on issuer routes)    session-core csrf
+//!      → Issuer (mint sessions / scrub session cookies)          session-core issuer
+//!      → RequireRole (+ browser redirects)                       session-core require_role
+//!      → Proxy                                                   route-core   proxy
 //! ```
 //!
-//! RejectionCors gives the answers of the session layer and the CSRF check the CORS headers of
-//! the service the request was for, so that a browser app can read them.
-//!
 //! Hop-by-hop headers go first, so that `Connection: X-Hasura-Role` can never remove what the
-//! session layer injects (SECURITY-CASES 4).
+//! session layer injects (SECURITY-CASES 4). The router comes before the session layer: the
+//! host is normalised and the route looked up once, and each route gets the pipeline its
+//! service asked for (credential forwarding, login, CORS, roles). CORS wraps the session layer,
+//! so a browser app can read the session layer's and the CSRF check's refusals.
 
 use std::sync::Arc;
 
+use cert_core::{ChallengeResponder, Http01, Http01Layer};
 use route_core::{
-    HopByHop, HopByHopLayer, PolicyKey, Proxy, ProxyService, RouteTable, Router, SharedRouteTable,
-    UpstreamConfig,
+    CorsConfig, HopByHop, HopByHopLayer, HttpsRedirect, HttpsRedirectLayer, PolicyKey,
+    ProjectOrigins, Proxy, ProxyConfig, ProxyService, RouteCors, RouteCorsLayer, RouteTable,
+    Router, SharedRouteTable, UpstreamConfig,
 };
+use session_core::csrf::{Csrf, CsrfConfig, CsrfLayer, CsrfRule};
+use session_core::issuer::{Issuer, IssuerLayer, Login};
+use session_core::tunnels::{Tunnels, WatchTunnels};
 use session_core::{
-    AnonymousConfig, CookieConfig, RequireRole, RequireRoleLayer, Resolver, SessionConfig,
-    SessionLayer, SessionService,
+    AnonymousConfig, BrowserRedirects, CookieConfig, RequireRole, RequireRoleLayer, Resolver,
+    SessionConfig, SessionLayer, SessionService, SessionStore,
 };
+use tower::util::Either;
 use tower::Layer;
+use tower_http::set_header::SetResponseHeader;
 
 use crate::config::{Config, Service};
-use crate::cors::{RejectionCors, RejectionCorsLayer, ServiceCors, ServiceCorsLayer};
-use crate::csrf::{Csrf, CsrfLayer, CsrfRule};
-use crate::front::{Front, FrontLayer};
-use crate::origin::ProjectOrigins;
-use crate::policy::{RoutePolicy, SessionPolicy};
-use crate::redirect::{Redirect, RedirectLayer};
+use crate::front::{Front, FrontLayer, Served, ServedLayer};
 
-/// One service's pipeline, as stored in the route table. CORS sits before the role check, so
-/// preflights are answered without a session and never proxied.
-pub type RouteService = RoutePolicy<ServiceCors<Redirect<RequireRole<ProxyService>>>>;
+/// One service's pipeline, as stored in the route table.
+pub type RouteService = RouteCors<SessionService<Served<Csrf<Issuer<RequireRole<ProxyService>>>>>>;
 
-/// The whole request path for one listener.
-pub type GatewayService =
-    Front<HopByHop<RejectionCors<SessionService<Csrf<Router<RouteService>>>>>>;
+/// The request path of a listener, from the access log to the router.
+pub type GatewayService = Front<WatchTunnels<HopByHop<Router<RouteService>>>>;
+
+/// The HTTPS listener's service: every answer carries the configured
+/// `Strict-Transport-Security`.
+pub type HttpsService = SetResponseHeader<GatewayService, Option<http::HeaderValue>>;
+
+/// The plain listener's service when TLS is on: ACME HTTP-01 answers (when this replica
+/// orders over HTTP-01), then either the routes or the redirect to HTTPS.
+pub type PlainService =
+    Either<Http01<Either<GatewayService, HttpsRedirect>>, Either<GatewayService, HttpsRedirect>>;
 
 /// Why a route table could not be built from a (valid) config.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +84,38 @@ pub enum BuildError {
         /// Why.
         message: String,
     },
+}
+
+/// What every route's pipeline shares, made once when the gateway starts: a reload rebuilds
+/// the routes from these and the new config.
+#[derive(Clone)]
+pub struct RouteParts {
+    /// The proxy (its upstream connections are pooled per runtime thread).
+    pub proxy: Proxy,
+    /// Resolves session tokens.
+    pub resolver: Arc<dyn Resolver>,
+    /// Mints sessions for issuer services; its store is the session store.
+    pub login: Login,
+    /// The session layer's settings (changes need a restart).
+    pub session: SessionConfig,
+}
+
+impl RouteParts {
+    /// The parts for `config`, sessions in `store` resolved by `resolver`.
+    pub fn new(config: &Config, store: Arc<dyn SessionStore>, resolver: Arc<dyn Resolver>) -> Self {
+        RouteParts {
+            proxy: Proxy::new(ProxyConfig {
+                trusted_proxies: config.proxy.trusted_proxies.clone(),
+                pool_idle_timeout: config.proxy.pool_idle_timeout,
+                pool_max_idle_per_host: config.proxy.pool_max_idle_per_host,
+                reserved_header_prefixes: reserved_header_prefixes(config),
+                ..ProxyConfig::default()
+            }),
+            resolver,
+            login: Login::new(store, cookie_config(config)),
+            session: session_config(config),
+        }
+    }
 }
 
 /// The cookie settings derived from the config.
@@ -88,7 +143,7 @@ pub fn session_config(config: &Config) -> SessionConfig {
             user_id: s.anonymous_user_id.clone(),
             role: s.anonymous_role.clone(),
         },
-        // Credentials are always taken off here; RoutePolicy puts them back per service.
+        // Per route: see `route_service`.
         forward_credentials: false,
         ..SessionConfig::default()
     }
@@ -103,8 +158,10 @@ pub fn project_origins(config: &Config) -> ProjectOrigins {
 pub fn csrf_rule(config: &Config) -> CsrfRule {
     CsrfRule::new(
         project_origins(config),
-        &config.csrf_trusted_origins,
-        config.csrf_allow_missing_origin,
+        &CsrfConfig {
+            trusted_origins: config.csrf_trusted_origins.clone(),
+            allow_missing_origin: config.csrf_allow_missing_origin,
+        },
     )
 }
 
@@ -122,13 +179,28 @@ pub fn reserved_header_prefixes(config: &Config) -> Vec<String> {
     ]
 }
 
-/// Builds one service's pipeline; `origins` are the project's (see [`project_origins`]).
+/// A service's CORS settings.
+fn cors_config(config: &Config, service: &Service) -> CorsConfig {
+    CorsConfig {
+        enabled: service.cors,
+        allowed_origins: service.cors_allowed_origins.clone(),
+        allowed_methods: service.cors_allowed_methods.clone(),
+        allowed_headers: service.cors_allowed_headers.clone(),
+        default_headers: vec![
+            http::header::CONTENT_TYPE,
+            http::header::AUTHORIZATION,
+            config.sessions.role_header.clone(),
+        ],
+    }
+}
+
+/// Builds one service's pipeline (see the module docs for its layers).
 pub fn route_service(
     config: &Config,
     service: &Service,
-    proxy: &Proxy,
-    policy: &SessionPolicy,
+    parts: &RouteParts,
     origins: &ProjectOrigins,
+    csrf: &Arc<CsrfRule>,
 ) -> Result<RouteService, BuildError> {
     let upstream = UpstreamConfig {
         route: service.name.clone(),
@@ -139,29 +211,39 @@ pub fn route_service(
         websocket: service.websocket,
         http2: service.http2,
     };
-    let proxied = proxy.service(upstream).map_err(|e| BuildError::Upstream {
-        service: service.name.clone(),
-        message: e.to_string(),
-    })?;
+    let proxied = parts
+        .proxy
+        .service(upstream)
+        .map_err(|e| BuildError::Upstream {
+            service: service.name.clone(),
+            message: e.to_string(),
+        })?;
     let role = RequireRoleLayer::new(service.allowed_roles.iter().cloned())
         .forbid_authenticated(config.sessions.forbid_authenticated_without_role)
-        .layer(proxied);
-    let redirect = RedirectLayer::new(
-        &service.allowed_roles,
-        service.no_session_redirect.clone(),
-        service.no_access_redirect.clone(),
-        origins,
-    )
-    .layer(role);
-    let cors =
-        ServiceCorsLayer::new(service, origins, &config.sessions.role_header).layer(redirect);
-    Ok(RoutePolicy::new(
-        cors,
-        policy.clone(),
-        &service.name,
-        service.forward_credentials,
-        service.session_issuer,
-    ))
+        .redirect_browsers(BrowserRedirects {
+            no_session: service.no_session_redirect.clone(),
+            no_access: service.no_access_redirect.clone(),
+            origins: origins.clone(),
+        });
+    let issuer = if service.session_issuer {
+        IssuerLayer::issuer(parts.login.clone(), config.sessions.ttl)
+    } else {
+        IssuerLayer::scrubber(parts.login.cookie())
+    };
+    let session = SessionConfig {
+        forward_credentials: service.forward_credentials,
+        ..parts.session.clone()
+    };
+    let pipeline = RouteCorsLayer::new(&cors_config(config, service), origins).layer(
+        SessionLayer::new(parts.resolver.clone(), session).layer(
+            ServedLayer::new(&service.name).layer(
+                CsrfLayer::new(csrf.clone())
+                    .guard_logins(service.session_issuer)
+                    .layer(issuer.route_name(&service.name).layer(role.layer(proxied))),
+            ),
+        ),
+    );
+    Ok(pipeline)
 }
 
 /// What a service admits, for the router's ambiguous-path check (SECURITY-CASES 37): two
@@ -182,13 +264,13 @@ pub fn policy_key(service: &Service) -> PolicyKey {
 /// Builds the route table for every service of `config`.
 pub fn route_table(
     config: &Config,
-    proxy: &Proxy,
-    policy: &SessionPolicy,
+    parts: &RouteParts,
 ) -> Result<RouteTable<RouteService>, BuildError> {
     let mut table = RouteTable::new();
     let origins = project_origins(config);
+    let csrf = Arc::new(csrf_rule(config));
     for service in &config.services {
-        let svc = route_service(config, service, proxy, policy, &origins)?;
+        let svc = route_service(config, service, parts, &origins, &csrf)?;
         let key = policy_key(service);
         for pattern in service.host_patterns(&config.domains) {
             let prefix = service.path_prefix.as_deref().unwrap_or("/");
@@ -204,18 +286,41 @@ pub fn route_table(
     Ok(table)
 }
 
-/// Builds the request path over a shared (swappable) route table. `csrf` is the rule the
-/// session issuers' [`SessionPolicy`] holds too.
-pub fn gateway_service(
-    table: SharedRouteTable<RouteService>,
-    resolver: Arc<dyn Resolver>,
-    session: SessionConfig,
-    csrf: Arc<CsrfRule>,
-) -> GatewayService {
-    let cors = RejectionCorsLayer::new(table.clone());
-    let router = Router::new(table);
-    let csrf = CsrfLayer::new(csrf).layer(router);
-    let session = SessionLayer::new(resolver, session).layer(csrf);
-    let hop = HopByHopLayer::new().layer(cors.layer(session));
-    FrontLayer::new().layer(hop)
+/// The request path over a shared (swappable) route table; upgrades register their tunnels
+/// with `tunnels`.
+pub fn gateway_service(table: SharedRouteTable<RouteService>, tunnels: &Tunnels) -> GatewayService {
+    let router = Router::new(table).with_sni_check(true);
+    let hop = HopByHopLayer::new().layer(router);
+    FrontLayer::new().layer(tunnels.layer(hop))
+}
+
+/// The HTTPS listener's service: sets `hsts` on every answer, the gateway's own refusals
+/// included. An upstream's own `Strict-Transport-Security` is replaced: the gateway terminates
+/// TLS for the host, so its policy is the one a browser must see (an upstream's `max-age=0`
+/// would otherwise switch HSTS off for the whole host). With `None`, answers pass unchanged.
+/// The plain listener never gets this: browsers ignore the header over plain HTTP (RFC 6797
+/// §8.1).
+pub fn https_service(gateway: GatewayService, hsts: Option<http::HeaderValue>) -> HttpsService {
+    SetResponseHeader::overriding(gateway, http::header::STRICT_TRANSPORT_SECURITY, hsts)
+}
+
+/// The plain listener's service when TLS is on: HTTP-01 answers from `responder` (when this
+/// replica has one), then a redirect to the HTTPS listener's `redirect_port` for the project's
+/// hosts (when configured), or the routes.
+pub fn plain_service(
+    gateway: GatewayService,
+    responder: Option<ChallengeResponder>,
+    redirect_port: Option<u16>,
+    config: &Config,
+) -> PlainService {
+    let inner = match redirect_port {
+        Some(port) => {
+            Either::Right(HttpsRedirectLayer::new(project_origins(config), port).layer(()))
+        }
+        None => Either::Left(gateway),
+    };
+    match responder {
+        Some(responder) => Either::Left(Http01Layer::new(responder).layer(inner)),
+        None => Either::Right(inner),
+    }
 }

@@ -1,26 +1,21 @@
-//! HTTPS: certificates from files, a development CA or ACME, the TLS listener, and the plain
-//! listener's duties when TLS is on (ACME HTTP-01 answers and the redirect to HTTPS).
+//! HTTPS: certificates from files, a development CA or ACME, and the TLS listener. The plain
+//! listener's duties when TLS is on (ACME HTTP-01 answers, the redirect to HTTPS) are layers
+//! of cert-core and route-core, composed in [`crate::stack`].
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use cert_core::{
     AcmeConfig, AcmeManager, CertResolver, ChallengeResponder, DevCa, DirStore, FileCert, NameSet,
     TlsConfig,
 };
-use http::{Request, Response, StatusCode};
+use http::Request;
 use hyper::body::Incoming;
-use route_core::{Body, ConnectionInfo};
+use route_core::ConnectionInfo;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::Service;
-use tower_http::set_header::SetResponseHeader;
 
 use crate::config::{Config, TlsMode};
-use crate::reject;
 use crate::server::{self, ConnSettings, MakeService};
 
 /// Why TLS could not be set up.
@@ -393,157 +388,6 @@ pub fn hsts_header(value: &str) -> Result<http::HeaderValue, String> {
     }
     http::HeaderValue::from_str(value)
         .map_err(|_| "not a valid header value (visible ASCII only)".into())
-}
-
-/// A service whose responses carry the configured `Strict-Transport-Security`.
-pub type Hsts<S> = SetResponseHeader<S, Option<http::HeaderValue>>;
-
-/// Sets `hsts` on every response of `inner`, the HTTPS listener's service, the gateway's own
-/// rejections included. An upstream's own `Strict-Transport-Security` is replaced: the
-/// gateway terminates TLS for the host, so its policy is the one a browser must see (an
-/// upstream's `max-age=0` would otherwise switch HSTS off for the whole host). With `None`,
-/// responses pass unchanged. The plain listener never gets this layer: browsers ignore the
-/// header over plain HTTP (RFC 6797 §8.1), and the gateway does not send it there.
-pub fn hsts<S>(inner: S, hsts: Option<http::HeaderValue>) -> Hsts<S> {
-    SetResponseHeader::overriding(inner, http::header::STRICT_TRANSPORT_SECURITY, hsts)
-}
-
-/// The plain listener's front when TLS is on: it answers ACME HTTP-01 challenges itself (they
-/// are never proxied, so no path trick can reach a service through them) and, when
-/// configured, redirects everything else to HTTPS.
-#[derive(Clone)]
-pub struct PlainFront<S> {
-    inner: S,
-    responder: Option<ChallengeResponder>,
-    redirect_port: Option<u16>,
-    domains: Arc<[String]>,
-}
-
-impl<S> PlainFront<S> {
-    /// Wraps the gateway service of the plain listener. Only hosts under `domains` are
-    /// redirected.
-    pub fn new(
-        inner: S,
-        responder: Option<ChallengeResponder>,
-        redirect_port: Option<u16>,
-        domains: Arc<[String]>,
-    ) -> Self {
-        PlainFront {
-            inner,
-            responder,
-            redirect_port,
-            domains,
-        }
-    }
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl<S> Service<Request<Incoming>> for PlainFront<S>
-where
-    S: Service<Request<Incoming>, Response = Response<Body>, Error = std::convert::Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = std::convert::Infallible;
-    type Future = BoxFuture<Result<Response<Body>, std::convert::Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
-        let path = req.uri().path();
-        if let Some(responder) = &self.responder {
-            if ChallengeResponder::is_challenge_path(path) {
-                let responder = responder.clone();
-                let path = path.to_owned();
-                return Box::pin(async move {
-                    Ok(match responder.respond_shared(&path).await {
-                        Some(key_auth) => {
-                            let mut res = Response::new(Body::from(Bytes::from(key_auth)));
-                            res.headers_mut().insert(
-                                http::header::CONTENT_TYPE,
-                                http::HeaderValue::from_static("text/plain"),
-                            );
-                            res
-                        }
-                        None => reject::json(
-                            StatusCode::NOT_FOUND,
-                            "unknown-challenge",
-                            "no such ACME challenge",
-                        ),
-                    })
-                });
-            }
-        }
-        if let Some(port) = self.redirect_port {
-            let res = redirect_to_https(&req, port, &self.domains);
-            return Box::pin(async move { Ok(res) });
-        }
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move { inner.call(req).await })
-    }
-}
-
-fn redirect_to_https<B>(req: &Request<B>, port: u16, domains: &[String]) -> Response<Body> {
-    let host = req.uri().host().map(str::to_owned).or_else(|| {
-        req.headers()
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-    });
-    // Only a host the router would accept is echoed into Location: no open redirect, no
-    // header injection.
-    let Some(host) = host.and_then(|h| route_core::normalize_host(&h).ok().map(|h| h.into_owned()))
-    else {
-        return reject::json(
-            StatusCode::BAD_REQUEST,
-            "invalid-host",
-            "the Host header is missing or invalid",
-        );
-    };
-    let ours = domains.iter().any(|d| {
-        host == *d
-            || host
-                .strip_suffix(d.as_str())
-                .is_some_and(|rest| rest.ends_with('.'))
-    });
-    if !ours {
-        return reject::json(
-            StatusCode::NOT_FOUND,
-            "unknown-host",
-            "no service is configured for this host",
-        );
-    }
-    let authority = if port == 443 {
-        host
-    } else {
-        format!("{host}:{port}")
-    };
-    let path = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let location = format!("https://{authority}{path}");
-    match http::HeaderValue::from_str(&location) {
-        Ok(v) => {
-            let mut res = Response::new(Body::empty());
-            *res.status_mut() = StatusCode::PERMANENT_REDIRECT;
-            res.headers_mut().insert(http::header::LOCATION, v);
-            res
-        }
-        Err(_) => reject::json(
-            StatusCode::BAD_REQUEST,
-            "invalid-request",
-            "cannot redirect this request",
-        ),
-    }
 }
 
 #[cfg(test)]

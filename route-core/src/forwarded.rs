@@ -33,7 +33,7 @@ use http::header::{HeaderName, HeaderValue, FORWARDED};
 use http::HeaderMap;
 use ipnet::IpNet;
 
-use crate::ConnectionInfo;
+use crate::{ConnectionInfo, RequestSite};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -257,6 +257,16 @@ fn one_port(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
     }
 }
 
+/// A trusted proxy's `X-Forwarded-Proto`: `Some(true)` for exactly `https`, `Some(false)` for
+/// exactly `http`, `None` for anything else (then the listener's scheme stands).
+fn forwarded_https(headers: &HeaderMap) -> Option<bool> {
+    match headers.get(&X_FORWARDED_PROTO).map(HeaderValue::as_bytes) {
+        Some(b"https") => Some(true),
+        Some(b"http") => Some(false),
+        _ => None,
+    }
+}
+
 /// The one value of `X-Real-IP` when it is a single IP address.
 fn one_ip(headers: &HeaderMap) -> Option<HeaderValue> {
     let mut values = headers.get_all(&X_REAL_IP).iter();
@@ -277,6 +287,28 @@ impl ForwardedHeaders {
     /// Whether `ip` is a trusted front proxy.
     pub fn is_trusted(&self, ip: IpAddr) -> bool {
         !self.trusted.is_empty() && self.trusted.iter().any(|n| n.contains(&ip))
+    }
+
+    /// How a request came in, as the client used it: the listener's scheme and port from
+    /// `conn`, or, from a trusted front proxy, its `X-Forwarded-Proto` (`http` or `https`,
+    /// exactly, as [`apply`](Self::apply) believes it) and `X-Forwarded-Port`. A forwarded
+    /// scheme without a forwarded port means the scheme's default port.
+    pub fn site(&self, headers: &HeaderMap, conn: Option<&ConnectionInfo>) -> RequestSite {
+        let mut site = RequestSite {
+            https: conn.is_some_and(|c| c.tls),
+            port: conn.map(|c| c.local_addr.port()),
+        };
+        if conn.is_some_and(|c| self.is_trusted(c.remote_addr.ip().to_canonical())) {
+            if let Some(https) = forwarded_https(headers) {
+                site = RequestSite { https, port: None };
+            }
+            if let Some(port) = one_port(headers, &X_FORWARDED_PORT)
+                .and_then(|v| v.to_str().ok()?.trim().parse::<u16>().ok())
+            {
+                site.port = Some(port);
+            }
+        }
+        site
     }
 
     /// Rewrites the forwarded headers of a request about to go upstream. `host` is the
@@ -311,11 +343,7 @@ impl ForwardedHeaders {
             let mut fwd = String::new();
             join(headers, &X_FORWARDED_FOR, &mut xff);
             join(headers, &FORWARDED, &mut fwd);
-            match headers.get(&X_FORWARDED_PROTO).map(HeaderValue::as_bytes) {
-                Some(b"https") => https = true,
-                Some(b"http") => https = false,
-                _ => {}
-            }
+            https = forwarded_https(headers).unwrap_or(https);
             let (xff, fwd) = build(xff, fwd, peer, host.as_ref(), https);
             Values {
                 xff,

@@ -47,25 +47,34 @@
 
 mod body;
 mod connection;
+pub mod cors;
 pub mod forwarded;
 pub mod hop;
 mod host;
+pub mod origin;
 mod path;
 pub mod proxy;
+mod redirect;
 mod rejection;
 pub mod router;
 mod table;
 
+#[doc(hidden)]
+pub use http as __http;
+
 pub use body::{Body, BoxError};
 pub use connection::ConnectionInfo;
+pub use cors::{CorsConfig, RouteCors, RouteCorsLayer};
 pub use forwarded::ForwardedHeaders;
 pub use hop::{
     is_websocket_upgrade, strip_hop_by_hop, strip_hop_by_hop_fixed, HopByHop, HopByHopLayer,
     UpgradeRequest,
 };
 pub use host::{normalize_host, request_host, HostError};
+pub use origin::{url_origin, ProjectOrigins, RequestSite};
 pub use path::{normalize_path, try_normalize_path, PathError};
 pub use proxy::{Proxy, ProxyConfig, ProxyError, ProxyService, UpstreamConfig};
+pub use redirect::{HttpsRedirect, HttpsRedirectLayer};
 pub use rejection::Rejection;
 pub use router::{RouteMatch, Router, SharedRouteTable};
 pub use table::{AmbiguousPath, Matched, PolicyKey, RouteError, RouteTable};

@@ -1,6 +1,12 @@
-//! Every response this crate makes up itself: one small table of JSON rejections.
+//! The one error vocabulary of the workspace: [`Rejection`], and this crate's table of them.
 //!
-//! Bodies are `'static` JSON strings, so a rejection allocates nothing but the response.
+//! Every refusal any crate answers by itself is a `Rejection`: a status, a kebab-case `code`
+//! and one fixed message, sent as `{"error": message, "code": code}` with
+//! `content-type: application/json`. Each crate declares its table with [`rejections!`]
+//! (route-core: [`Rejection::ALL`]; session-core: `session_core::rejection::ALL`; the gateway
+//! binary: its `reject` module), and a test of the binary checks that across all of them each
+//! code has exactly one status and one message. Bodies are `'static` JSON strings, so a
+//! rejection allocates nothing but the response.
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
@@ -13,10 +19,43 @@ pub struct Rejection {
     pub status: StatusCode,
     /// The machine-readable kebab-case code (also in the body).
     pub code: &'static str,
+    /// The human-readable message (the body's `error`).
+    pub message: &'static str,
     body: &'static str,
 }
 
+/// Declares `pub const` [`Rejection`]s and `pub const ALL: &[Rejection]` listing them, in the
+/// module where it is used. The message and code are literals: the JSON body is built at
+/// compile time (they must need no JSON escaping).
+///
+/// ```
+/// mod rejection {
+///     route_core::rejections! {
+///         /// The teapot refuses.
+///         TEAPOT = (IM_A_TEAPOT, "teapot", "I am a teapot");
+///     }
+/// }
+/// assert_eq!(rejection::TEAPOT.body(), r#"{"error":"I am a teapot","code":"teapot"}"#);
+/// assert_eq!(rejection::ALL.len(), 1);
+/// ```
+#[macro_export]
 macro_rules! rejections {
+    ($( $(#[$doc:meta])* $name:ident = ($status:ident, $code:literal, $msg:literal); )*) => {
+        $(
+            $(#[$doc])*
+            pub const $name: $crate::Rejection = $crate::Rejection::__from_parts(
+                $crate::__http::StatusCode::$status,
+                $code,
+                $msg,
+                concat!("{\"error\":\"", $msg, "\",\"code\":\"", $code, "\"}"),
+            );
+        )*
+        /// Every rejection this module declares, for the vocabulary test.
+        pub const ALL: &[$crate::Rejection] = &[$($name),*];
+    };
+}
+
+macro_rules! own_rejections {
     ($( $(#[$doc:meta])* $name:ident = ($status:ident, $code:literal, $msg:literal); )*) => {
         impl Rejection {
             $(
@@ -24,14 +63,17 @@ macro_rules! rejections {
                 pub const $name: Rejection = Rejection {
                     status: StatusCode::$status,
                     code: $code,
+                    message: $msg,
                     body: concat!("{\"error\":\"", $msg, "\",\"code\":\"", $code, "\"}"),
                 };
             )*
+            /// Every rejection route-core makes, for the vocabulary test.
+            pub const ALL: &'static [Rejection] = &[$(Rejection::$name),*];
         }
     };
 }
 
-rejections! {
+own_rejections! {
     /// No `Host` header and no URI authority.
     MISSING_HOST = (BAD_REQUEST, "missing-host", "the request has no Host");
     /// Two `Host` headers.
@@ -41,9 +83,9 @@ rejections! {
     /// A syntactically invalid host.
     INVALID_HOST = (BAD_REQUEST, "invalid-host", "the Host header is not a valid host name");
     /// An IP literal as host: this gateway only serves names.
-    IP_HOST = (MISDIRECTED_REQUEST, "misdirected-request", "this server does not serve IP address hosts");
+    IP_HOST = (MISDIRECTED_REQUEST, "misdirected-request", "this connection does not serve this host");
     /// A TLS request whose host is not the connection's SNI name.
-    SNI_MISMATCH = (MISDIRECTED_REQUEST, "misdirected-request", "the host does not match the TLS server name of this connection");
+    SNI_MISMATCH = (MISDIRECTED_REQUEST, "misdirected-request", "this connection does not serve this host");
     /// No route for the host.
     UNKNOWN_HOST = (NOT_FOUND, "unknown-host", "no route for this host");
     /// The host is known but no path prefix of it matches.
@@ -70,6 +112,22 @@ rejections! {
 static JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 impl Rejection {
+    /// Used by [`rejections!`]; build rejections with that macro.
+    #[doc(hidden)]
+    pub const fn __from_parts(
+        status: StatusCode,
+        code: &'static str,
+        message: &'static str,
+        body: &'static str,
+    ) -> Rejection {
+        Rejection {
+            status,
+            code,
+            message,
+            body,
+        }
+    }
+
     /// The JSON body of this rejection.
     pub fn body(&self) -> &'static str {
         self.body
@@ -94,7 +152,7 @@ mod tests {
         assert_eq!(r.status, StatusCode::MISDIRECTED_REQUEST);
         assert_eq!(
             r.body(),
-            r#"{"error":"this server does not serve IP address hosts","code":"misdirected-request"}"#
+            r#"{"error":"this connection does not serve this host","code":"misdirected-request"}"#
         );
         let res: Response<Bytes> = Rejection::UNKNOWN_HOST.response();
         assert_eq!(res.status(), 404);

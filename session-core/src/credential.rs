@@ -72,37 +72,21 @@ impl CredentialError {
         StatusCode::BAD_REQUEST
     }
 
-    /// The JSON rejection body (`{"error": <Display>, "code": <code>}`), prebuilt.
-    pub(crate) fn json_body(&self) -> &'static str {
-        use crate::rejection::json_body;
+    /// The rejection this error answers with.
+    pub fn rejection(&self) -> crate::rejection::Rejection {
+        use crate::rejection as r;
         match self {
-            CredentialError::DuplicateAuthorization => json_body!(
-                "duplicate-authorization",
-                "more than one credential in the Authorization header"
-            ),
-            CredentialError::MalformedAuthorization => {
-                json_body!("malformed-authorization", "malformed bearer credential")
-            }
-            CredentialError::DuplicateCookie => json_body!(
-                "duplicate-cookie",
-                "the session cookie appears more than once"
-            ),
-            CredentialError::MalformedCookie => {
-                json_body!("malformed-cookie", "malformed session cookie")
-            }
-            CredentialError::MalformedToken => json_body!("malformed-token", "malformed token"),
+            CredentialError::DuplicateAuthorization => r::DUPLICATE_AUTHORIZATION,
+            CredentialError::MalformedAuthorization => r::MALFORMED_AUTHORIZATION,
+            CredentialError::DuplicateCookie => r::DUPLICATE_COOKIE,
+            CredentialError::MalformedCookie => r::MALFORMED_COOKIE,
+            CredentialError::MalformedToken => r::MALFORMED_TOKEN,
         }
     }
 
     /// The machine-readable `code` of the JSON rejection.
     pub fn code(&self) -> &'static str {
-        match self {
-            CredentialError::DuplicateAuthorization => "duplicate-authorization",
-            CredentialError::MalformedAuthorization => "malformed-authorization",
-            CredentialError::DuplicateCookie => "duplicate-cookie",
-            CredentialError::MalformedCookie => "malformed-cookie",
-            CredentialError::MalformedToken => "malformed-token",
-        }
+        self.rejection().code
     }
 }
 

@@ -87,7 +87,9 @@ use std::pin::Pin;
 
 mod config;
 mod credential;
+pub mod csrf;
 mod identity;
+pub mod issuer;
 pub mod rejection;
 pub mod require_role;
 mod resolver;
@@ -96,6 +98,7 @@ pub mod session_layer;
 mod set_cookie;
 mod store;
 mod token;
+pub mod tunnels;
 
 // Also compiled for this crate's unit tests, which run the entry points on seed inputs.
 #[cfg(any(fuzzing, test))]
@@ -107,7 +110,7 @@ pub use config::{ConfigError, SessionConfig};
 pub use credential::{extract_credential, Credential, CredentialError, CredentialSource};
 pub use identity::{AnonymousConfig, Identity};
 pub use rejection::json_rejection;
-pub use require_role::{RequireRole, RequireRoleLayer};
+pub use require_role::{BrowserRedirects, RequireRole, RequireRoleLayer};
 pub use resolver::{ResolveError, Resolver, StoreResolver};
 pub use session::{
     NewSession, Session, SessionValidationError, MAX_ROLES, MAX_ROLE_LEN, MAX_TTL, MAX_USER_ID_LEN,

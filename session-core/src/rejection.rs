@@ -1,4 +1,5 @@
-//! Every response this crate answers by itself, built in one place.
+//! Every response this crate answers by itself, declared in one table ([`ALL`]) of
+//! route-core's [`Rejection`]s: the workspace's one error vocabulary.
 //!
 //! A rejection is a JSON body `{"error": "<human message>", "code": "<kebab-code>"}` with
 //! `content-type: application/json`, never a service error.
@@ -11,16 +12,56 @@
 //! | 401 | `authorization-required` | [`RequireRole`](crate::RequireRole): role not allowed (with `WWW-Authenticate: Bearer`) |
 //! | 403 | `role-not-allowed` | `X-Hasura-Role` asks for a role outside the session's allowed roles |
 //! | 403 | `insufficient-role` | [`RequireRole`](crate::RequireRole) with `forbid_authenticated(true)`: valid session, role not allowed |
+//! | 403 | `cross-site-request`, `origin-required` | the [CSRF check](crate::csrf) |
 //! | 500 | `internal-error` | no `Identity` in extensions, a resolver error other than unavailability, an identity that is not a legal header value |
-//! | 503 | `session-store-unavailable` | the resolver could not answer (with `Retry-After`) |
+//! | 502 | `bad-session-issue` | an [issuer](crate::issuer) asked for a session that cannot be made |
+//! | 503 | `session-store-unavailable` | the store could not answer (with `Retry-After`) |
+//!
+//! [`CredentialError`]: crate::CredentialError
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
+pub use route_core::Rejection;
 
 use crate::credential::CredentialError;
 
-/// A JSON rejection `{"error": message, "code": code}` with `content-type: application/json`.
+route_core::rejections! {
+    /// Two credentials in `Authorization`.
+    DUPLICATE_AUTHORIZATION = (BAD_REQUEST, "duplicate-authorization", "more than one credential in the Authorization header");
+    /// A bearer credential that is not a token.
+    MALFORMED_AUTHORIZATION = (BAD_REQUEST, "malformed-authorization", "malformed bearer credential");
+    /// The session cookie twice.
+    DUPLICATE_COOKIE = (BAD_REQUEST, "duplicate-cookie", "the session cookie appears more than once");
+    /// A session cookie that is not a token (the session layer clears it instead).
+    MALFORMED_COOKIE = (BAD_REQUEST, "malformed-cookie", "malformed session cookie");
+    /// A string that is not a token.
+    MALFORMED_TOKEN = (BAD_REQUEST, "malformed-token", "malformed token");
+    /// `X-Hasura-Role` twice on an authenticated request.
+    AMBIGUOUS_ROLE = (BAD_REQUEST, "ambiguous-role", "the role header appears more than once");
+    /// Unknown, expired or revoked bearer token.
+    INVALID_TOKEN = (UNAUTHORIZED, "invalid-token", "the bearer token is invalid, expired or revoked");
+    /// The role check refused the caller's role.
+    AUTHORIZATION_REQUIRED = (UNAUTHORIZED, "authorization-required", "this resource requires a role the caller does not have");
+    /// The requested role is not among the session's.
+    ROLE_NOT_ALLOWED = (FORBIDDEN, "role-not-allowed", "the requested role is not one of the session's roles");
+    /// The role check refused a valid session (`forbid_authenticated`).
+    INSUFFICIENT_ROLE = (FORBIDDEN, "insufficient-role", "the session's role is not allowed here");
+    /// The CSRF check: a foreign origin or a cross-site fetch.
+    CROSS_SITE_REQUEST = (FORBIDDEN, "cross-site-request", "a cross-site request may not use the session cookie or log in");
+    /// The CSRF check: a cookie request with no origin information.
+    ORIGIN_REQUIRED = (FORBIDDEN, "origin-required", "a state-changing request with the session cookie needs an Origin, Sec-Fetch-Site or Referer header");
+    /// A bug: a layer missing, or a value that cannot be sent.
+    INTERNAL_ERROR = (INTERNAL_SERVER_ERROR, "internal-error", "internal error");
+    /// An issuer asked for an invalid session.
+    BAD_SESSION_ISSUE = (BAD_GATEWAY, "bad-session-issue", "the login service sent an invalid session request");
+    /// The session store could not answer.
+    SESSION_STORE_UNAVAILABLE = (SERVICE_UNAVAILABLE, "session-store-unavailable", "the session store is unavailable; try again shortly");
+}
+
+/// A JSON rejection `{"error": message, "code": code}` with `content-type: application/json`,
+/// for a code outside the vocabulary (an embedder's own handler). The gateway's crates never
+/// use it: their refusals are [`ALL`].
 pub fn json_rejection<B: From<Bytes>>(
     status: StatusCode,
     code: &str,
@@ -40,25 +81,6 @@ pub fn json_rejection<B: From<Bytes>>(
     response
 }
 
-/// `{"error": $msg, "code": $code}` as a `&'static str`; the literals contain nothing that needs
-/// JSON escaping.
-macro_rules! json_body {
-    ($code:literal, $msg:literal) => {
-        concat!("{\"error\":\"", $msg, "\",\"code\":\"", $code, "\"}")
-    };
-}
-pub(crate) use json_body;
-
-/// A rejection with a prebuilt body: no allocation beyond the response itself.
-pub(crate) fn prebuilt<B: From<Bytes>>(status: StatusCode, body: &'static str) -> Response<B> {
-    let mut response = Response::new(B::from(Bytes::from_static(body.as_bytes())));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
 fn escape_json_into(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
@@ -71,17 +93,11 @@ fn escape_json_into(out: &mut String, s: &str) {
 }
 
 pub(crate) fn credential<B: From<Bytes>>(err: CredentialError) -> Response<B> {
-    prebuilt(err.status(), err.json_body())
+    err.rejection().response()
 }
 
 pub(crate) fn invalid_token<B: From<Bytes>>() -> Response<B> {
-    let mut r = prebuilt(
-        StatusCode::UNAUTHORIZED,
-        json_body!(
-            "invalid-token",
-            "the bearer token is invalid, expired or revoked"
-        ),
-    );
+    let mut r = INVALID_TOKEN.response();
     r.headers_mut().insert(
         WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer error=\"invalid_token\""),
@@ -89,63 +105,17 @@ pub(crate) fn invalid_token<B: From<Bytes>>() -> Response<B> {
     r
 }
 
-pub(crate) fn ambiguous_role<B: From<Bytes>>() -> Response<B> {
-    prebuilt(
-        StatusCode::BAD_REQUEST,
-        json_body!("ambiguous-role", "the role header appears more than once"),
-    )
-}
-
-pub(crate) fn role_not_allowed<B: From<Bytes>>() -> Response<B> {
-    prebuilt(
-        StatusCode::FORBIDDEN,
-        json_body!(
-            "role-not-allowed",
-            "the requested role is not one of the session's roles"
-        ),
-    )
-}
-
 pub(crate) fn unavailable<B: From<Bytes>>(retry_after: &HeaderValue) -> Response<B> {
-    let mut r = prebuilt(
-        StatusCode::SERVICE_UNAVAILABLE,
-        json_body!(
-            "session-store-unavailable",
-            "the session store is unavailable"
-        ),
-    );
+    let mut r = SESSION_STORE_UNAVAILABLE.response();
     r.headers_mut().insert(RETRY_AFTER, retry_after.clone());
     r
 }
 
-pub(crate) fn internal<B: From<Bytes>>() -> Response<B> {
-    prebuilt(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        json_body!("internal-error", "internal error"),
-    )
-}
-
 pub(crate) fn authorization_required<B: From<Bytes>>() -> Response<B> {
-    let mut r = prebuilt(
-        StatusCode::UNAUTHORIZED,
-        json_body!(
-            "authorization-required",
-            "this resource requires a role the caller does not have"
-        ),
-    );
+    let mut r = AUTHORIZATION_REQUIRED.response();
     r.headers_mut()
         .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     r
-}
-
-pub(crate) fn insufficient_role<B: From<Bytes>>() -> Response<B> {
-    prebuilt(
-        StatusCode::FORBIDDEN,
-        json_body!(
-            "insufficient-role",
-            "the session's role is not allowed here"
-        ),
-    )
 }
 
 #[cfg(test)]

@@ -224,14 +224,11 @@ fn what_the_route_table_refuses_is_refused_with_its_line() {
         Some("/api/v1")
     );
     // Every accepted config builds its route table.
-    let proxy = route_core::Proxy::new(route_core::ProxyConfig::default());
-    let policy = crate::policy::SessionPolicy {
-        store: std::sync::Arc::new(session_core::MemoryStore::new()),
-        cookie: crate::stack::cookie_config(&c),
-        default_ttl: std::time::Duration::from_secs(60),
-        csrf: std::sync::Arc::new(crate::stack::csrf_rule(&c)),
-    };
-    crate::stack::route_table(&c, &proxy, &policy).unwrap();
+    let store: std::sync::Arc<dyn session_core::SessionStore> =
+        std::sync::Arc::new(session_core::MemoryStore::new());
+    let resolver = std::sync::Arc::new(session_core::StoreResolver::new(store.clone()));
+    let parts = crate::stack::RouteParts::new(&c, store, resolver);
+    crate::stack::route_table(&c, &parts).unwrap();
 }
 
 #[test]

@@ -315,7 +315,7 @@ impl ServicesApi {
             }
             // The swap builds the same table; building it here first means that a refusal
             // is a 422 before anything is written, not a state file that cannot be served.
-            if let Err(e) = crate::stack::route_table(&effective, &shared.proxy, &shared.policy) {
+            if let Err(e) = crate::stack::route_table(&effective, &shared.parts) {
                 return Err(unprocessable("subdomain", &e.to_string()));
             }
             let version_after = version + 1;

@@ -14,6 +14,7 @@ pub struct RequireRoleLayer {
 pub(crate) struct Policy {
     pub(crate) roles: Box<[Box<str>]>,
     pub(crate) forbid_authenticated: bool,
+    pub(crate) redirects: Option<super::BrowserRedirects>,
 }
 
 impl Policy {
@@ -37,6 +38,7 @@ impl RequireRoleLayer {
                     .map(|r| r.into().into_boxed_str())
                     .collect(),
                 forbid_authenticated: false,
+                redirects: None,
             }),
         }
     }
@@ -48,6 +50,21 @@ impl RequireRoleLayer {
             policy: Arc::new(Policy {
                 roles: self.policy.roles.clone(),
                 forbid_authenticated: yes,
+                redirects: self.policy.redirects.clone(),
+            }),
+        }
+    }
+
+    /// Sends browser navigations that the check refuses to a login or "no access" page
+    /// instead of answering 401/403 (see [`BrowserRedirects`](super::BrowserRedirects)). API
+    /// calls keep their JSON refusals.
+    pub fn redirect_browsers(self, redirects: super::BrowserRedirects) -> Self {
+        let nothing = redirects.no_session.is_none() && redirects.no_access.is_none();
+        RequireRoleLayer {
+            policy: Arc::new(Policy {
+                roles: self.policy.roles.clone(),
+                forbid_authenticated: self.policy.forbid_authenticated,
+                redirects: (!nothing).then_some(redirects),
             }),
         }
     }

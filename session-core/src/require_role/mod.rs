@@ -11,6 +11,7 @@
 //! | selected role in the set | through |
 //! | otherwise | 401 `authorization-required` with `WWW-Authenticate: Bearer` |
 //! | otherwise, with [`forbid_authenticated(true)`](RequireRoleLayer::forbid_authenticated) and a valid session | 403 `insufficient-role` |
+//! | otherwise, a browser navigation with [`redirect_browsers`](RequireRoleLayer::redirect_browsers) | 302 (303 for a form post) to the login or "no access" page, see [`BrowserRedirects`] |
 //! | no `Identity` in extensions (the session layer is missing: a bug) | 500, logged at error level |
 //!
 //! # Example
@@ -40,10 +41,12 @@
 
 mod future;
 mod layer;
+mod redirect;
 mod service;
 
 pub use future::ResponseFuture;
 pub use layer::RequireRoleLayer;
+pub use redirect::BrowserRedirects;
 pub use service::RequireRole;
 
 #[cfg(test)]

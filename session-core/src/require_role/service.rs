@@ -75,13 +75,21 @@ where
             tracing::error!(
                 "RequireRole saw a request without an Identity; the SessionLayer must run before it"
             );
-            return ResponseFuture::rejected(rejection::internal());
+            return ResponseFuture::rejected(rejection::INTERNAL_ERROR.response());
         };
         if self.policy.allows(&identity.role) {
             return ResponseFuture::inner(self.inner.call(req));
         }
+        if let Some(redirect) = self
+            .policy
+            .redirects
+            .as_ref()
+            .and_then(|r| r.location(&req, identity))
+        {
+            return ResponseFuture::rejected(redirect.map(|()| ResBody::from(Bytes::new())));
+        }
         let response = if self.policy.forbid_authenticated && identity.is_authenticated() {
-            rejection::insufficient_role()
+            rejection::INSUFFICIENT_ROLE.response()
         } else {
             rejection::authorization_required()
         };

@@ -239,7 +239,7 @@ impl Shared {
                     tracing::error!(
                         "the resolver returned an identity that is not a legal header value; refusing the request"
                     );
-                    return Err(rejection::internal());
+                    return Err(rejection::INTERNAL_ERROR.response());
                 }
                 req.extensions_mut().insert(identity);
                 req.extensions_mut().insert(pending.credential);
@@ -262,7 +262,7 @@ impl Shared {
             }
             Err(e) => {
                 tracing::error!(error = %e, "session resolver failed");
-                Err(rejection::internal())
+                Err(rejection::INTERNAL_ERROR.response())
             }
         }
     }
@@ -310,7 +310,7 @@ fn select_role<B: From<Bytes>>(
 ) -> Result<Identity, Response<B>> {
     match requested {
         RequestedRole::None => Ok(identity),
-        RequestedRole::Ambiguous => Err(rejection::ambiguous_role()),
+        RequestedRole::Ambiguous => Err(rejection::AMBIGUOUS_ROLE.response()),
         RequestedRole::One(asked) => {
             match identity
                 .allowed_roles
@@ -323,7 +323,7 @@ fn select_role<B: From<Bytes>>(
                 }
                 None => {
                     tracing::debug!("requested role is not one of the session's roles");
-                    Err(rejection::role_not_allowed())
+                    Err(rejection::ROLE_NOT_ALLOWED.response())
                 }
             }
         }

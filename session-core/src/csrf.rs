@@ -3,37 +3,53 @@
 //! A browser attaches the session cookie to cross-site requests, so a state-changing request
 //! (POST, PUT, PATCH, DELETE) or a WebSocket upgrade that authenticated with the cookie must
 //! come from the project's own origins ([`ProjectOrigins::allows`]: the one rule CORS and the
-//! redirects use too) or a `[csrf] trusted_origins` entry:
+//! redirects use too) or one of [`CsrfConfig::trusted_origins`]:
 //!
 //! 1. With an `Origin`: it must be allowed, and `Sec-Fetch-Site` must not be `cross-site`
 //!    unless the origin is a trusted one (an identity provider's `form_post` is cross-site by
 //!    nature). Two `Origin` headers are refused.
 //! 2. Without one, a `Sec-Fetch-Site` decides: anything but `cross-site` passes.
 //! 3. With neither, the `Referer`'s origin must be allowed (same rule).
-//! 4. With none of the three, 403, unless `[csrf] allow_missing_origin = true`: a browser sends
+//! 4. With none of the three, 403, unless [`CsrfConfig::allow_missing_origin`]: a browser sends
 //!    at least one of them (OWASP's "verifying origin with standard headers"), so their absence
 //!    means a non-browser client, or a browser whose headers were stripped on the way.
 //!
 //! A login is checked the same way (login CSRF: a page on any site could otherwise log a
-//! visitor into the attacker's account): a state-changing request to a `session_issuer`
-//! service, even without a credential, by [`RoutePolicy`](crate::policy::RoutePolicy), except
-//! that one with none of the three headers (curl, a mobile app) logs in.
+//! visitor into the attacker's account): on a route that mints sessions
+//! ([`CsrfLayer::guard_logins`], the issuer routes), every state-changing request is checked,
+//! credential or not, except that one with none of the three headers (curl, a mobile app) logs
+//! in.
 //!
-//! Bearer-authenticated and anonymous requests to other services are not checked: a browser
-//! never adds a bearer token by itself.
+//! Bearer-authenticated and anonymous requests to other routes are not checked: a browser
+//! never adds a bearer token by itself. The layer goes after the [`SessionLayer`]
+//! (crate::SessionLayer), which records how the request authenticated.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use session_core::csrf::{CsrfConfig, CsrfLayer, CsrfRule};
+//! use route_core::ProjectOrigins;
+//!
+//! let origins = ProjectOrigins::new(&["example.com".to_owned()], &[]);
+//! let rule = Arc::new(CsrfRule::new(origins, &CsrfConfig::default()));
+//! // In a route's pipeline, after the SessionLayer:
+//! let layer = CsrfLayer::new(rule);
+//! # let _ = layer;
+//! ```
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use futures_util::future::Either;
+use bytes::Bytes;
 use http::header::{ORIGIN, REFERER};
-use http::{Method, Request, Response, StatusCode};
-use route_core::Body;
-use session_core::{Credential, CredentialSource};
-use tower::{Layer, Service};
+use http::{Method, Request, Response};
+use route_core::{url_origin, ProjectOrigins};
+use tower_layer::Layer;
+use tower_service::Service;
 
-use crate::origin::{url_origin, ProjectOrigins};
-use crate::reject;
+use crate::rejection;
+use crate::{Credential, CredentialSource};
 
 /// What a request is checked as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,20 +71,23 @@ pub enum Refusal {
 
 impl Refusal {
     /// The 403 JSON answer.
-    pub fn response(self) -> Response<Body> {
+    pub fn response<RB: From<Bytes>>(self) -> Response<RB> {
         match self {
-            Refusal::CrossSite => reject::json(
-                StatusCode::FORBIDDEN,
-                "cross-site-request",
-                "a cross-site request may not use the session cookie or log in",
-            ),
-            Refusal::MissingOrigin => reject::json(
-                StatusCode::FORBIDDEN,
-                "origin-required",
-                "a state-changing request with the session cookie needs an Origin, Sec-Fetch-Site or Referer header",
-            ),
+            Refusal::CrossSite => rejection::CROSS_SITE_REQUEST.response(),
+            Refusal::MissingOrigin => rejection::ORIGIN_REQUIRED.response(),
         }
     }
+}
+
+/// What the CSRF check accepts besides the project's own origins: plain data.
+#[derive(Clone, Debug, Default)]
+pub struct CsrfConfig {
+    /// Exact extra origins (`scheme://host[:port]`): an identity provider's `form_post`, a
+    /// partner site. They pass even on a cross-site fetch.
+    pub trusted_origins: Vec<String>,
+    /// Let cookie requests with none of `Origin`, `Sec-Fetch-Site` and `Referer` through (a
+    /// client behind a proxy that strips them). Default `false`.
+    pub allow_missing_origin: bool,
 }
 
 /// The CSRF rule: the project's origins, the trusted extra ones, and what a request with no
@@ -82,20 +101,16 @@ pub struct CsrfRule {
 }
 
 impl CsrfRule {
-    /// The rule for the project `origins`, plus exact `trusted_origins`; `allow_missing_origin`
-    /// lets cookie requests with none of `Origin`, `Sec-Fetch-Site` and `Referer` through.
-    pub fn new(
-        origins: ProjectOrigins,
-        trusted_origins: &[String],
-        allow_missing_origin: bool,
-    ) -> Self {
+    /// The rule for the project `origins`, with `config`'s extra origins.
+    pub fn new(origins: ProjectOrigins, config: &CsrfConfig) -> Self {
         CsrfRule {
             origins,
-            trusted: trusted_origins
+            trusted: config
+                .trusted_origins
                 .iter()
                 .map(|o| o.to_ascii_lowercase())
                 .collect(),
-            allow_missing_origin,
+            allow_missing_origin: config.allow_missing_origin,
         }
     }
 
@@ -173,12 +188,23 @@ pub fn by_cookie<B>(req: &Request<B>) -> bool {
 #[derive(Clone, Debug)]
 pub struct CsrfLayer {
     rule: Arc<CsrfRule>,
+    logins: bool,
 }
 
 impl CsrfLayer {
     /// Checks cookie-authenticated requests with `rule`.
     pub fn new(rule: Arc<CsrfRule>) -> Self {
-        CsrfLayer { rule }
+        CsrfLayer {
+            rule,
+            logins: false,
+        }
+    }
+
+    /// Also check every state-changing request without the session cookie, as a login (the
+    /// route mints sessions: login CSRF, SECURITY-CASES 32).
+    pub fn guard_logins(mut self, yes: bool) -> Self {
+        self.logins = yes;
+        self
     }
 }
 
@@ -188,37 +214,49 @@ impl<S> Layer<S> for CsrfLayer {
         Csrf {
             inner,
             rule: self.rule.clone(),
+            logins: self.logins,
         }
     }
 }
 
-/// Refuses cross-site, cookie-authenticated, state-changing requests with 403.
+/// Refuses cross-site, cookie-authenticated (or, on a login route, any) state-changing
+/// requests with 403.
 #[derive(Clone, Debug)]
 pub struct Csrf<S> {
     inner: S,
     rule: Arc<CsrfRule>,
+    logins: bool,
 }
 
-impl<S, B> Service<Request<B>> for Csrf<S>
+impl<S, B, RB> Service<Request<B>> for Csrf<S>
 where
-    S: Service<Request<B>, Response = Response<Body>, Error = std::convert::Infallible>,
+    S: Service<Request<B>, Response = Response<RB>>,
+    RB: From<Bytes>,
 {
-    type Response = Response<Body>;
-    type Error = std::convert::Infallible;
-    type Future =
-        Either<S::Future, std::future::Ready<Result<Response<Body>, std::convert::Infallible>>>;
+    type Response = Response<RB>;
+    type Error = S::Error;
+    type Future = crate::require_role::ResponseFuture<S::Future, RB>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        if by_cookie(&req) && is_state_changing(&req) {
-            if let Err(why) = self.rule.check(&req, Guarded::CookieRequest) {
-                return Either::Right(std::future::ready(Ok(why.response())));
+        if is_state_changing(&req) {
+            let guarded = if by_cookie(&req) {
+                Some(Guarded::CookieRequest)
+            } else if self.logins {
+                Some(Guarded::Login)
+            } else {
+                None
+            };
+            if let Some(guarded) = guarded {
+                if let Err(why) = self.rule.check(&req, guarded) {
+                    return crate::require_role::ResponseFuture::rejected(why.response());
+                }
             }
         }
-        Either::Left(self.inner.call(req))
+        crate::require_role::ResponseFuture::inner(self.inner.call(req))
     }
 }
 
@@ -231,8 +269,10 @@ mod tests {
     fn rule(allow_missing_origin: bool) -> CsrfRule {
         CsrfRule::new(
             ProjectOrigins::new(&["example.com".to_owned()], &[]),
-            &["https://Partner.example.org".to_owned()],
-            allow_missing_origin,
+            &CsrfConfig {
+                trusted_origins: vec!["https://Partner.example.org".to_owned()],
+                allow_missing_origin,
+            },
         )
     }
 

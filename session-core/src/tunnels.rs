@@ -5,6 +5,11 @@
 //! heard from another replica) closes the matching tunnels at once, whichever store is in use.
 //! A [`Revocation::Resync`] (the Redis channel came back after a gap) checks every open
 //! tunnel's session in the store again.
+//!
+//! `Tunnels` is also the layer ([`WatchTunnels`]) that hands route-core's proxy the hook to
+//! register a tunnel with; it goes anywhere before the proxy. The proxy registers a tunnel only
+//! once the upgrade succeeded, with the [`Credential`] and [`Identity`] the session layer left
+//! in the request's extensions.
 
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
@@ -12,9 +17,11 @@ use std::task::{Context, Poll};
 use dashmap::DashMap;
 use http::Request;
 use route_core::proxy::{TunnelClose, TunnelHook};
-use session_core::{Credential, Identity, Revocation, Revocations, SessionStore, TokenHash};
 use tokio::sync::watch;
-use tower::Service;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{Credential, Identity, Revocation, Revocations, SessionStore, TokenHash};
 
 /// Open WebSocket tunnels by the token hash of their session; revocations close them.
 #[derive(Clone)]
@@ -158,8 +165,15 @@ impl Drop for Registered {
     }
 }
 
-/// Wraps the whole request path: WebSocket upgrade requests carry the [`TunnelHook`] of the
-/// tunnel registry. Other requests pass untouched.
+impl<S> Layer<S> for Tunnels {
+    type Service = WatchTunnels<S>;
+    fn layer(&self, inner: S) -> WatchTunnels<S> {
+        WatchTunnels::new(inner, self)
+    }
+}
+
+/// Upgrade requests carry the [`TunnelHook`] of the tunnel registry. Other requests pass
+/// untouched.
 #[derive(Clone)]
 pub struct WatchTunnels<S> {
     inner: S,

@@ -1,16 +1,19 @@
-//! Redirects instead of errors for browser navigations (per service, optional).
+//! Redirects instead of errors for browser navigations: an option of [`RequireRole`]
+//! ([`RequireRoleLayer::redirect_browsers`]).
 //!
 //! A person who opens `https://admin.<domain>/` without a session should land on the login page,
-//! not on a JSON 401. A service with `no_session_redirect` sends such a navigation there, with
-//! `redirect_to` holding the URL that was asked for; one with `no_access_redirect` does the same
-//! for a session that lacks the service's role. API calls keep their 401/403 JSON.
+//! not on a JSON 401. With [`BrowserRedirects::no_session`] such a navigation goes there, with
+//! `redirect_to` holding the URL that was asked for; [`BrowserRedirects::no_access`] does the
+//! same for a session that lacks the route's role. API calls keep their 401/403 JSON.
+//!
+//! [`RequireRole`]: crate::RequireRole
+//! [`RequireRoleLayer::redirect_browsers`]: crate::RequireRoleLayer::redirect_browsers
 //!
 //! - A request is a navigation when `Sec-Fetch-Mode` is `navigate`, or, from a client that sends
 //!   no `Sec-Fetch-Mode`, when `Accept` contains `text/html`. A `fetch()` (mode `cors`,
 //!   `same-origin`, `no-cors`) is never one, whatever it accepts.
-//! - Only refusals of the role check are redirected: the layer wraps
-//!   [`RequireRole`](session_core::RequireRole) and rewrites its 401/403 when the caller's role is
-//!   not among the service's allowed roles. An upstream's own 401 passes through.
+//! - Only refusals of the role check are redirected, decided by the same role test; an
+//!   upstream's own 401 passes through.
 //! - `redirect_to` is only added when the origin of the URL that was asked for (the request's
 //!   scheme and `Host`) belongs to the project, by the rule CORS and the CSRF check use
 //!   ([`ProjectOrigins::allows`]), so the login page is never handed a foreign URL (no open
@@ -18,160 +21,30 @@
 //! - `GET` and `HEAD` get 302; other methods (a form post) get 303, so the browser follows with a
 //!   `GET`.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{ready, Context, Poll};
-
 use http::header::{ACCEPT, CACHE_CONTROL, HOST, LOCATION};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use pin_project_lite::pin_project;
-use route_core::Body;
-use session_core::Identity;
-use tower::{Layer, Service};
+use route_core::ProjectOrigins;
 
-use crate::origin::ProjectOrigins;
+use crate::Identity;
 
-/// Layer for [`Redirect`]: the service's allowed roles, its redirect targets and the project's
-/// domains, built once per service.
+/// Where a role check sends browser navigations it refuses, instead of a JSON 401/403.
 #[derive(Clone, Debug)]
-pub struct RedirectLayer {
-    shared: Option<Arc<Shared>>,
+pub struct BrowserRedirects {
+    /// The login page, for a caller without a session. `None`: keep the 401.
+    pub no_session: Option<String>,
+    /// The page for a session without the route's role. `None`: keep the refusal.
+    pub no_access: Option<String>,
+    /// The project, whose URLs alone are handed on in `redirect_to`.
+    pub origins: ProjectOrigins,
 }
 
-#[derive(Debug)]
-struct Shared {
-    /// The service's allowed roles, as given to its `RequireRole` (empty: every role).
-    roles: Box<[String]>,
-    no_session: Option<String>,
-    no_access: Option<String>,
-    origins: ProjectOrigins,
-}
-
-impl RedirectLayer {
-    /// Redirects navigations refused by a role check over `allowed_roles` (the same list the
-    /// service's `RequireRole` has; empty allows every role) to `no_session` for anonymous
-    /// callers and to `no_access` for callers with a session. `None` keeps the refusal.
-    pub fn new(
-        allowed_roles: &[String],
-        no_session: Option<String>,
-        no_access: Option<String>,
-        origins: &ProjectOrigins,
-    ) -> Self {
-        if allowed_roles.is_empty() || (no_session.is_none() && no_access.is_none()) {
-            // Nothing is ever refused, or nothing to redirect to: a pass-through.
-            return RedirectLayer { shared: None };
-        }
-        RedirectLayer {
-            shared: Some(Arc::new(Shared {
-                roles: allowed_roles.into(),
-                no_session,
-                no_access,
-                origins: origins.clone(),
-            })),
-        }
-    }
-}
-
-impl<S> Layer<S> for RedirectLayer {
-    type Service = Redirect<S>;
-    fn layer(&self, inner: S) -> Redirect<S> {
-        Redirect {
-            inner,
-            shared: self.shared.clone(),
-        }
-    }
-}
-
-/// Turns a role check's refusal of a browser navigation into a redirect.
-#[derive(Clone, Debug)]
-pub struct Redirect<S> {
-    inner: S,
-    shared: Option<Arc<Shared>>,
-}
-
-impl<S> Redirect<S> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S, B> Service<Request<B>> for Redirect<S>
-where
-    S: Service<Request<B>, Response = Response<Body>>,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let location = self.shared.as_ref().and_then(|s| s.location(&req));
-        ResponseFuture {
-            inner: self.inner.call(req),
-            location,
-        }
-    }
-}
-
-pin_project! {
-    /// Response future of [`Redirect`].
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: F,
-        location: Option<(HeaderValue, StatusCode)>,
-    }
-}
-
-impl<F, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<Body>, E>>,
-{
-    type Output = Result<Response<Body>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let res = ready!(this.inner.poll(cx))?;
-        let refused = matches!(
-            res.status(),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-        );
-        match this.location.take() {
-            Some((location, status)) if refused => {
-                let mut redirect = Response::new(Body::empty());
-                *redirect.status_mut() = status;
-                redirect.headers_mut().insert(LOCATION, location);
-                redirect
-                    .headers_mut()
-                    .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                Poll::Ready(Ok(redirect))
-            }
-            _ => Poll::Ready(Ok(res)),
-        }
-    }
-}
-
-impl Shared {
-    /// Where this request goes if the role check refuses it, or `None` to keep the refusal.
-    fn location<B>(&self, req: &Request<B>) -> Option<(HeaderValue, StatusCode)> {
-        let identity = req.extensions().get::<Identity>()?;
-        if self.roles.iter().any(|r| **r == *identity.role) {
-            return None;
-        }
+impl BrowserRedirects {
+    /// Where this refused request goes, or `None` to keep the refusal.
+    pub(crate) fn location<B>(
+        &self,
+        req: &Request<B>,
+        identity: &Identity,
+    ) -> Option<Response<()>> {
         let target = if identity.is_authenticated() {
             self.no_access.as_deref()?
         } else {
@@ -191,7 +64,14 @@ impl Shared {
         } else {
             StatusCode::SEE_OTHER
         };
-        HeaderValue::try_from(url).ok().map(|v| (v, status))
+        let location = HeaderValue::try_from(url).ok()?;
+        let mut redirect = Response::new(());
+        *redirect.status_mut() = status;
+        redirect.headers_mut().insert(LOCATION, location);
+        redirect
+            .headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Some(redirect)
     }
 
     /// `scheme://host[:port]/path?query` of the request, when that origin is the project's.
@@ -251,25 +131,27 @@ mod tests {
 
     use std::convert::Infallible;
 
+    use bytes::Bytes;
+    use http_body_util::Full;
     use route_core::ConnectionInfo;
-    use session_core::{AnonymousConfig, RequireRoleLayer};
     use tower::{ServiceBuilder, ServiceExt};
 
     use super::*;
+    use crate::{AnonymousConfig, RequireRoleLayer};
 
-    fn layer(no_access: bool) -> RedirectLayer {
-        RedirectLayer::new(
-            &["admin".to_owned()],
-            Some("https://auth.example.com/login".to_owned()),
-            no_access.then(|| "https://auth.example.com/denied".to_owned()),
-            &ProjectOrigins::new(&["example.com".to_owned()], &[]),
-        )
+    type Body = Full<Bytes>;
+
+    fn layer(no_access: bool) -> RequireRoleLayer {
+        RequireRoleLayer::new(["admin"]).redirect_browsers(BrowserRedirects {
+            no_session: Some("https://auth.example.com/login".to_owned()),
+            no_access: no_access.then(|| "https://auth.example.com/denied".to_owned()),
+            origins: ProjectOrigins::new(&["example.com".to_owned()], &[]),
+        })
     }
 
-    async fn call(layer: RedirectLayer, req: Request<()>) -> Response<Body> {
+    async fn call(layer: RequireRoleLayer, req: Request<()>) -> Response<Body> {
         let svc = ServiceBuilder::new()
             .layer(layer)
-            .layer(RequireRoleLayer::new(["admin"]))
             .service(tower::service_fn(|_req: Request<()>| async {
                 Ok::<_, Infallible>(Response::new(Body::from("inner")))
             }));

@@ -1,6 +1,13 @@
-//! Whether an origin belongs to the project: one rule, used by the CSRF check, CORS and the
-//! redirects' `redirect_to` (SECURITY-CASES 41). Two copies of this rule drifted once (CSRF took
-//! `ftp://` origins that CORS refused); every caller goes through [`ProjectOrigins::allows`].
+//! Whether a host, an authority or an origin belongs to the project: one type,
+//! [`ProjectOrigins`], used by CORS ([`crate::cors`]), by session-core's CSRF check, session
+//! cookie and browser redirects, and by the HTTP→HTTPS redirect (SECURITY-CASES 41). Two
+//! copies of this rule drifted once (the CSRF check took `ftp://` origins that CORS refused).
+//!
+//! It lives in route-core because it is made of route-core's facts: the project's domains are
+//! what the router serves, and how a request came in (scheme and port) is the listener's
+//! [`ConnectionInfo`], or a trusted front proxy's forwarded headers as [`ForwardedHeaders`]
+//! reads them. session-core depends on route-core for it, so there is one rule, not one per
+//! crate.
 //!
 //! An origin (`scheme://host[:port]`, as a browser writes `Origin`) is the project's when it is
 //! listed exactly by the caller (`[csrf] trusted_origins`, a service's `cors_allowed_origins`),
@@ -9,23 +16,17 @@
 //! - its scheme is `https`, or `http` when the request itself came over plain HTTP;
 //! - it has no user info, path, query or fragment;
 //! - its host is a project domain or a subdomain of one: a DNS name (no IP literal), compared
-//!   ignoring ASCII case and one trailing dot;
+//!   ignoring ASCII case and one trailing dot ([`ProjectOrigins::allows_host`]);
 //! - it has no port, the scheme's default port, or the port the request came in on (the
 //!   listener's). An origin without a port passes on any listener: a gateway listening on 8443
 //!   behind a port mapping from 443 sees browsers' origins without one.
-//!
-//! Behind a front proxy listed in `[proxy] trusted_proxies`, that proxy's `X-Forwarded-Proto`
-//! and `X-Forwarded-Port` stand for the scheme and port the request came in on: trust is decided
-//! by route-core's [`ForwardedHeaders`], and the proto is read exactly as it reads it.
 
 use std::sync::Arc;
 
-use http::{Extensions, HeaderMap, HeaderName, HeaderValue};
+use http::{Extensions, HeaderMap};
 use ipnet::IpNet;
-use route_core::{ConnectionInfo, ForwardedHeaders};
 
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+use crate::{ConnectionInfo, ForwardedHeaders};
 
 /// The scheme and port a request came in on, as the client used them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,44 +57,17 @@ impl ProjectOrigins {
         }
     }
 
-    /// How the request with these headers and extensions came in: the listener's scheme and
-    /// port from its [`ConnectionInfo`], or, from a trusted front proxy, its
-    /// `X-Forwarded-Proto` and `X-Forwarded-Port`. A forwarded scheme without a forwarded port
-    /// means the scheme's default port.
+    /// How the request with these headers and extensions came in: see
+    /// [`ForwardedHeaders::site`].
     pub fn site(&self, headers: &HeaderMap, extensions: &Extensions) -> RequestSite {
-        let conn = extensions.get::<ConnectionInfo>();
-        let mut site = RequestSite {
-            https: conn.is_some_and(|c| c.tls),
-            port: conn.map(|c| c.local_addr.port()),
-        };
-        let trusted =
-            conn.is_some_and(|c| self.proxies.is_trusted(c.remote_addr.ip().to_canonical()));
-        if trusted {
-            // One exact lowercase value, as `ForwardedHeaders::apply` believes it.
-            match headers.get(&X_FORWARDED_PROTO).map(HeaderValue::as_bytes) {
-                Some(b"https") => {
-                    site = RequestSite {
-                        https: true,
-                        port: None,
-                    }
-                }
-                Some(b"http") => {
-                    site = RequestSite {
-                        https: false,
-                        port: None,
-                    }
-                }
-                _ => {}
-            }
-            if let Some(port) = headers
-                .get(&X_FORWARDED_PORT)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u16>().ok())
-            {
-                site.port = Some(port);
-            }
-        }
-        site
+        self.proxies
+            .site(headers, extensions.get::<ConnectionInfo>())
+    }
+
+    /// Whether `host` (no port) is a project domain or a subdomain of one: a DNS name,
+    /// compared ignoring ASCII case and one trailing dot.
+    pub fn allows_host(&self, host: &str) -> bool {
+        is_project_host(host, &self.domains)
     }
 
     /// Whether `origin` belongs to the project for a request that came in as `site`, or is one
@@ -143,7 +117,7 @@ pub fn url_origin(url: &str) -> Option<&str> {
 
 /// Whether `host` (no port) is one of `domains` (lowercase) or a subdomain of one, ignoring case
 /// and one trailing dot. Only DNS names: letters, digits, `-` and non-empty labels.
-pub fn is_project_host(host: &str, domains: &[String]) -> bool {
+fn is_project_host(host: &str, domains: &[String]) -> bool {
     let host = host.strip_suffix('.').unwrap_or(host);
     let legal = !host.is_empty()
         && host
@@ -167,6 +141,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use http::HeaderValue;
 
     fn origins(proxies: &[&str]) -> ProjectOrigins {
         let proxies: Vec<IpNet> = proxies.iter().map(|p| p.parse().unwrap()).collect();
