@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 pub mod driver;
+pub mod h2env;
 pub mod h2raw;
 
 use std::collections::HashMap;
