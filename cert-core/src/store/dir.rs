@@ -38,11 +38,13 @@ pub const DIR_MODE: u32 = 0o700;
 /// such as Redis for replicas.
 #[derive(Debug, Clone)]
 pub struct DirStore {
-    inner: Arc<Inner>,
+    inner: Arc<DirStoreState>,
 }
 
+/// Behind one `Arc` so that clones of a [`DirStore`] share its in-process leases; a copy
+/// would lease on its own.
 #[derive(Debug)]
-struct Inner {
+struct DirStoreState {
     root: PathBuf,
     leases: LocalLeases,
 }
@@ -56,7 +58,7 @@ impl DirStore {
         ensure_private_dir(&root.join("certs"))?;
         ensure_private_dir(&root.join("accounts"))?;
         Ok(Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new(DirStoreState {
                 root,
                 leases: LocalLeases::default(),
             }),

@@ -1,6 +1,6 @@
-//! A raw-frame HTTP/2 client for the abuse tests (h2_floods.rs): frames are built by hand as
-//! bytes on a socket, because the `h2` crate's frame types need its semver-exempt `unstable`
-//! feature and refuse to send what an attacker sends. Header blocks use HPACK literals
+//! A raw-frame HTTP/2 client for the abuse tests (h2_floods.rs, h2_abuse.rs): frames are built
+//! by hand as bytes on a socket, because the `h2` crate's frame types need its semver-exempt
+//! `unstable` feature and refuse to send what an attacker sends. Header blocks use HPACK literals
 //! without Huffman coding, which any decoder must accept (RFC 7541 §6.2).
 
 use std::sync::Arc;

@@ -3,7 +3,9 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod cors_csrf;
 pub mod driver;
+pub mod h2env;
 pub mod h2raw;
 
 use std::collections::HashMap;
