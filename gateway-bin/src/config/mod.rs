@@ -43,6 +43,8 @@ pub use limits::Limits;
 pub use listen::Listen;
 pub use log::{LogFormat, LogSettings};
 pub use proxy::ProxySettings;
+pub(crate) use raw::RawService;
+pub(crate) use service::{validate_service, ServiceDefaults};
 pub use service::{Origin, Service};
 pub use sessions::{RedisSettings, Sessions, StoreKind};
 pub use tls::{CertStoreKind, Tls, TlsMode};
@@ -109,16 +111,9 @@ impl Config {
                 hint: validate::hint_for_parse_error(e.message()),
             }])
         })?;
-        let mut v = Validator {
-            lines: &lines,
-            issues: Vec::new(),
-        };
+        let mut v = Validator::new(Some(&lines));
         let config = v.config(raw, base);
-        if v.issues.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError::Invalid(v.issues))
-        }
+        v.finish(config).map_err(ConfigError::Invalid)
     }
 
     /// The service names in use.
@@ -157,7 +152,11 @@ impl Validator<'_> {
                 ),
             }
         }
-        let services = self.services(raw.services, limits.max_body_bytes);
+        let defaults = ServiceDefaults {
+            domains: &domains,
+            max_body_bytes: limits.max_body_bytes,
+        };
+        let services = self.services(raw.services, &defaults);
         Config {
             domains,
             listen,

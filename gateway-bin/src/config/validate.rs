@@ -30,11 +30,18 @@ impl fmt::Display for ConfigIssue {
         if !self.key.is_empty() {
             write!(f, "`{}`: ", self.key)?;
         }
-        write!(f, "{}", self.message)?;
-        if let Some(hint) = &self.hint {
-            write!(f, " (hint: {hint})")?;
+        write!(f, "{}", self.explained())
+    }
+}
+
+impl ConfigIssue {
+    /// The message and its hint, without key or line: what the services API answers for the
+    /// field, in the very words the config file shows.
+    pub fn explained(&self) -> String {
+        match &self.hint {
+            Some(hint) => format!("{} (hint: {hint})", self.message),
+            None => self.message.clone(),
         }
-        Ok(())
     }
 }
 
@@ -109,11 +116,28 @@ impl LineIndex {
 /// Collects every issue of a file instead of stopping at the first, so that a user fixes the
 /// file in one pass. Each section adds its own `impl Validator` in its module.
 pub(super) struct Validator<'a> {
-    pub(super) lines: &'a LineIndex,
+    /// `None` for a service that no file holds (the services API): its issues have no line.
+    lines: Option<&'a LineIndex>,
     pub(super) issues: Vec<ConfigIssue>,
 }
 
-impl Validator<'_> {
+impl<'a> Validator<'a> {
+    pub(super) fn new(lines: Option<&'a LineIndex>) -> Self {
+        Validator {
+            lines,
+            issues: Vec::new(),
+        }
+    }
+
+    /// The value read, or every issue found while reading it.
+    pub(super) fn finish<T>(self, value: T) -> Result<T, Vec<ConfigIssue>> {
+        if self.issues.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.issues)
+        }
+    }
+
     pub(super) fn issue<T>(
         &mut self,
         key: impl Into<String>,
@@ -123,7 +147,7 @@ impl Validator<'_> {
     ) {
         self.issues.push(ConfigIssue {
             key: key.into(),
-            line: Some(self.lines.line(at.span().start)),
+            line: self.lines.map(|l| l.line(at.span().start)),
             message: message.into(),
             hint: hint.map(str::to_owned),
         });
