@@ -282,6 +282,12 @@ async fn invalid_services_get_422_naming_the_field() {
             json!({ "name": "ok", "upstreams": [u], "colour": "blue" }),
             "colour",
         ),
+        // Refused by the config file's check on the field itself, not later by the route
+        // table on `subdomain` (issue 14: one service validator).
+        (
+            json!({ "name": "ok", "upstreams": [u], "path_prefix": "/a/./b" }),
+            "path_prefix",
+        ),
     ];
     for (body, field) in cases {
         let res = send(

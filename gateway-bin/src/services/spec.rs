@@ -1,11 +1,17 @@
-//! A service as the API reads and writes it: JSON in, a validated [`Service`] out, with the
-//! config file's rules, and every problem named by its field.
-
-use std::time::Duration;
+//! A service as the API reads and writes it: JSON in, a validated [`Service`] out, and every
+//! problem named by its field.
+//!
+//! Only the JSON's shape is read here (types, unknown fields, the required name); what the
+//! values may be is decided by the config file's own service validator
+//! ([`crate::config::validate_service`]), so the API and the file accept the same services
+//! and refuse the others with the same words.
 
 use serde_json::{json, Map, Value};
+use toml::Spanned;
 
-use crate::config::{is_dns_label, is_role_token, parse_upstream, Origin, Service};
+use crate::config::{validate_service, Origin, RawService, Service};
+
+pub(crate) use crate::config::ServiceDefaults as Defaults;
 
 /// The fields a client may send. Anything else is refused, except [`READ_ONLY`] fields, which
 /// `GET` returns and a client may send back unchanged (they are ignored).
@@ -48,13 +54,9 @@ impl FieldError {
     }
 }
 
-/// Defaults a service takes from the config it joins.
-#[derive(Clone, Debug)]
-pub(crate) struct Defaults<'a> {
-    /// The project's domains: every host name `<subdomain>.<domain>` must be a valid name.
-    pub(crate) domains: &'a [String],
-    /// The request body limit when the service names none.
-    pub(crate) max_body_bytes: u64,
+/// A JSON value has no place in a file: its issues are named by field, never by line.
+fn unplaced<T>(value: T) -> Spanned<T> {
+    Spanned::new(0..0, value)
 }
 
 fn string(map: &Map<String, Value>, key: &str) -> Result<Option<String>, FieldError> {
@@ -65,10 +67,16 @@ fn string(map: &Map<String, Value>, key: &str) -> Result<Option<String>, FieldEr
     }
 }
 
-fn boolean(map: &Map<String, Value>, key: &str, default: bool) -> Result<bool, FieldError> {
+/// A string field where `""` means "not set", as `null` does: a JSON client clears a field
+/// either way, while the file can only leave the key out (and so refuses `""`).
+fn optional(map: &Map<String, Value>, key: &str) -> Result<Option<Spanned<String>>, FieldError> {
+    Ok(string(map, key)?.filter(|s| !s.is_empty()).map(unplaced))
+}
+
+fn boolean(map: &Map<String, Value>, key: &str) -> Result<Option<bool>, FieldError> {
     match map.get(key) {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::Bool(b)) => Ok(*b),
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
         Some(_) => Err(FieldError::new(key, "must be true or false")),
     }
 }
@@ -88,72 +96,9 @@ fn strings(map: &Map<String, Value>, key: &str) -> Result<Vec<String>, FieldErro
     }
 }
 
-fn duration(
-    map: &Map<String, Value>,
-    key: &str,
-    default: Duration,
-) -> Result<Duration, FieldError> {
-    let Some(text) = string(map, key)? else {
-        return Ok(default);
-    };
-    match humantime::parse_duration(&text) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err(FieldError::new(key, "must be longer than zero")),
-        Err(e) => Err(FieldError::new(
-            key,
-            format!("not a duration ({e}); write e.g. \"500ms\", \"30s\" or \"5m\""),
-        )),
-    }
-}
-
-/// Checks a subdomain as the config file does: a DNS label (or dotted labels), `@` for the
-/// apex, `*` for every other name; lowercased.
-fn subdomain(raw: &str, domains: &[String]) -> Result<String, FieldError> {
-    let sub = raw.to_ascii_lowercase();
-    if sub == "@" || sub == "*" {
-        return Ok(sub);
-    }
-    if !sub.split('.').all(is_dns_label) {
-        return Err(FieldError::new(
-            "subdomain",
-            format!(
-                "`{raw}` is not a valid subdomain: use a DNS label such as \"data\" (lowercase \
-                 letters, digits and '-'), \"@\" for the apex or \"*\" for every other name"
-            ),
-        ));
-    }
-    if let Some(d) = domains.iter().find(|d| sub.len() + 1 + d.len() > 253) {
-        return Err(FieldError::new(
-            "subdomain",
-            format!("`{sub}.{d}` is longer than a DNS name may be (253 characters)"),
-        ));
-    }
-    Ok(sub)
-}
-
-fn path_prefix(raw: &str) -> Result<String, FieldError> {
-    if !raw.starts_with('/')
-        || raw.contains("..")
-        || raw.contains("//")
-        || raw.contains('%')
-        || raw.contains('?')
-    {
-        return Err(FieldError::new(
-            "path_prefix",
-            "must be a normalised absolute path such as \"/api\"",
-        ));
-    }
-    let trimmed = raw.trim_end_matches('/');
-    Ok(if trimmed.is_empty() {
-        "/".to_owned()
-    } else {
-        trimmed.to_owned()
-    })
-}
-
-/// Validates one service written as JSON, with the rules of the config file. The result is
-/// marked [`Origin::Api`].
-pub(crate) fn parse(value: &Value, defaults: &Defaults<'_>) -> Result<Service, FieldError> {
+/// Reads a JSON service into the fields of a `[[services]]` table, checking only what TOML
+/// parsing checks for the file: the shape.
+fn fields(value: &Value) -> Result<RawService, FieldError> {
     let Value::Object(map) = value else {
         return Err(FieldError::new("body", "must be a JSON object"));
     };
@@ -167,82 +112,52 @@ pub(crate) fn parse(value: &Value, defaults: &Defaults<'_>) -> Result<Service, F
         ));
     }
     let name = string(map, "name")?.ok_or_else(|| FieldError::new("name", "is required"))?;
-    if !is_dns_label(&name) {
-        return Err(FieldError::new(
-            "name",
-            format!("`{name}` is not a valid name: use 1-63 lowercase letters, digits and '-'"),
-        ));
-    }
-    let subdomain = match string(map, "subdomain")? {
-        Some(s) if !s.is_empty() => subdomain(&s, defaults.domains)?,
-        _ => subdomain(&name, defaults.domains)?,
-    };
-    let path_prefix = match string(map, "path_prefix")? {
-        Some(p) if !p.is_empty() => Some(path_prefix(&p)?),
-        _ => None,
-    };
-    let raw_upstreams = strings(map, "upstreams")?;
-    if raw_upstreams.is_empty() {
-        return Err(FieldError::new(
-            "upstreams",
-            "at least one upstream URL is required, e.g. \"http://127.0.0.1:3000\"",
-        ));
-    }
-    let mut upstreams = Vec::with_capacity(raw_upstreams.len());
-    for (i, u) in raw_upstreams.iter().enumerate() {
-        upstreams.push(
-            parse_upstream(u.trim()).map_err(|m| FieldError::new(format!("upstreams[{i}]"), m))?,
-        );
-    }
-    let mut allowed_roles: Vec<String> = Vec::new();
-    for (i, r) in strings(map, "allowed_roles")?.into_iter().enumerate() {
-        if !is_role_token(&r) {
-            return Err(FieldError::new(
-                format!("allowed_roles[{i}]"),
-                format!(
-                    "`{r}` is not a valid role: roles are 1-128 visible ASCII characters \
-                     without spaces or commas"
-                ),
-            ));
-        }
-        if !allowed_roles.contains(&r) {
-            allowed_roles.push(r);
-        }
-    }
     let max_body_bytes = match map.get("max_body_bytes") {
-        None | Some(Value::Null) => defaults.max_body_bytes,
-        Some(v) => v
-            .as_u64()
-            .ok_or_else(|| FieldError::new("max_body_bytes", "must be a whole number of bytes"))?,
+        None | Some(Value::Null) => None,
+        Some(v) => Some(unplaced(v.as_u64().ok_or_else(|| {
+            FieldError::new("max_body_bytes", "must be a whole number of bytes")
+        })?)),
     };
-    let redirect = |key: &str| -> Result<Option<String>, FieldError> {
-        match string(map, key)? {
-            Some(url) if !url.is_empty() => parse_upstream(&url)
-                .map(|_| Some(url))
-                .map_err(|_| FieldError::new(key, "must be an absolute http(s) URL")),
-            _ => Ok(None),
-        }
-    };
-    Ok(Service {
-        name,
-        subdomain,
-        path_prefix,
-        upstreams,
-        allowed_roles,
-        forward_credentials: boolean(map, "forward_credentials", false)?,
-        session_issuer: boolean(map, "session_issuer", false)?,
-        websocket: boolean(map, "websocket", true)?,
-        http2: boolean(map, "http2", false)?,
-        connect_timeout: duration(map, "connect_timeout", Duration::from_secs(5))?,
-        response_timeout: duration(map, "response_timeout", Duration::from_secs(30))?,
+    // Pasted URLs often carry a stray space; the API has always forgiven it.
+    let upstreams = strings(map, "upstreams")?
+        .into_iter()
+        .map(|u| unplaced(u.trim().to_owned()))
+        .collect();
+    let allowed_roles = strings(map, "allowed_roles")?
+        .into_iter()
+        .map(unplaced)
+        .collect();
+    Ok(RawService {
+        name: unplaced(name),
+        subdomain: optional(map, "subdomain")?,
+        path_prefix: optional(map, "path_prefix")?,
+        upstreams: unplaced(upstreams),
+        allowed_roles: Some(unplaced(allowed_roles)),
+        forward_credentials: boolean(map, "forward_credentials")?,
+        session_issuer: boolean(map, "session_issuer")?,
+        websocket: boolean(map, "websocket")?,
+        http2: boolean(map, "http2")?,
+        connect_timeout: string(map, "connect_timeout")?.map(unplaced),
+        response_timeout: string(map, "response_timeout")?.map(unplaced),
         max_body_bytes,
-        origin: Origin::Api,
-        cors: boolean(map, "cors", true)?,
-        cors_allowed_origins: Vec::new(),
-        cors_allowed_methods: Vec::new(),
-        cors_allowed_headers: Vec::new(),
-        no_session_redirect: redirect("no_session_redirect")?,
-        no_access_redirect: redirect("no_access_redirect")?,
+        cors: boolean(map, "cors")?,
+        cors_allowed_origins: None,
+        cors_allowed_methods: None,
+        cors_allowed_headers: None,
+        no_session_redirect: optional(map, "no_session_redirect")?,
+        no_access_redirect: optional(map, "no_access_redirect")?,
+    })
+}
+
+/// Validates one service written as JSON with the config file's validator. The result is
+/// marked [`Origin::Api`]. Of several problems, the first in the file's order is answered.
+pub(crate) fn parse(value: &Value, defaults: &Defaults<'_>) -> Result<Service, FieldError> {
+    validate_service(fields(value)?, defaults, Origin::Api).map_err(|issues| {
+        match issues.into_iter().next() {
+            Some(first) => FieldError::new(first.key.clone(), first.explained()),
+            // `validate_service` never fails without an issue; answer something true anyway.
+            None => FieldError::new("body", "is not a valid service"),
+        }
     })
 }
 

@@ -182,3 +182,74 @@ fn the_state_file_lives_next_to_the_config() {
         std::path::Path::new("gateway-services.json")
     );
 }
+
+/// Issue 14: one service validator. A service the config file refuses is refused through the
+/// API on the same field with the same words. Before, `spec.rs` had its own copy of the checks
+/// that skipped route-core's normalisation of `path_prefix`, so the API accepted these
+/// prefixes (and only the route table, built later, refused them, on `subdomain`).
+#[test]
+fn the_api_refuses_what_the_config_file_refuses_with_the_same_message() {
+    use crate::config::{Config, ConfigIssue};
+
+    // The one issue the file has with a `[[services]]` table.
+    let file_issue = |service: &str| {
+        let file = format!(
+            "[project]\ndomains = [\"example.com\"]\n[listen]\nhttp = \"127.0.0.1:8080\"\n\
+             [[services]]\n{service}\n"
+        );
+        let issues = Config::parse(&file, std::path::Path::new("/etc/gateway"))
+            .unwrap_err()
+            .issues()
+            .to_vec();
+        assert_eq!(issues.len(), 1, "{service}: {issues:?}");
+        issues[0].clone()
+    };
+    // The file's words for an issue without its key and line: what the API must answer.
+    let words = |i: &ConfigIssue| {
+        ConfigIssue {
+            key: String::new(),
+            line: None,
+            ..i.clone()
+        }
+        .to_string()
+    };
+    let same = |service: &str, body: serde_json::Value| {
+        let issue = file_issue(service);
+        let err = match parse(body.clone()) {
+            Err(e) => e,
+            Ok(s) => panic!("the API accepted {body} as {s:?}"),
+        };
+        assert_eq!(format!("services[0].{}", err.field), issue.key, "{body}");
+        assert_eq!(err.message, words(&issue), "{body}");
+    };
+    let up = "upstreams = [\"http://127.0.0.1:3000\"]";
+    for prefix in ["/a/./b", "/a/.", "/a/./", "/a\\b", "/.;x", "/a/\u{1}"] {
+        same(
+            &format!(
+                "name = \"data\"\n{up}\npath_prefix = {}",
+                toml::Value::String(prefix.to_owned())
+            ),
+            json!({ "name": "data", "upstreams": ["http://127.0.0.1:3000"], "path_prefix": prefix }),
+        );
+    }
+    // The other checks too, hints included.
+    same(
+        "name = \"data\"\nupstreams = [\"ftp://h\"]",
+        json!({ "name": "data", "upstreams": ["ftp://h"] }),
+    );
+    same(
+        &format!("name = \"data\"\n{up}\nconnect_timeout = \"soon\""),
+        json!({ "name": "data", "upstreams": ["http://127.0.0.1:3000"], "connect_timeout": "soon" }),
+    );
+    same(
+        &format!("name = \"data\"\n{up}\nsubdomain = \"no spaces\""),
+        json!({ "name": "data", "upstreams": ["http://127.0.0.1:3000"], "subdomain": "no spaces" }),
+    );
+    // And the reverse: a host name over 253 characters, which only the API's copy refused
+    // (the file's service failed later, when the route table was built, without a line).
+    let long = vec!["a".repeat(63); 4].join(".");
+    same(
+        &format!("name = \"data\"\n{up}\nsubdomain = \"{long}\""),
+        json!({ "name": "data", "upstreams": ["http://127.0.0.1:3000"], "subdomain": long }),
+    );
+}
