@@ -18,7 +18,13 @@ use tower_service::Service;
 
 use crate::ChallengeResponder;
 
-/// The body of the 404 for an unknown challenge token, as every crate writes a refusal.
+/// This crate's one refusal, as `(status, code, message)`: cert-core does not depend on
+/// route-core, whose `Rejection` the other crates declare theirs with, so the gateway's
+/// vocabulary test reads this table.
+pub const REJECTIONS: &[(u16, &str, &str)] =
+    &[(404, "unknown-challenge", "no such ACME challenge")];
+
+/// The body of the 404 for an unknown challenge token (`REJECTIONS[0]`, checked by a test).
 const UNKNOWN_CHALLENGE: &str = r#"{"error":"no such ACME challenge","code":"unknown-challenge"}"#;
 
 /// Layer for [`Http01`].
@@ -121,6 +127,12 @@ mod tests {
             .unwrap();
         assert_eq!(res.status(), 404);
         assert_eq!(res.body().as_ref(), UNKNOWN_CHALLENGE.as_bytes());
+        let (status, code, message) = REJECTIONS[0];
+        let want = format!(r#"{{"error":"{message}","code":"{code}"}}"#);
+        assert_eq!(
+            (res.status().as_u16(), UNKNOWN_CHALLENGE),
+            (status, want.as_str())
+        );
         let res = svc.call(get("/anything")).await.unwrap();
         assert_eq!(res.body().as_ref(), b"inner");
     }

@@ -100,7 +100,7 @@ pub use config::{CertSource, Config};
 pub use dev_ca::DevCa;
 pub use error::Error;
 pub use files::FileCert;
-pub use http01::{Http01, Http01Future, Http01Layer};
+pub use http01::{Http01, Http01Future, Http01Layer, REJECTIONS};
 pub use names::{normalize_name, ManagedNames, NameSet};
 pub use resolver::CertResolver;
 #[cfg(feature = "redis")]

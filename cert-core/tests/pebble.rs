@@ -256,12 +256,23 @@ async fn renews_six_day_certificate_when_a_third_remains() {
     assert_ne!(first, second, "renewed certificate is served");
     let status = manager.status(NAME).unwrap();
     assert!(status.not_after.unwrap() > info.not_after);
-    // The stored copy is the new one too.
-    let stored = env.store.load_cert(NAME).await.unwrap().unwrap();
-    assert_eq!(
-        CertInfo::from_pem(&stored.chain_pem).unwrap().serial,
-        CertInfo::from_der(&second).unwrap().serial
-    );
+    // The stored copy is the new one too. The manager serves a new certificate before it
+    // writes it to the store (a store failure must not keep it out of service), so the write
+    // may land a moment after the status says renewed: wait for it, within the issue timeout.
+    let want = CertInfo::from_der(&second).unwrap().serial;
+    let deadline = std::time::Instant::now() + ISSUE_TIMEOUT;
+    loop {
+        let stored = env.store.load_cert(NAME).await.unwrap().unwrap();
+        let serial = CertInfo::from_pem(&stored.chain_pem).unwrap().serial;
+        if serial == want {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store kept the old certificate: {serial} instead of {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // No third order follows.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(manager.orders_placed(), 2);

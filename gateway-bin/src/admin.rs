@@ -133,11 +133,8 @@ impl AdminGuard {
         for raw in given {
             if !self.serves(raw) {
                 metrics::counter!("gateway_admin_misdirected_total").increment(1);
-                return Err(Box::new(reject::json::<AxumBody>(
-                    StatusCode::MISDIRECTED_REQUEST,
-                    "misdirected-request",
-                    "the admin listener serves IP addresses, localhost and listen.admin_hosts only",
-                )));
+                // The listener serves IP addresses, localhost and listen.admin_hosts only.
+                return Err(Box::new(reject::response(reject::Rejection::IP_HOST)));
             }
         }
         Ok(())
@@ -189,9 +186,7 @@ pub fn router(state: AdminState) -> axum::Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .fallback(|| async {
-            reject::json::<AxumBody>(StatusCode::NOT_FOUND, "not-found", "no such admin endpoint")
-        })
+        .fallback(|| async { reject::response(reject::NOT_FOUND) })
         .with_state(state);
     let r = match extra {
         Some(e) => r.merge(e),
@@ -218,11 +213,7 @@ pub fn check_admin(
 ) -> Result<AdminAuth, Box<Response>> {
     let Some(secret) = secret else {
         metrics::counter!("gateway_admin_auth_failures_total").increment(1);
-        return Err(Box::new(reject::json::<AxumBody>(
-            StatusCode::UNAUTHORIZED,
-            "admin-disabled",
-            "the admin API is disabled: no admin secret is configured",
-        )));
+        return Err(Box::new(reject::response(reject::ADMIN_DISABLED)));
     };
     let presented = headers
         .get(http::header::AUTHORIZATION)
@@ -236,11 +227,7 @@ pub fn check_admin(
         _ => {
             metrics::counter!("gateway_admin_auth_failures_total").increment(1);
             tracing::warn!("admin API request with a missing or wrong admin secret");
-            let mut res = reject::json::<AxumBody>(
-                StatusCode::UNAUTHORIZED,
-                "admin-unauthorized",
-                "a valid admin secret is required",
-            );
+            let mut res = reject::response(reject::ADMIN_UNAUTHORIZED);
             res.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,
                 http::HeaderValue::from_static("Bearer"),
@@ -260,8 +247,11 @@ struct CreateSession {
 }
 
 fn unprocessable(field: &str, message: &str) -> Response {
-    let body = json!({ "error": message, "code": "invalid-field", "field": field });
-    (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response()
+    reject::with_detail(
+        reject::INVALID_FIELD,
+        message,
+        &[("field", serde_json::Value::from(field))],
+    )
 }
 
 /// The request field a validation error is about.
@@ -283,16 +273,7 @@ fn field_of(e: &SessionValidationError) -> &'static str {
 
 fn store_error(e: &StoreError) -> Response {
     tracing::error!(error = %e, "session store error in the admin API");
-    let mut res = reject::json::<AxumBody>(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "session-store-unavailable",
-        "the session store is unavailable",
-    );
-    res.headers_mut().insert(
-        http::header::RETRY_AFTER,
-        http::HeaderValue::from_static("1"),
-    );
-    res
+    reject::store_unavailable()
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -303,12 +284,12 @@ async fn create_session(_: AdminAuth, State(state): State<AdminState>, body: Byt
     let req: CreateSession = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
-            return reject::json::<AxumBody>(
-                StatusCode::BAD_REQUEST,
-                "invalid-json",
+            return reject::with_detail(
+                reject::INVALID_JSON,
                 &format!(
                     "expected {{\"user_id\", \"roles\", \"default_role\"?, \"ttl_seconds\"?}}: {e}"
                 ),
+                &[],
             )
         }
     };
@@ -405,27 +386,17 @@ async fn revoke_current(
                 .map(|t| t.token)
         });
     let Some(raw) = raw else {
-        return reject::json::<AxumBody>(
-            StatusCode::BAD_REQUEST,
-            "missing-token",
-            "send the session token in X-Gateway-Session-Token or as {\"token\": ...}",
-        );
+        return reject::response(reject::MISSING_TOKEN);
     };
     let Ok(token) = Token::parse(raw.trim()) else {
-        return reject::json::<AxumBody>(
-            StatusCode::NOT_FOUND,
-            "unknown-session",
-            "no such session",
-        );
+        return reject::response(reject::UNKNOWN_SESSION);
     };
     match state.store.revoke(&token.hash()).await {
         Ok(true) => {
             metrics::counter!("gateway_sessions_revoked_total").increment(1);
             StatusCode::NO_CONTENT.into_response()
         }
-        Ok(false) => {
-            reject::json::<AxumBody>(StatusCode::NOT_FOUND, "unknown-session", "no such session")
-        }
+        Ok(false) => reject::response(reject::UNKNOWN_SESSION),
         Err(e) => store_error(&e),
     }
 }
@@ -448,11 +419,7 @@ async fn list_certs(_: AdminAuth, State(state): State<AdminState>) -> Response {
             let certs: Vec<_> = m.list().iter().map(cert_json).collect();
             axum::Json(json!({ "certificates": certs })).into_response()
         }
-        None => reject::json::<AxumBody>(
-            StatusCode::NOT_FOUND,
-            "acme-disabled",
-            "certificates are not managed by ACME here (tls.mode is not \"acme\")",
-        ),
+        None => reject::response(reject::ACME_DISABLED),
     }
 }
 
@@ -462,11 +429,7 @@ async fn renew_cert(
     Path(name): Path<String>,
 ) -> Response {
     let Some(m) = &state.acme else {
-        return reject::json::<AxumBody>(
-            StatusCode::NOT_FOUND,
-            "acme-disabled",
-            "certificates are not managed by ACME here (tls.mode is not \"acme\")",
-        );
+        return reject::response(reject::ACME_DISABLED);
     };
     match m.request_renewal(&name) {
         Ok(()) => {
@@ -478,11 +441,7 @@ async fn renew_cert(
             )
                 .into_response()
         }
-        Err(e) => reject::json::<AxumBody>(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "name-not-managed",
-            &e.to_string(),
-        ),
+        Err(e) => reject::with_detail(reject::NAME_NOT_MANAGED, &e.to_string(), &[]),
     }
 }
 
@@ -498,11 +457,7 @@ async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Respons
             h.render(),
         )
             .into_response(),
-        None => reject::json::<AxumBody>(
-            StatusCode::NOT_FOUND,
-            "metrics-disabled",
-            "metrics are not recorded in this process",
-        ),
+        None => reject::response(reject::METRICS_DISABLED),
     }
 }
 

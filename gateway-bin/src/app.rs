@@ -57,7 +57,7 @@ pub enum StartError {
 
 /// The parts of a running gateway that a reload replaces or reads.
 #[derive(Clone)]
-pub struct Shared {
+pub struct GatewayState {
     /// The config in force: the file's, plus the services added through the admin API.
     pub config: Arc<ArcSwap<Config>>,
     /// The config file as last loaded.
@@ -76,7 +76,7 @@ pub struct Shared {
     pub store: Arc<dyn SessionStore>,
 }
 
-impl Shared {
+impl GatewayState {
     /// The config in force for a file config and the API's services: file services first; an
     /// API service whose name the file also uses is left out (the file wins).
     pub fn effective(file: &Config, api: &[crate::config::Service]) -> Config {
@@ -156,7 +156,7 @@ pub struct Running {
     /// The bound admin address.
     pub admin_addr: Option<SocketAddr>,
     /// What a reload replaces.
-    pub shared: Shared,
+    pub shared: GatewayState,
     /// The admin secret in force (quickstart prints it).
     pub admin_secret: Option<Secret>,
     /// The services admin API (its version, its state file, the certificate names watch).
@@ -309,7 +309,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         }
         tracing::info!(addr = %http_addr.unwrap_or(addr), "listening for HTTP");
     }
-    let shared = Shared {
+    let shared = GatewayState {
         config: Arc::new(ArcSwap::from_pointee(config.clone())),
         file_config: Arc::new(ArcSwap::from_pointee(config.clone())),
         api_services: Arc::new(ArcSwap::from_pointee(Vec::new())),

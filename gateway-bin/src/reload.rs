@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::app::{modified, Shared};
+use crate::app::{modified, GatewayState};
 use crate::config::Config;
 
 /// Watches `path` until shutdown.
-pub async fn watch(path: PathBuf, shared: Shared, mut shutdown: watch::Receiver<bool>) {
+pub async fn watch(path: PathBuf, shared: GatewayState, mut shutdown: watch::Receiver<bool>) {
     let mut last = modified(&path);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -48,7 +48,7 @@ pub async fn watch(path: PathBuf, shared: Shared, mut shutdown: watch::Receiver<
 }
 
 /// Loads, validates and applies the file once.
-pub fn reload(path: &std::path::Path, shared: &Shared, why: &str) {
+pub fn reload(path: &std::path::Path, shared: &GatewayState, why: &str) {
     match Config::load(path) {
         Ok(config) => match shared.apply(config) {
             Ok(()) => tracing::info!(why, path = %path.display(), "config reloaded"),

@@ -7,8 +7,6 @@
 //! when no byte moved either way for `tunnel_idle_timeout`, or when the shutdown grace period
 //! ends.
 
-mod h2guard;
-
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -213,8 +211,8 @@ where
         cut: cut.clone(),
         _dropped: io_dropped,
     };
-    let watch = h2guard::ConnWatch::new();
-    let io = h2guard::FrameGuard::new(
+    let watch = route_core::h2guard::ConnWatch::new();
+    let io = route_core::h2guard::FrameGuard::new(
         io,
         watch.clone(),
         limits.h2_max_control_frames_per_second,
@@ -230,7 +228,7 @@ where
         async move {
             let res = svc.call(req).await?;
             Ok::<_, std::convert::Infallible>(
-                res.map(|body| h2guard::TrackedBody::new(body, stream)),
+                res.map(|body| route_core::h2guard::TrackedBody::new(body, stream)),
             )
         }
     });

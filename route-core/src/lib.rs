@@ -49,6 +49,7 @@ mod body;
 mod connection;
 pub mod cors;
 pub mod forwarded;
+pub mod h2guard;
 pub mod hop;
 mod host;
 pub mod origin;

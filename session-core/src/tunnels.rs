@@ -26,10 +26,10 @@ use crate::{Credential, Identity, Revocation, Revocations, SessionStore, TokenHa
 /// Open WebSocket tunnels by the token hash of their session; revocations close them.
 #[derive(Clone)]
 pub struct Tunnels {
-    inner: Arc<TunnelsInner>,
+    inner: Arc<TunnelRegistry>,
 }
 
-struct TunnelsInner {
+struct TunnelRegistry {
     store: Arc<dyn SessionStore>,
     open: DashMap<TokenHash, Slot>,
 }
@@ -43,7 +43,7 @@ impl Tunnels {
     /// A registry that closes tunnels on `revocations` (the session store's: every store
     /// reports its revocations there) and checks sessions again in `store`.
     pub fn new(store: Arc<dyn SessionStore>, revocations: &Revocations) -> Tunnels {
-        let inner = Arc::new(TunnelsInner {
+        let inner = Arc::new(TunnelRegistry {
             store,
             open: DashMap::new(),
         });
@@ -151,7 +151,7 @@ impl Tunnels {
 struct Registered {
     rx: Option<watch::Receiver<bool>>,
     id: TokenHash,
-    registry: Weak<TunnelsInner>,
+    registry: Weak<TunnelRegistry>,
 }
 
 impl Drop for Registered {

@@ -26,7 +26,7 @@
 //! (`null` until the TLS integration fills it in). Those read-only fields may be sent back in
 //! a `PUT` unchanged; they are ignored. Any other field is refused.
 //!
-//! An invalid service is answered `422 {"error", "code": "invalid-field", "field"}`, where
+//! An invalid service is answered `422 {"error", "code": "invalid-field", "detail", "field"}`, where
 //! `field` names the field (`upstreams[0]`, `allowed_roles[1]`, `subdomain`, ...). A subdomain
 //! (with its path prefix) already served by another service is refused on `subdomain`. A name
 //! used by another API service is `409 service-exists`; a name defined in the config file is
@@ -51,7 +51,7 @@
 //! config file instead. Without a config path (the quickstart, or an embedding that passes
 //! none) the services are kept in memory only and are lost at exit.
 //!
-//! A change is applied with [`Shared::update_api_services`]: the route table is swapped
+//! A change is applied with [`GatewayState::update_api_services`]: the route table is swapped
 //! atomically, so in-flight requests finish on the table they started with, and a reload of
 //! the config file (which keeps the API's services on top of the new file) can never lose one.
 //!
@@ -74,7 +74,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use axum::body::{Body as AxumBody, Bytes};
+use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path as UrlPath, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -84,7 +84,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::admin::{check_admin, Secret};
-use crate::app::Shared;
+use crate::app::GatewayState;
 use crate::config::{Config, Service};
 use crate::reject;
 
@@ -99,15 +99,15 @@ pub fn state_path_for(config_path: &Path) -> PathBuf {
     }
 }
 
-/// The services API's handle: the running gateway's [`Shared`] state, the state file and the
+/// The services API's handle: the running gateway's [`GatewayState`], the state file and the
 /// version. Cheap to clone.
 #[derive(Clone)]
 pub struct ServicesApi {
-    inner: Arc<Inner>,
+    inner: Arc<ServicesState>,
 }
 
-struct Inner {
-    shared: Shared,
+struct ServicesState {
+    shared: GatewayState,
     state_path: Option<PathBuf>,
     /// Read and written only under `shared.rebuild_lock`, so that a version and the list it
     /// names always go together.
@@ -141,7 +141,10 @@ impl ServicesApi {
     /// Loads the state file (when there is one) and puts its services in force on top of the
     /// config file's. A missing file is an empty list; an unreadable or invalid one is an
     /// error, and the file is left as it is.
-    pub fn open(shared: Shared, state_path: Option<PathBuf>) -> Result<ServicesApi, StateError> {
+    pub fn open(
+        shared: GatewayState,
+        state_path: Option<PathBuf>,
+    ) -> Result<ServicesApi, StateError> {
         let file = shared.file_config.load_full();
         let stored = match &state_path {
             Some(path) => state::load(path, &defaults(&file))?,
@@ -175,7 +178,7 @@ impl ServicesApi {
         let names = crate::tls::certificate_names(&shared.config.load());
         let (names, _) = watch::channel(names);
         Ok(ServicesApi {
-            inner: Arc::new(Inner {
+            inner: Arc::new(ServicesState {
                 shared,
                 state_path,
                 version: AtomicU64::new(stored.version),
@@ -238,12 +241,7 @@ impl ServicesApi {
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "services snapshot task failed");
-                reject::json::<AxumBody>(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "the services could not be read; see the gateway's log",
-                )
-                .into()
+                reject::response(session_core::rejection::INTERNAL_ERROR).into()
             })
     }
 
@@ -283,13 +281,7 @@ impl ServicesApi {
                         return Err(in_config_file(&s.name));
                     }
                     if next.iter().any(|o| o.name == s.name) {
-                        return Err(conflict(
-                            "service-exists",
-                            &format!(
-                                "a service named `{}` already exists; replace it with PUT",
-                                s.name
-                            ),
-                        ));
+                        return Err(conflict(reject::SERVICE_EXISTS, &s.name));
                     }
                     next.push(s);
                     next.last().cloned()
@@ -309,7 +301,7 @@ impl ServicesApi {
                     None
                 }
             };
-            let effective = Shared::effective(&file, &next);
+            let effective = GatewayState::effective(&file, &next);
             if let Some(s) = &changed {
                 check_free(s, &effective)?;
             }
@@ -322,11 +314,7 @@ impl ServicesApi {
             if let Some(path) = &inner.state_path {
                 if let Err(e) = state::save(path, version_after, &next) {
                     tracing::error!(error = %e, "services change refused: the state file cannot be written");
-                    return Err(reject::json::<AxumBody>(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "state-write-failed",
-                        "the change could not be saved, so it was not applied; see the gateway's log",
-                    )
+                    return Err(reject::response(reject::STATE_WRITE_FAILED)
                     .into());
                 }
             }
@@ -360,12 +348,7 @@ impl ServicesApi {
                         inner.version.store(version, Ordering::Release);
                     }
                 }
-                Err(reject::json::<AxumBody>(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "apply-failed",
-                    &format!("the change could not be applied: {e}"),
-                )
-                .into())
+                Err(reject::with_detail(reject::APPLY_FAILED, &e.to_string(), &[]).into())
             }
         }
     }
@@ -476,59 +459,47 @@ impl IntoResponse for Refusal {
 }
 
 fn unprocessable(field: &str, message: &str) -> Refusal {
-    let body = json!({ "error": message, "code": "invalid-field", "field": field });
-    (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body))
-        .into_response()
-        .into()
+    reject::with_detail(reject::INVALID_FIELD, message, &[("field", json!(field))]).into()
 }
 
-fn conflict(code: &str, message: &str) -> Refusal {
-    let body = json!({ "error": message, "code": code, "field": "name" });
-    (StatusCode::CONFLICT, axum::Json(body))
-        .into_response()
-        .into()
+/// A conflict about the service's name.
+fn conflict(rejection: reject::Rejection, name: &str) -> Refusal {
+    reject::with_detail(
+        rejection,
+        &format!("service `{name}`"),
+        &[("field", json!("name"))],
+    )
+    .into()
 }
 
 fn in_config_file(name: &str) -> Refusal {
-    conflict(
-        "service-in-config-file",
-        &format!(
-            "service `{name}` is defined in the config file; change or remove it there \
-             (only services added through this API can be changed here)"
-        ),
-    )
+    conflict(reject::SERVICE_IN_CONFIG_FILE, name)
 }
 
 fn missing(file: &Config, name: &str) -> Refusal {
     if file.service(name).is_some() {
         in_config_file(name)
     } else {
-        reject::json::<AxumBody>(
-            StatusCode::NOT_FOUND,
-            "unknown-service",
+        reject::with_detail(
+            reject::UNKNOWN_SERVICE,
             &format!("no service named `{name}`"),
+            &[],
         )
         .into()
     }
 }
 
 fn precondition_failed(version: u64) -> Refusal {
-    let body = json!({
-        "error": format!("the services changed: the current version is {version}; read them again and retry"),
-        "code": "version-mismatch",
-        "current_version": version,
-    });
-    let res = (StatusCode::PRECONDITION_FAILED, axum::Json(body)).into_response();
+    let res = reject::with_detail(
+        reject::VERSION_MISMATCH,
+        &format!("the current version is {version}"),
+        &[("current_version", json!(version))],
+    );
     with_etag(res, version).into()
 }
 
 fn precondition_required() -> Refusal {
-    reject::json::<AxumBody>(
-        StatusCode::PRECONDITION_REQUIRED,
-        "if-match-required",
-        "send If-Match with the ETag of GET /v1/services (or `*` to skip the check)",
-    )
-    .into()
+    reject::response(reject::IF_MATCH_REQUIRED).into()
 }
 
 /// The router's state.
@@ -553,10 +524,10 @@ impl FromRequestParts<ApiState> for Admin {
 
 fn read_json(body: &Bytes) -> Result<Value, Refusal> {
     serde_json::from_slice(body).map_err(|e| {
-        reject::json::<AxumBody>(
-            StatusCode::BAD_REQUEST,
-            "invalid-json",
+        reject::with_detail(
+            reject::INVALID_JSON,
             &format!("the body must be a JSON service object: {e}"),
+            &[],
         )
         .into()
     })
@@ -573,12 +544,7 @@ async fn run_change(
         Ok(result) => result,
         Err(e) => {
             tracing::error!(error = %e, "services change task failed");
-            Err(reject::json::<AxumBody>(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the change failed; see the gateway's log",
-            )
-            .into())
+            Err(reject::response(session_core::rejection::INTERNAL_ERROR).into())
         }
     }
 }
@@ -619,10 +585,10 @@ async fn get_one(
             let body = json!({ "version": version, "service": state.api.listing(&file, s) });
             with_etag(axum::Json(body).into_response(), version)
         }
-        None => reject::json::<AxumBody>(
-            StatusCode::NOT_FOUND,
-            "unknown-service",
+        None => reject::with_detail(
+            reject::UNKNOWN_SERVICE,
             &format!("no service named `{name}`"),
+            &[],
         ),
     }
 }

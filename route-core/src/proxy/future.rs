@@ -9,7 +9,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Timeout;
 
 use super::h1pool::{PooledBody, UpstreamError};
-use super::service::Inner;
+use super::service::RouteUpstream;
 use crate::{Body, Rejection};
 
 type LegacyFuture = hyper_util::client::legacy::ResponseFuture;
@@ -31,8 +31,8 @@ pin_project! {
     #[project = StateProj]
     enum State {
         Done { response: Option<Response<Body>> },
-        Requesting { #[pin] future: Timeout<LegacyFuture>, inner: Arc<Inner>, idx: usize },
-        Pooled { #[pin] future: Timeout<PooledFuture>, inner: Arc<Inner>, idx: usize },
+        Requesting { #[pin] future: Timeout<LegacyFuture>, inner: Arc<RouteUpstream>, idx: usize },
+        Pooled { #[pin] future: Timeout<PooledFuture>, inner: Arc<RouteUpstream>, idx: usize },
         Boxed { future: Pin<Box<dyn Future<Output = Response<Body>> + Send>> },
     }
 }
@@ -52,13 +52,21 @@ impl ResponseFuture {
         }
     }
 
-    pub(crate) fn requesting(future: Timeout<LegacyFuture>, inner: Arc<Inner>, idx: usize) -> Self {
+    pub(crate) fn requesting(
+        future: Timeout<LegacyFuture>,
+        inner: Arc<RouteUpstream>,
+        idx: usize,
+    ) -> Self {
         ResponseFuture {
             state: State::Requesting { future, inner, idx },
         }
     }
 
-    pub(crate) fn pooled(future: Timeout<PooledFuture>, inner: Arc<Inner>, idx: usize) -> Self {
+    pub(crate) fn pooled(
+        future: Timeout<PooledFuture>,
+        inner: Arc<RouteUpstream>,
+        idx: usize,
+    ) -> Self {
         ResponseFuture {
             state: State::Pooled { future, inner, idx },
         }

@@ -146,7 +146,7 @@ pub enum ProxyError {
     InvalidUrl(String),
 }
 
-pub(crate) struct Shared {
+pub(crate) struct ProxyClients {
     /// HTTP/2 upstreams: hyper-util's client multiplexes one connection per authority.
     client: Client<UpstreamConnector, Body>,
     /// HTTP/1.1 upstreams: idle connections per runtime thread.
@@ -162,7 +162,7 @@ pub(crate) struct Shared {
 /// The proxy: one shared pooled client for every route. Cheap to clone.
 #[derive(Clone)]
 pub struct Proxy {
-    shared: Arc<Shared>,
+    shared: Arc<ProxyClients>,
     down_time: Duration,
 }
 
@@ -185,7 +185,7 @@ impl Proxy {
             .timer(TokioTimer::new())
             .build(connector.clone());
         Proxy {
-            shared: Arc::new(Shared {
+            shared: Arc::new(ProxyClients {
                 client,
                 h1: h1pool::H1Pool::new(
                     connector.clone(),

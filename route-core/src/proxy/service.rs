@@ -15,7 +15,7 @@ use super::balance::{Balancer, Target};
 use super::body::{BodyTooLarge, ClientBodyError, DownstreamBody};
 use super::connector::ConnectTimeout;
 use super::future::ResponseFuture;
-use super::{Shared, UpstreamConfig};
+use super::{ProxyClients, UpstreamConfig};
 use crate::hop::{strip_hop_by_hop, strip_hop_by_hop_fixed, TeTrailers};
 use crate::{request_host, Body, BoxError, ConnectionInfo, Rejection, UpgradeRequest};
 
@@ -27,7 +27,7 @@ pub(crate) static WEBSOCKET: HeaderValue = HeaderValue::from_static("websocket")
 /// Cheap to clone (one `Arc`). See the [module docs](crate::proxy).
 #[derive(Clone)]
 pub struct ProxyService {
-    inner: Arc<Inner>,
+    inner: Arc<RouteUpstream>,
 }
 
 impl fmt::Debug for ProxyService {
@@ -48,8 +48,8 @@ impl fmt::Debug for ProxyService {
     }
 }
 
-pub(crate) struct Inner {
-    pub(crate) shared: Arc<Shared>,
+pub(crate) struct RouteUpstream {
+    pub(crate) shared: Arc<ProxyClients>,
     pub(crate) route: Arc<str>,
     pub(crate) balancer: Balancer,
     pub(crate) response_timeout: Duration,
@@ -124,7 +124,7 @@ fn forwarded_host<B>(req: &Request<B>) -> Option<HeaderValue> {
     HeaderValue::from_str(&host).ok()
 }
 
-impl Inner {
+impl RouteUpstream {
     pub(crate) fn target(&self, idx: usize) -> &Target {
         &self.balancer.targets[idx]
     }
@@ -194,14 +194,14 @@ impl Inner {
 
 impl ProxyService {
     pub(crate) fn new(
-        shared: Arc<Shared>,
+        shared: Arc<ProxyClients>,
         cfg: UpstreamConfig,
         targets: Vec<Target>,
         down: Duration,
     ) -> Self {
         let epoch = shared.epoch;
         ProxyService {
-            inner: Arc::new(Inner {
+            inner: Arc::new(RouteUpstream {
                 shared,
                 route: cfg.route.into(),
                 balancer: Balancer::new(targets, epoch, down),

@@ -15,7 +15,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tower_service::Service;
 
-use super::service::{Inner, UPGRADE_TOKEN, WEBSOCKET};
+use super::service::{RouteUpstream, UPGRADE_TOKEN, WEBSOCKET};
 use crate::hop::strip_hop_by_hop;
 use crate::{Body, Rejection};
 
@@ -52,7 +52,7 @@ impl std::fmt::Debug for TunnelHook {
 }
 
 pub(super) async fn tunnel(
-    inner: Arc<Inner>,
+    inner: Arc<RouteUpstream>,
     idx: usize,
     req: Request<Body>,
     on_upgrade: Option<OnUpgrade>,

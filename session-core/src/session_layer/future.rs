@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::service::{Pending, Shared};
+use super::service::{Pending, Prepared};
 use crate::identity::Identity;
 use crate::resolver::ResolveError;
 use crate::set_cookie::parse_set_cookie;
@@ -58,7 +58,7 @@ pin_project! {
 struct Waiting<S, ReqBody> {
     fut: BoxFuture<'static, Result<Option<Identity>, ResolveError>>,
     parts: Option<(Pending, Request<ReqBody>, S)>,
-    shared: Arc<Shared>,
+    shared: Arc<Prepared>,
 }
 
 impl<S, ReqBody> ResponseFuture<S, ReqBody>
@@ -87,7 +87,7 @@ where
         pending: Pending,
         req: Request<ReqBody>,
         inner: S,
-        shared: Arc<Shared>,
+        shared: Arc<Prepared>,
     ) -> Self {
         ResponseFuture {
             state: State::Resolving {

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::service::{SessionService, Shared};
+use super::service::{Prepared, SessionService};
 use crate::config::{ConfigError, SessionConfig};
 use crate::resolver::Resolver;
 
@@ -10,7 +10,7 @@ use crate::resolver::Resolver;
 /// every header value precomputed; cloning is an `Arc` clone.
 #[derive(Clone)]
 pub struct SessionLayer {
-    shared: Arc<Shared>,
+    shared: Arc<Prepared>,
 }
 
 impl SessionLayer {
@@ -33,7 +33,7 @@ impl SessionLayer {
         config: SessionConfig,
     ) -> Result<Self, ConfigError> {
         Ok(SessionLayer {
-            shared: Arc::new(Shared::new(resolver, &config)?),
+            shared: Arc::new(Prepared::new(resolver, &config)?),
         })
     }
 }

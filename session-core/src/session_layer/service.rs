@@ -20,7 +20,7 @@ use crate::BoxFuture;
 #[derive(Clone)]
 pub struct SessionService<S> {
     inner: S,
-    shared: Arc<Shared>,
+    shared: Arc<Prepared>,
 }
 
 impl<S> SessionService<S> {
@@ -38,7 +38,7 @@ impl<S> SessionService<S> {
         SessionLayer::new(resolver, config)
     }
 
-    pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
+    pub(crate) fn from_shared(inner: S, shared: Arc<Prepared>) -> Self {
         SessionService { inner, shared }
     }
 
@@ -123,7 +123,7 @@ fn resolve_owned(
     Box::pin(async move { resolver.resolve(&token).await })
 }
 
-/// The credential found by [`Shared::begin`], waiting for its resolution.
+/// The credential found by [`Prepared::begin`], waiting for its resolution.
 pub(crate) struct Pending {
     pub(crate) credential: Credential,
     requested: RequestedRole,
@@ -136,7 +136,7 @@ pub(crate) enum Begin<B> {
 }
 
 /// Everything the layer precomputes once: names, header values, the anonymous identity.
-pub(crate) struct Shared {
+pub(crate) struct Prepared {
     pub(crate) resolver: Arc<dyn Resolver>,
     names: IdentityNames,
     user_id_header: HeaderName,
@@ -151,7 +151,7 @@ pub(crate) struct Shared {
     retry_after: HeaderValue,
 }
 
-impl Shared {
+impl Prepared {
     pub(crate) fn new(
         resolver: Arc<dyn Resolver>,
         config: &SessionConfig,
@@ -164,7 +164,7 @@ impl Shared {
         let anonymous_role = HeaderValue::from_str(&anonymous.role)
             .map_err(|_| ConfigError::Anonymous(crate::SessionValidationError::InvalidRole(0)))?;
         let retry_secs = config.retry_after.as_secs().max(1);
-        Ok(Shared {
+        Ok(Prepared {
             resolver,
             names: IdentityNames::new(
                 &config.identity_prefix,

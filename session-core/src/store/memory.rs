@@ -60,10 +60,10 @@ const SLIDE_GRANULARITY_MS: u64 = 1_000;
 /// and are not shared between replicas (use the Redis store for that).
 #[derive(Clone)]
 pub struct MemoryStore {
-    inner: Arc<Inner>,
+    inner: Arc<SessionTable>,
 }
 
-struct Inner {
+struct SessionTable {
     parts: Box<[Part]>,
     /// Each user's sessions in creation order (oldest first).
     users: DashMap<Arc<str>, Vec<TokenHash>>,
@@ -120,7 +120,7 @@ impl MemoryStore {
             .map(|_| DashMap::with_hasher_and_shard_amount(build.clone(), SHARDS_PER_PART))
             .collect();
         MemoryStore {
-            inner: Arc::new(Inner {
+            inner: Arc::new(SessionTable {
                 parts,
                 users: DashMap::new(),
                 max_per_user: max.get(),
@@ -180,7 +180,7 @@ impl MemoryStore {
     /// every `every` (a full pass takes 64 × `every`). The task ends when every clone of the
     /// store is dropped. Must be called from within a tokio runtime.
     pub fn spawn_sweeper(&self, every: Duration) -> tokio::task::JoinHandle<()> {
-        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let weak: Weak<SessionTable> = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -109,10 +109,10 @@ impl Default for RedisConfig {
 /// [`Revocations`] listeners.
 #[derive(Clone)]
 pub struct RedisStore {
-    inner: Arc<Inner>,
+    inner: Arc<StoreConnection>,
 }
 
-struct Inner {
+struct StoreConnection {
     client: redis::Client,
     conn: ConnectionManager,
     timeout: Duration,
@@ -187,7 +187,7 @@ impl RedisStore {
             })?;
         let p = &config.prefix;
         Ok(RedisStore {
-            inner: Arc::new(Inner {
+            inner: Arc::new(StoreConnection {
                 client,
                 conn,
                 timeout: config.command_timeout,

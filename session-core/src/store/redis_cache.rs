@@ -77,10 +77,10 @@ impl Default for CacheConfig {
 /// when the last clone is dropped.
 #[derive(Clone)]
 pub struct CachingResolver {
-    inner: Arc<Inner>,
+    inner: Arc<CacheState>,
 }
 
-struct Inner {
+struct CacheState {
     store: RedisStore,
     map: DashMap<TokenHash, Entry>,
     cfg: CacheConfig,
@@ -96,7 +96,7 @@ struct Entry {
     until: Instant,
 }
 
-impl Drop for Inner {
+impl Drop for CacheState {
     fn drop(&mut self) {
         if let Some(task) = self.task.lock().take() {
             task.abort();
@@ -118,7 +118,7 @@ impl CachingResolver {
     /// A resolver over `store`; starts the subscription task (must be called within a tokio
     /// runtime) and listens to the store's local revocations.
     pub fn new(store: RedisStore, cfg: CacheConfig) -> CachingResolver {
-        let inner = Arc::new(Inner {
+        let inner = Arc::new(CacheState {
             store: store.clone(),
             map: DashMap::new(),
             cfg,
@@ -154,7 +154,7 @@ impl CachingResolver {
     }
 }
 
-impl Inner {
+impl CacheState {
     /// Drops what `r` makes stale. The sequence is bumped first, so that a lookup in flight
     /// never caches an answer read before the revocation.
     fn forget(&self, r: &Revocation) {
@@ -243,7 +243,7 @@ impl Resolver for CachingResolver {
 
 /// The subscription task: (re)subscribes with a backoff, relays messages to the store's
 /// listeners, pings, and turns the cache off whenever the link is not known to be up.
-async fn subscribe(weak: Weak<Inner>) {
+async fn subscribe(weak: Weak<CacheState>) {
     let Some((client, channel, timeout, heartbeat, heartbeat_timeout)) = weak.upgrade().map(|i| {
         (
             i.store.client().clone(),
@@ -324,7 +324,7 @@ async fn connect(
 
 /// Relays messages until the connection ends or a heartbeat goes unanswered.
 async fn pump(
-    weak: &Weak<Inner>,
+    weak: &Weak<CacheState>,
     sink: &mut PubSubSink,
     stream: &mut PubSubStream,
     heartbeat: Duration,

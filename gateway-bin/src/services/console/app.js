@@ -88,7 +88,7 @@
     $("secret").value = "";
     try {
       const r = await api("GET", "/v1/services");
-      if (r.status !== 200) throw new Error((r.body && r.body.error) || "HTTP " + r.status);
+      if (r.status !== 200) throw new Error((r.body && (r.body.detail || r.body.error)) || "HTTP " + r.status);
       $("login-error").textContent = "";
       showApp(true);
       render(r);
@@ -114,7 +114,7 @@
   async function load() {
     const r = await api("GET", "/v1/services");
     if (r.status === 200) render(r);
-    else notice("notice", (r.body && r.body.error) || "HTTP " + r.status, true);
+    else notice("notice", (r.body && (r.body.detail || r.body.error)) || "HTTP " + r.status, true);
   }
 
   function roleChips(roles) {
@@ -211,7 +211,7 @@
       notice("notice", "The services were changed meanwhile; the list is reloaded. Try again.", true);
       await load();
     } else {
-      notice("notice", (r.body && r.body.error) || "HTTP " + r.status, true);
+      notice("notice", (r.body && (r.body.detail || r.body.error)) || "HTTP " + r.status, true);
     }
   }
 
@@ -339,9 +339,9 @@
       $("form-error").textContent = "The services were changed by someone else meanwhile; the list was reloaded. Check it and save again.";
       await load();
     } else if (r.body && r.body.field) {
-      showFieldError(r.body.field, r.body.error);
+      showFieldError(r.body.field, r.body.detail || r.body.error);
     } else {
-      $("form-error").textContent = (r.body && r.body.error) || "HTTP " + r.status;
+      $("form-error").textContent = (r.body && (r.body.detail || r.body.error)) || "HTTP " + r.status;
     }
   });
 
@@ -352,7 +352,7 @@
     const tbody = document.querySelector("#sessions tbody");
     tbody.replaceChildren();
     if (r.status !== 200) {
-      notice("s-notice", (r.body && r.body.error) || "HTTP " + r.status, true);
+      notice("s-notice", (r.body && (r.body.detail || r.body.error)) || "HTTP " + r.status, true);
       return;
     }
     state.sessionsUser = user;
@@ -388,7 +388,7 @@
       await lookUp(user);
       notice("s-notice", "Revoked " + r.body.revoked + " session" + (r.body.revoked === 1 ? "" : "s") + " of " + user + ".");
     } else {
-      notice("s-notice", (r.body && r.body.error) || "HTTP " + r.status, true);
+      notice("s-notice", (r.body && (r.body.detail || r.body.error)) || "HTTP " + r.status, true);
     }
   });
 

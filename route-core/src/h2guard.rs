@@ -17,6 +17,12 @@
 //!
 //! Neither guard looks at an HTTP/1 connection: the parser waits for the HTTP/2 connection
 //! preface and steps aside for good when the first bytes are anything else.
+//!
+//! They live in route-core, beside the router and the proxy, because every server that serves
+//! HTTP/2 with hyper needs them, not only the gateway binary: a listener wraps the socket in a
+//! [`FrameGuard`], each response body in a [`TrackedBody`], and closes the connection (a
+//! graceful GOAWAY) once [`ConnWatch::h2_quiet`] says it has been without a stream for its idle
+//! timeout. The gateway's listener (`gateway-bin/src/server.rs`) is the example.
 
 use std::io;
 use std::pin::Pin;
@@ -25,10 +31,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::{Body, BoxError};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
-use route_core::{Body, BoxError};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
@@ -45,7 +51,7 @@ const HEADERS: u8 = 0x1;
 
 /// What one connection's guards share with its idle timer.
 #[derive(Debug)]
-pub(super) struct ConnWatch {
+pub struct ConnWatch {
     epoch: Instant,
     is_h2: AtomicBool,
     open: AtomicUsize,
@@ -56,7 +62,8 @@ pub(super) struct ConnWatch {
 }
 
 impl ConnWatch {
-    pub(super) fn new() -> Arc<ConnWatch> {
+    /// The watch of a new connection: no stream yet, not known to be HTTP/2 yet.
+    pub fn new() -> Arc<ConnWatch> {
         Arc::new(ConnWatch {
             epoch: Instant::now(),
             is_h2: AtomicBool::new(false),
@@ -68,7 +75,7 @@ impl ConnWatch {
 
     /// How long this HTTP/2 connection has had no open stream: zero while one is open, and
     /// `None` for HTTP/1 (whose idle time is counted in bytes, as before).
-    pub(super) fn h2_quiet(&self) -> Option<Duration> {
+    pub fn h2_quiet(&self) -> Option<Duration> {
         if !self.is_h2.load(Ordering::Relaxed) {
             return None;
         }
@@ -80,12 +87,12 @@ impl ConnWatch {
     }
 
     /// Whether a stream is being served.
-    pub(super) fn has_open_streams(&self) -> bool {
+    pub fn has_open_streams(&self) -> bool {
         self.open.load(Ordering::Acquire) > 0
     }
 
     /// Counts a stream as open until the returned guard is dropped.
-    pub(super) fn stream_started(self: &Arc<Self>) -> StreamGuard {
+    pub fn stream_started(self: &Arc<Self>) -> StreamGuard {
         self.open.fetch_add(1, Ordering::AcqRel);
         self.served.fetch_add(1, Ordering::Relaxed);
         self.touch();
@@ -101,7 +108,7 @@ impl ConnWatch {
 
 /// One open stream of a [`ConnWatch`]; dropping it closes the stream's count.
 #[derive(Debug)]
-pub(super) struct StreamGuard(Arc<ConnWatch>);
+pub struct StreamGuard(Arc<ConnWatch>);
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
@@ -113,7 +120,7 @@ impl Drop for StreamGuard {
 pin_project! {
     /// A response body that keeps its stream counted as open until hyper drops it, which it
     /// does once the body is sent or the client resets the stream.
-    pub(super) struct TrackedBody {
+    pub struct TrackedBody {
         #[pin]
         inner: Body,
         _stream: StreamGuard,
@@ -121,7 +128,8 @@ pin_project! {
 }
 
 impl TrackedBody {
-    pub(super) fn new(inner: Body, stream: StreamGuard) -> TrackedBody {
+    /// `inner`, counted as an open stream until it is dropped.
+    pub fn new(inner: Body, stream: StreamGuard) -> TrackedBody {
         TrackedBody {
             inner,
             _stream: stream,
@@ -260,7 +268,7 @@ impl FrameCounter {
 pin_project! {
     /// Reads through to the connection, counting the client's HTTP/2 control frames; past the
     /// budget it fails the read, which ends the connection.
-    pub(super) struct FrameGuard<T> {
+    pub struct FrameGuard<T> {
         #[pin]
         inner: T,
         counter: FrameCounter,
@@ -274,12 +282,7 @@ impl<T> FrameGuard<T> {
     /// (the concurrent-stream limit) refused streams per second: an honest client cannot have
     /// more streams in flight than that, so cannot have more read but not yet served; refusing
     /// an oversized header list costs far more than answering a PING, hence the lower bound.
-    pub(super) fn new(
-        inner: T,
-        watch: Arc<ConnWatch>,
-        limit: u32,
-        max_streams: u32,
-    ) -> FrameGuard<T> {
+    pub fn new(inner: T, watch: Arc<ConnWatch>, limit: u32, max_streams: u32) -> FrameGuard<T> {
         FrameGuard {
             inner,
             counter: FrameCounter {
