@@ -1,41 +1,42 @@
-//! Run with `cargo run -p example-embed-axum`
-//!
-//! An axum app behind `SessionLayer`, with `RequireRoleLayer` on `/admin`. It mints two demo
-//! sessions at startup and prints curl commands that use them.
+//! `cargo run -p example-embed-axum` serves the app on `https://app.localhost:8443` with a
+//! certificate from a local development CA (kept in `target/embed-axum-dev-ca`, or
+//! `$DEV_CA_DIR`), and prints curl commands to try it. `$APP_DOMAIN` changes the domain.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use example_embed_axum::app;
-use session_core::{MemoryStore, NewSession, SessionStore};
+use cert_core::DevCa;
+use example_embed_axum::{app, dev_certificates, serve, tls_acceptor, AppConfig, LOGIN_PAGE};
+use session_core::MemoryStore;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let store = MemoryStore::new();
-    store.spawn_sweeper(Duration::from_secs(1));
-    let mut tokens = Vec::new();
-    for (user, roles) in [("alice", vec!["user"]), ("root", vec!["user", "admin"])] {
-        let (token, _) = store
-            .create(NewSession {
-                user_id: user.into(),
-                roles: roles.into_iter().map(Into::into).collect(),
-                default_role: None,
-                ttl: Duration::from_secs(3600),
-            })
-            .await?;
-        tokens.push((user, token));
-    }
+    let domain = std::env::var("APP_DOMAIN").unwrap_or_else(|_| "app.localhost".to_owned());
+    let ca_dir = std::env::var_os("DEV_CA_DIR")
+        .map_or_else(|| PathBuf::from("target/embed-axum-dev-ca"), PathBuf::from);
+    // Reused across runs, so a browser told to trust it once keeps trusting it.
+    let ca = DevCa::load_or_create(ca_dir)?;
+    let tls = tls_acceptor(dev_certificates(&ca, std::slice::from_ref(&domain))?)?;
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-    println!("listening on http://{}", listener.local_addr()?);
-    println!("  curl -s localhost:3000/");
-    for (user, token) in &tokens {
-        // Demo only: a real service never prints tokens.
-        println!(
-            "  curl -s -H 'Authorization: Bearer {}' -H 'X-Hasura-Role: admin' localhost:3000/admin   # {user}",
-            token.expose()
-        );
-    }
-    axum::serve(listener, app(Arc::new(store))).await?;
+    let store = MemoryStore::new();
+    let _sweeper = store.spawn_sweeper(Duration::from_secs(60));
+    let app = app(Arc::new(store), &AppConfig::new(&domain))?;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:8443").await?;
+    let base = format!("https://{domain}:{}", listener.local_addr()?.port());
+    let ca = ca.ca_cert_path();
+    let ca = ca.display();
+    let json = r#"-H 'Content-Type: application/json' -d '{"username":"alice","password":"alice-password"}'"#;
+    println!("listening on {base} (users alice/alice-password: admin, bob/bob-password: user)");
+    println!("  curl --cacert {ca} {base}/me                        # anonymous");
+    println!("  curl --cacert {ca} {json} {base}/login   # a token and a cookie");
+    println!("  curl --cacert {ca} -H 'Authorization: Bearer <token>' {base}/admin");
+    println!("  curl --cacert {ca} {base}/admin                     # 401 JSON");
+    println!("  curl --cacert {ca} -i -H 'Sec-Fetch-Mode: navigate' {base}/admin   # 302 to {LOGIN_PAGE}");
+    println!("  curl --cacert {ca} -X POST -H 'Authorization: Bearer <token>' {base}/logout");
+    println!("  curl --cacert {ca} -i -X OPTIONS -H 'Origin: {base}' -H 'Access-Control-Request-Method: POST' {base}/me");
+    println!("In a browser that trusts {ca}: {base}{LOGIN_PAGE}");
+    serve(listener, tls, app).await?;
     Ok(())
 }
