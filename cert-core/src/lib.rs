@@ -21,9 +21,10 @@
 //! TLS listener:   acceptor = TlsAcceptor::from(Arc::new(server_config(resolver, &tls)?))
 //!                 after the handshake: if is_acme_tls_alpn(stream.get_ref().1) { close }
 //!                 else serve HTTP (h2 or http/1.1 by negotiated ALPN)
-//! plain listener: GET/HEAD /.well-known/acme-challenge/{token}
-//!                   → responder.respond_shared(path): Some(body) → 200 text/plain, None → 404
-//!                 anything else → redirect to https (or as configured)
+//! plain listener: Http01Layer::new(responder).layer(service): GET/HEAD
+//!                   /.well-known/acme-challenge/{token} answered from the responder (200
+//!                   text/plain, or 404 unknown-challenge); anything else → service (the routes,
+//!                   or route-core's HttpsRedirectLayer)
 //! ACME:           AcmeManager::builder(acme_cfg, store, resolver, names).build()?.spawn()
 //! ```
 //!

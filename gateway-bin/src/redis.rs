@@ -9,7 +9,7 @@
 //!   timeout; anonymous requests do not touch Redis.
 //! - `/readyz` answers 503 while the revocation channel is down (Redis unreachable).
 //! - [`RedisSessions::revocations`] reports revocations made here or heard from another replica
-//!   to [`Tunnels`](crate::tunnels::Tunnels), which closes the matching WebSockets. After the
+//!   to [`Tunnels`](session_core::tunnels::Tunnels), which closes the matching WebSockets. After the
 //!   channel comes back from a gap, every open tunnel's session is checked again in Redis.
 //!   Tunnels already open are not closed just because Redis is unreachable.
 

@@ -1,16 +1,21 @@
 //! Subdomain routing and a streaming reverse proxy: the data path of the gateway.
 //!
-//! The pieces, in the order a request meets them:
+//! # Layers, in the order a request meets them
 //!
 //! | piece | what it does |
 //! |---|---|
 //! | [`HopByHopLayer`] | **first** in the stack: strips hop-by-hop headers (and the names listed in `Connection`), records a real WebSocket upgrade as [`UpgradeRequest`] |
-//! | *(session layer, elsewhere)* | injects identity headers: after the strip, so `Connection` cannot remove them |
-//! | [`Router`] | host ([`request_host`]) and path ([`try_normalize_path`]) normalised once, looked up in a swappable [`RouteTable`]; 400 / 404 / 421 as JSON (400 `ambiguous-path` when another common reading of the path picks a route with another [`PolicyKey`]); the URI is rewritten to the normalised path and [`RouteMatch`] inserted |
-//! | *(authorization, elsewhere)* | per route |
+//! | [`Router`] | host ([`request_host`]) and path ([`try_normalize_path`]) normalised once, SNI = Host checked ([`Router::with_sni_check`]), looked up once in a swappable [`RouteTable`]; 400 / 404 / 421 as JSON (400 `ambiguous-path` when another common reading of the path picks a route with another [`PolicyKey`]); the URI is rewritten to the normalised path, [`RouteMatch`] inserted, and the route's own pipeline called |
+//! | per route: [`RouteCorsLayer`] | CORS on tower-http's: preflights answered, credentialed CORS headers for the project's origins ([`ProjectOrigins`]) on every answer, refusals included |
+//! | *(session-core's layers)* | identity, CSRF, login, roles |
 //! | [`ProxyService`] | made by [`Proxy::service`]: pooled upstream connections (HTTP/1.1 idle connections per runtime thread, no lock), streaming bodies, forwarded headers ([`ForwardedHeaders`]) from [`ConnectionInfo`], WebSocket tunnels, 413 / 502 / 504 |
 //!
-//! Every answer this crate makes up is a [`Rejection`]: JSON `{"error": …, "code": …}`.
+//! Besides: [`HttpsRedirectLayer`] (the plain listener's redirect to HTTPS, project hosts only),
+//! [`h2guard`] (HTTP/2 stream and control-frame guards for a hyper server), and
+//! [`ProjectOrigins`], the one rule for whether a host or an origin is the project's.
+//!
+//! Every answer this crate makes up is a [`Rejection`]: JSON `{"error": …, "code": …}`, the
+//! workspace's one error vocabulary ([`rejections!`] declares a table of them).
 //!
 //! # Example
 //!

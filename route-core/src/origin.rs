@@ -39,8 +39,8 @@ pub struct RequestSite {
 }
 
 /// The project's domains and the front proxies trusted to say how a request came in. Built once
-/// per config; cheap to clone.
-#[derive(Clone, Debug)]
+/// per config; cheap to clone. `Default` is a project without domains: nothing is its own.
+#[derive(Clone, Debug, Default)]
 pub struct ProjectOrigins {
     /// Project domains, lowercase, without a trailing dot.
     domains: Arc<[String]>,

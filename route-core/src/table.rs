@@ -103,7 +103,7 @@ impl PolicyKey {
 }
 
 /// A path whose readings by common upstreams pick routes with different policies: answered 400
-/// by the router (see the [module docs](crate::table)).
+/// by the router (see the [`RouteTable`] docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("the path would be routed differently by a server that reads it otherwise")]
 pub struct AmbiguousPath;
@@ -196,7 +196,7 @@ impl<S> HostEntry<S> {
     }
 
     /// Like [`HostEntry::lookup`], refusing a path that another [`Reading`] would send to a
-    /// route with a different policy (see the [module docs](crate::table)).
+    /// route with a different policy (see the [`RouteTable`] docs).
     pub(crate) fn lookup_unambiguous(
         &self,
         path: &str,
@@ -335,7 +335,7 @@ impl<S> RouteTable<S> {
     /// Adds a route for a path prefix within a host. The prefix must start with `/` and be
     /// normalised (see [`crate::normalize_path`]); one trailing `/` is ignored, so `/api` and
     /// `/api/` are the same prefix. The route's policy is its own: a path that another
-    /// reading sends to or from it is ambiguous (see the [module docs](crate::table)).
+    /// reading sends to or from it is ambiguous (see the [`RouteTable`] docs).
     pub fn insert_prefix(
         &mut self,
         pattern: &str,

@@ -21,8 +21,8 @@
 //! in.
 //!
 //! Bearer-authenticated and anonymous requests to other routes are not checked: a browser
-//! never adds a bearer token by itself. The layer goes after the [`SessionLayer`]
-//! (crate::SessionLayer), which records how the request authenticated.
+//! never adds a bearer token by itself. The layer goes after the
+//! [`SessionLayer`](crate::SessionLayer), which records how the request authenticated.
 //!
 //! # Example
 //!

@@ -66,8 +66,8 @@ use tower_service::Service;
 
 use crate::rejection;
 use crate::{
-    sets_session_cookie, CookieConfig, Credential, NewSession, Session, SessionStore, StoreError,
-    Token,
+    sets_session_cookie, ConfigError, CookieConfig, Credential, NewSession, Session, SessionStore,
+    StoreError, Token,
 };
 
 /// The response headers of the issuer contract share this prefix; all of them are removed from
@@ -111,8 +111,26 @@ impl std::fmt::Debug for Issued {
 
 impl Login {
     /// Sessions in `store`, cookies set with `cookie`'s attributes.
+    ///
+    /// # Panics
+    ///
+    /// If [`CookieConfig::validate`] fails (use [`Login::try_new`] to get an error instead),
+    /// as [`SessionLayer::new`](crate::SessionLayer::new) does for the same cookie.
     pub fn new(store: Arc<dyn SessionStore>, cookie: CookieConfig) -> Self {
-        Login { store, cookie }
+        match Login::try_new(store, cookie) {
+            Ok(login) => login,
+            Err(e) => panic!("invalid cookie config: {e}"),
+        }
+    }
+
+    /// [`Login::new`], reporting an invalid cookie config: every cookie it builds later is then
+    /// valid.
+    pub fn try_new(
+        store: Arc<dyn SessionStore>,
+        cookie: CookieConfig,
+    ) -> Result<Self, ConfigError> {
+        cookie.validate()?;
+        Ok(Login { store, cookie })
     }
 
     /// The cookie settings.
@@ -124,14 +142,15 @@ impl Login {
     pub async fn issue(&self, new: NewSession) -> Result<Issued, StoreError> {
         let (token, session) = self.store.create(new).await?;
         metrics::counter!("gateway_sessions_created_total", "via" => "issuer").increment(1);
+        // Rounded to the nearest second: truncating made an 8-hour session's cookie expire a
+        // second early.
         let ttl_left = session
             .expires_at
             .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
-        let set_cookie = self
-            .cookie
-            .try_session_cookie(&token, ttl_left)
-            .map_err(|e| StoreError::Unavailable(format!("the cookie cannot be built: {e}")))?;
+            .unwrap_or(Duration::ZERO)
+            + Duration::from_millis(500);
+        // The config was validated by `try_new`: building the cookie cannot fail.
+        let set_cookie = self.cookie.session_cookie(&token, ttl_left);
         Ok(Issued {
             token,
             session,
@@ -146,7 +165,9 @@ impl Login {
         Ok(self.cookie.clearing_cookie())
     }
 
-    async fn revoke(&self, credential: Option<&Credential>) -> Result<(), StoreError> {
+    /// Ends the session `credential` carries (if any) without clearing the cookie: what a
+    /// login does first, so that a token from before it is never promoted.
+    pub async fn revoke(&self, credential: Option<&Credential>) -> Result<(), StoreError> {
         if let Some(c) = credential {
             if self.store.revoke(&c.token.hash()).await? {
                 metrics::counter!("gateway_sessions_revoked_total").increment(1);

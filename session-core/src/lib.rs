@@ -1,5 +1,23 @@
 //! Sessions and roles for the gateway: who is calling, and may they.
 //!
+//! # Layers, in the order a request meets them
+//!
+//! | layer | what it does |
+//! |---|---|
+//! | *(route-core's `RouteCorsLayer`, in front)* | answers preflights; so the refusals below carry CORS headers |
+//! | [`SessionLayer`] | bearer token or session cookie → [`Identity`]; strips every client `X-Hasura-*` header and injects the identity; 400 / 401 / 403 / 503 |
+//! | [`csrf::CsrfLayer`] | refuses cross-site, cookie-authenticated state changes, and (with `guard_logins`) cross-site logins |
+//! | [`issuer::IssuerLayer`] | a login service's answer mints or ends a session; every other answer loses any session cookie it tried to set |
+//! | [`RequireRoleLayer`] | the route's roles: 401 / 403, or a redirect for a browser navigation ([`BrowserRedirects`]) |
+//! | [`tunnels::Tunnels`] | anywhere before route-core's proxy: a WebSocket closes when its session is revoked |
+//!
+//! The session layer must come before the others: they read the [`Identity`] and
+//! [`Credential`] it leaves in the request's extensions. An embedder that mints sessions in its
+//! own login handler uses [`issuer::Login`] instead of the issuer layer. Which origins are the
+//! project's (CSRF, redirects) is route-core's `ProjectOrigins`, the one rule CORS uses too.
+//!
+//! # Pieces
+//!
 //! - [`Identity`]: the caller (user id, selected role, allowed roles), anonymous when there is
 //!   no credential.
 //! - [`extract_credential`]: `Authorization: Bearer <token>` or the session cookie, with one
@@ -9,7 +27,6 @@
 //! - [`SessionStore`]: create, resolve, touch, revoke, revoke a user, list a user
 //!   ([`MemoryStore`] built in); [`Revocations`] tells listeners in the process about every
 //!   revocation.
-//! - [`SessionLayer`] and [`RequireRoleLayer`]: tower middleware, usable in axum too.
 //! - [`CookieConfig`]: the session cookie and the cookie that clears it;
 //!   [`sets_session_cookie`]: whether a response's `Set-Cookie` would plant it, read as a browser
 //!   reads one ([`parse_set_cookie`]).
@@ -17,8 +34,8 @@
 //!   the key schema) and `CachingResolver` (a local cache that pub/sub revocations clear at
 //!   once).
 //!
-//! Every rejection is a JSON response built by [`rejection`]; the layers never return an
-//! error of their own.
+//! Every refusal is one of [`rejection::ALL`], route-core's `Rejection`s: the workspace's one
+//! error vocabulary. The layers never return an error of their own.
 //!
 //! # Example
 //!
@@ -27,10 +44,12 @@
 //! use bytes::Bytes;
 //! use http::{Request, Response, StatusCode};
 //! use http_body_util::Full;
+//! use session_core::csrf::{CsrfConfig, CsrfLayer, CsrfRule};
 //! use session_core::{
 //!     MemoryStore, NewSession, RequireRoleLayer, SessionConfig, SessionLayer, SessionStore,
 //!     StoreResolver,
 //! };
+//! use route_core::ProjectOrigins;
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -48,8 +67,11 @@
 //! assert_eq!(session.id, token.hash()); // the store keeps only the hash
 //!
 //! let resolver = Arc::new(StoreResolver::new(store.clone()));
+//! let origins = ProjectOrigins::new(&["example.com".to_owned()], &[]);
+//! let csrf = Arc::new(CsrfRule::new(origins, &CsrfConfig::default()));
 //! let app = ServiceBuilder::new()
 //!     .layer(SessionLayer::new(resolver, SessionConfig::default()))
+//!     .layer(CsrfLayer::new(csrf))
 //!     .layer(RequireRoleLayer::new(["admin"]))
 //!     .service(service_fn(|req: Request<()>| async move {
 //!         let role = req.headers()["x-hasura-role"].clone();
@@ -67,6 +89,16 @@
 //!     .body(())
 //!     .unwrap();
 //! assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::OK);
+//! // A cross-site POST with the session cookie never reaches the service.
+//! let cookie = format!("gateway_session={}", token.expose());
+//! let req = Request::builder()
+//!     .method("POST")
+//!     .header("cookie", &cookie)
+//!     .header("x-hasura-role", "admin")
+//!     .header("origin", "https://evil.test")
+//!     .body(())
+//!     .unwrap();
+//! assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::FORBIDDEN);
 //! // Revocation is immediate.
 //! store.revoke(&token.hash()).await.unwrap();
 //! let req = Request::builder().header("authorization", &bearer).body(()).unwrap();

@@ -8,7 +8,7 @@
 //! 3. looks the host and path up in the current [`crate::RouteTable`] (an `ArcSwap` load, no
 //!    lock): no host gets 404 `unknown-host`, a host without a matching prefix 404 `no-route`,
 //!    a path that another common reading (`;` parameters dropped, case folded, decoded first)
-//!    sends to a route with a different policy 400 `ambiguous-path` (see [`crate::table`]);
+//!    sends to a route with a different policy 400 `ambiguous-path` (see [`crate::RouteTable`]);
 //! 4. rewrites the request URI to the normalised path (the query is kept as it was), so that
 //!    authorization, the upstream and the logs all see the same path;
 //! 5. inserts [`RouteMatch`] into the request extensions and calls the route's service.

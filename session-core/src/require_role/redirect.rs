@@ -28,7 +28,8 @@ use route_core::ProjectOrigins;
 use crate::Identity;
 
 /// Where a role check sends browser navigations it refuses, instead of a JSON 401/403.
-#[derive(Clone, Debug)]
+/// `Default` redirects nothing and hands no URL on (an empty project).
+#[derive(Clone, Debug, Default)]
 pub struct BrowserRedirects {
     /// The login page, for a caller without a session. `None`: keep the 401.
     pub no_session: Option<String>,
