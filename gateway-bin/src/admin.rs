@@ -26,7 +26,10 @@ use http_body_util::{BodyExt, Limited};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::json;
-use session_core::{NewSession, Session, SessionStore, SessionValidationError, StoreError, Token};
+use session_core::{
+    NewSession, Session, SessionConfig, SessionStore, SessionValidationError, StoreError, Token,
+    Variables,
+};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -73,6 +76,9 @@ pub struct AdminState {
     pub secret: Option<Secret>,
     /// The default session lifetime.
     pub default_ttl: Duration,
+    /// The session layer's settings: the variables of a session created here must fit its
+    /// identity headers ([`NewSession::validate_for`]).
+    pub session: SessionConfig,
     /// The Prometheus renderer.
     pub metrics: Option<PrometheusHandle>,
     /// Set once every listener is bound.
@@ -244,6 +250,8 @@ struct CreateSession {
     roles: Vec<String>,
     default_role: Option<String>,
     ttl_seconds: Option<u64>,
+    #[serde(default)]
+    variables: Variables,
 }
 
 fn unprocessable(field: &str, message: &str) -> Response {
@@ -267,6 +275,12 @@ fn field_of(e: &SessionValidationError) -> &'static str {
         | E::DuplicateRole => "roles",
         E::DefaultRoleNotInRoles => "default_role",
         E::InvalidTtl => "ttl_seconds",
+        E::TooManyVariables
+        | E::InvalidVariableName
+        | E::VariableNameNotAllowed
+        | E::EmptyVariableValue
+        | E::VariableValueTooLong
+        | E::InvalidVariableValue(_) => "variables",
         _ => "body",
     }
 }
@@ -287,7 +301,7 @@ async fn create_session(_: AdminAuth, State(state): State<AdminState>, body: Byt
             return reject::with_detail(
                 reject::INVALID_JSON,
                 &format!(
-                    "expected {{\"user_id\", \"roles\", \"default_role\"?, \"ttl_seconds\"?}}: {e}"
+                    "expected {{\"user_id\", \"roles\", \"default_role\"?, \"ttl_seconds\"?, \"variables\"?}}: {e}"
                 ),
                 &[],
             )
@@ -303,8 +317,9 @@ async fn create_session(_: AdminAuth, State(state): State<AdminState>, body: Byt
         roles: req.roles,
         default_role: req.default_role,
         ttl,
+        variables: req.variables,
     };
-    if let Err(e) = new.validate() {
+    if let Err(e) = new.validate_for(&state.session) {
         return unprocessable(field_of(&e), &e.to_string());
     }
     match state.store.create(new).await {
@@ -317,6 +332,7 @@ async fn create_session(_: AdminAuth, State(state): State<AdminState>, body: Byt
                 "user_id": session.user_id,
                 "roles": session.roles,
                 "default_role": session.default_role,
+                "variables": session.variables,
             });
             (StatusCode::CREATED, axum::Json(body)).into_response()
         }
@@ -331,6 +347,7 @@ fn session_json(s: &Session) -> serde_json::Value {
         "user_id": s.user_id,
         "roles": s.roles,
         "default_role": s.default_role,
+        "variables": s.variables,
         "created_at": rfc3339(s.created_at),
         "expires_at": rfc3339(s.expires_at),
     })

@@ -334,6 +334,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
             store,
             secret: admin_secret.clone(),
             default_ttl: config.sessions.ttl,
+            session: stack::session_config(&config),
             metrics: recorder.clone(),
             ready: ready.clone(),
             extra: Some(services.router(admin_secret.clone())),

@@ -112,7 +112,8 @@ impl RouteParts {
                 ..ProxyConfig::default()
             }),
             resolver,
-            login: Login::new(store, cookie_config(config)),
+            login: Login::new(store, cookie_config(config))
+                .with_identity_headers(&session_config(config)),
             session: session_config(config),
         }
     }

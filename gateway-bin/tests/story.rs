@@ -321,6 +321,147 @@ async fn admin_api_requires_the_secret_and_manages_sessions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_sessions_carry_variables_to_the_upstream() {
+    let up = Upstream::start().await;
+    let (http, admin) = (0, 0);
+    let g = Gateway::start(&standard_config(http, admin, &up.url(), ""), http, admin);
+    let c = client();
+
+    let res = c
+        .post(g.admin_url("/v1/sessions"))
+        .bearer_auth(ADMIN_SECRET)
+        .json(&serde_json::json!({
+            "user_id": "u-vars",
+            "roles": ["user"],
+            "variables": { "x-hasura-org-id": "42", "x-hasura-team": "blue" },
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["variables"]["x-hasura-org-id"], "42", "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+
+    // The session's variables reach the upstream; the client's own copies, in any spelling,
+    // never do.
+    let res = c
+        .get(g.url("/me"))
+        .header("host", host("data"))
+        .bearer_auth(&token)
+        .header("X-Hasura-Org-Id", "666")
+        .header("x_hasura_team", "red")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let seen = up.last();
+    assert_eq!(seen.all("x-hasura-org-id"), ["42"]);
+    assert_eq!(seen.all("x-hasura-team"), ["blue"]);
+    assert!(seen.all("x_hasura_team").is_empty());
+    assert_eq!(seen.one("x-hasura-user-id").as_deref(), Some("u-vars"));
+
+    // A session without variables forwards none, whatever the client sends.
+    let plain = create_session(&g, "u-plain", &["user"], None).await;
+    c.get(g.url("/me"))
+        .header("host", host("data"))
+        .bearer_auth(&plain)
+        .header("X-Hasura-Org-Id", "666")
+        .send()
+        .await
+        .unwrap();
+    assert!(up.last().all("x-hasura-org-id").is_empty());
+
+    // The listing shows them.
+    let listing = g.admin_json("/v1/users/u-vars/sessions").await;
+    assert_eq!(
+        listing["sessions"][0]["variables"],
+        serde_json::json!({ "x-hasura-org-id": "42", "x-hasura-team": "blue" }),
+        "{listing}"
+    );
+
+    // Names outside the identity prefix, the identity headers themselves, uppercase names
+    // and header-breaking values: 422 on `variables`.
+    for variables in [
+        serde_json::json!({ "x-other": "1" }),
+        serde_json::json!({ "authorization": "Bearer x" }),
+        serde_json::json!({ "x-hasura-role": "admin" }),
+        serde_json::json!({ "x-hasura-allowed-roles": "admin" }),
+        serde_json::json!({ "x-hasura-user-id": "1" }),
+        serde_json::json!({ "X-Hasura-Org-Id": "1" }),
+        serde_json::json!({ "x-hasura-org-id": "a\r\nx-evil: 1" }),
+        serde_json::json!({ "x-hasura-org-id": "" }),
+    ] {
+        let res = c
+            .post(g.admin_url("/v1/sessions"))
+            .bearer_auth(ADMIN_SECRET)
+            .json(&serde_json::json!({ "user_id": "1", "roles": ["user"], "variables": variables }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 422, "{variables}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["code"], "invalid-field", "{body}");
+        assert_eq!(body["field"], "variables", "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuer_sessions_carry_variables_and_bad_ones_get_502() {
+    let up = Upstream::start().await;
+    let (http, admin) = (0, 0);
+    let g = Gateway::start(&standard_config(http, admin, &up.url(), ""), http, admin);
+    let c = client();
+
+    let res = c
+        .post(g.url("/login?user=42&roles=user&vars=x-hasura-org-id:7"))
+        .header("host", host("auth"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers().get("x-gateway-session-variables").is_none(),
+        "the contract header must not reach the client"
+    );
+    let token = res.headers()["x-gateway-session-token"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let res = c
+        .get(g.url("/me"))
+        .header("host", host("data"))
+        .bearer_auth(&token)
+        .header("X-Hasura-Org-Id", "666")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(up.last().all("x-hasura-org-id"), ["7"]);
+
+    // Not JSON, not an object of strings, or a name the rules refuse: 502, and no session.
+    for bad in [
+        "vars_raw=not-json",
+        "vars_raw=[1,2]",
+        "vars=x-hasura-role:admin",
+        "vars=x-evil:1",
+    ] {
+        let res = c
+            .post(g.url(&format!("/login?user=43&roles=user&{bad}")))
+            .header("host", host("auth"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 502, "{bad}");
+        assert!(res.headers().get("x-gateway-session-token").is_none());
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["code"], "bad-session-issue", "{bad}: {body}");
+    }
+    let listing = g.admin_json("/v1/users/43/sessions").await;
+    assert_eq!(listing["sessions"], serde_json::json!([]), "{listing}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_session_commands_talk_to_the_admin_api() {
     let up = Upstream::start().await;
     let (http, admin) = (0, 0);

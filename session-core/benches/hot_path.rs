@@ -56,8 +56,8 @@ fn new_session(i: usize) -> NewSession {
     NewSession {
         user_id: format!("user-{i}"),
         roles: vec!["user".into(), "admin".into()],
-        default_role: None,
         ttl: Duration::from_secs(3600),
+        ..Default::default()
     }
 }
 

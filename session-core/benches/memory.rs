@@ -40,8 +40,8 @@ fn main() {
                 .iter()
                 .map(|r| (*r).to_owned())
                 .collect(),
-            default_role: None,
             ttl: Duration::from_secs(3600),
+            ..Default::default()
         };
         let mut fut = store.create(new);
         match fut.as_mut().poll(&mut cx) {

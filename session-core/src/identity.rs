@@ -3,15 +3,19 @@
 use std::fmt;
 use std::sync::Arc;
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 
-use crate::session::{validate_role, validate_user_id, SessionValidationError};
+use crate::session::{
+    validate_role, validate_user_id, variable_headers, SessionValidationError, VariableHeaders,
+    Variables,
+};
 
 /// The caller of one request, as the [`SessionLayer`](crate::SessionLayer) resolved it.
 ///
 /// The layer puts exactly one `Identity` into every request's extensions that it lets through.
 /// `role` is the role selected for this request (the session's default role, or the role the
-/// client asked for with `X-Hasura-Role` if it is one of `allowed_roles`).
+/// client asked for with `X-Hasura-Role` if it is one of `allowed_roles`). A session may also
+/// carry [`variables`](Identity::variables), injected as headers of their own.
 #[derive(Clone)]
 pub struct Identity {
     /// The user id, injected as `X-Hasura-User-Id`.
@@ -25,6 +29,9 @@ pub struct Identity {
     /// set. Only used while `Arc::ptr_eq(&allowed_roles, &headers.roles)`, so a caller that
     /// replaces `allowed_roles` can never make the layer inject stale values.
     headers: Option<Arc<RoleHeaders>>,
+    /// The session's variables, built once per session and shared; `None` for the many
+    /// sessions without any, so that they cost the request path one check.
+    variables: Option<VariableHeaders>,
 }
 
 impl Identity {
@@ -48,6 +55,7 @@ impl Identity {
             allowed_roles: allowed_roles.into_iter().map(Into::into).collect(),
             authenticated: true,
             headers: None,
+            variables: None,
         }
     }
 
@@ -80,6 +88,7 @@ impl Identity {
             role,
             authenticated: false,
             headers: None,
+            variables: None,
         }
     }
 
@@ -91,6 +100,20 @@ impl Identity {
     /// True if `role` is one of the allowed roles (exact, case-sensitive match).
     pub fn has_role(&self, role: &str) -> bool {
         self.allowed_roles.iter().any(|r| &**r == role)
+    }
+
+    /// The session's variables (`x-hasura-org-id: 42`), in name order, each injected as a
+    /// header of its own; empty for most sessions and for the anonymous identity.
+    pub fn variables(&self) -> &[(HeaderName, HeaderValue)] {
+        self.variables.as_deref().map_or(&[], |v| &v[..])
+    }
+
+    /// The same identity carrying `variables` instead of its own, checked by the rules of
+    /// [`NewSession::validate`](crate::NewSession::validate) (the session layer also refuses,
+    /// with 500, a name outside its identity prefix or one of its identity headers).
+    pub fn with_variables(mut self, variables: &Variables) -> Result<Self, SessionValidationError> {
+        self.variables = variable_headers(variables)?;
+        Ok(self)
     }
 
     /// An authenticated identity sharing prebuilt role header values (used by stores that
@@ -106,7 +129,14 @@ impl Identity {
             allowed_roles: headers.roles.clone(),
             authenticated: true,
             headers: Some(headers.clone()),
+            variables: None,
         }
+    }
+
+    /// The same identity with prebuilt variable headers (stores build them once per session).
+    pub(crate) fn with_variable_headers(mut self, variables: Option<VariableHeaders>) -> Self {
+        self.variables = variables;
+        self
     }
 
     /// The prebuilt header values, if they still describe `allowed_roles`.
@@ -130,6 +160,7 @@ impl fmt::Debug for Identity {
             .field("user_id", &self.user_id)
             .field("role", &self.role)
             .field("allowed_roles", &self.allowed_roles)
+            .field("variables", &self.variables())
             .field("authenticated", &self.authenticated)
             .finish()
     }
@@ -141,6 +172,7 @@ impl PartialEq for Identity {
             && self.user_id == other.user_id
             && self.role == other.role
             && self.allowed_roles == other.allowed_roles
+            && self.variables() == other.variables()
     }
 }
 
@@ -242,6 +274,28 @@ mod tests {
         assert!(Identity::try_new("u1\r\nx: y", "user", ["user"]).is_err());
         assert!(Identity::try_new("u1", "us\ner", ["user"]).is_err());
         assert!(Identity::try_new("u1", "user", ["a,b"]).is_err());
+    }
+
+    #[test]
+    fn variables_are_shared_checked_and_compared() {
+        let plain = Identity::new("u1", "user", ["user"]);
+        assert!(plain.variables().is_empty());
+        assert!(Identity::anonymous(&AnonymousConfig::default())
+            .variables()
+            .is_empty());
+        let vars: Variables = [("x-hasura-org-id".to_owned(), "42".to_owned())].into();
+        let with = plain.clone().with_variables(&vars).unwrap();
+        assert_eq!(with.variables().len(), 1);
+        assert_eq!(with.variables()[0].0.as_str(), "x-hasura-org-id");
+        assert_eq!(with.variables()[0].1, "42");
+        assert_ne!(with, plain, "variables are part of who the caller is");
+        let copy = with.clone();
+        assert!(std::ptr::eq(copy.variables(), with.variables()), "shared");
+        let bad: Variables = [("x-hasura-org-id".to_owned(), "4\r\n2".to_owned())].into();
+        assert_eq!(
+            plain.with_variables(&bad).unwrap_err(),
+            SessionValidationError::InvalidVariableValue(1)
+        );
     }
 
     #[test]

@@ -12,7 +12,12 @@
 //! | `X-Gateway-Session-Roles` | its allowed roles, comma-separated (required with the user id) |
 //! | `X-Gateway-Session-Default-Role` | the role used when the client asks for none (default: the first role) |
 //! | `X-Gateway-Session-Ttl` | the lifetime in seconds (default: the configured one) |
+//! | `X-Gateway-Session-Variables` | optional: a JSON object of extra identity headers, `{"x-hasura-org-id": "42"}`, forwarded with every request of the session ([variable rules](crate::NewSession::validate_for)) |
 //! | `X-Gateway-Session-End` | end the session the request came with (logout) |
+//!
+//! A user id with roles, default role, ttl or variables that break the session rules (or
+//! variables that are not a JSON object of strings) mints nothing: the client gets 502
+//! `bad-session-issue`.
 //!
 //! The layer removes these headers, mints a new token (a session the request already had is
 //! revoked, so a pre-login token is never promoted), sets the session cookie with the
@@ -41,8 +46,8 @@
 //!     .issue(NewSession {
 //!         user_id: "alice".into(),
 //!         roles: vec!["user".into()],
-//!         default_role: None,
 //!         ttl: Duration::from_secs(3600),
+//!         ..Default::default()
 //!     })
 //!     .await
 //!     .unwrap();
@@ -65,9 +70,11 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::rejection;
+use crate::session::Variables;
+use crate::session_layer::IdentityNames;
 use crate::{
-    sets_session_cookie, ConfigError, CookieConfig, Credential, NewSession, Session, SessionStore,
-    StoreError, Token,
+    sets_session_cookie, ConfigError, CookieConfig, Credential, NewSession, Session, SessionConfig,
+    SessionStore, StoreError, Token,
 };
 
 /// The response headers of the issuer contract share this prefix; all of them are removed from
@@ -77,6 +84,7 @@ const H_USER_ID: HeaderName = HeaderName::from_static("x-gateway-session-user-id
 const H_ROLES: HeaderName = HeaderName::from_static("x-gateway-session-roles");
 const H_DEFAULT_ROLE: HeaderName = HeaderName::from_static("x-gateway-session-default-role");
 const H_TTL: HeaderName = HeaderName::from_static("x-gateway-session-ttl");
+const H_VARIABLES: HeaderName = HeaderName::from_static("x-gateway-session-variables");
 const H_END: HeaderName = HeaderName::from_static("x-gateway-session-end");
 /// The response header that carries a newly minted token to non-browser clients.
 pub const H_TOKEN: HeaderName = HeaderName::from_static("x-gateway-session-token");
@@ -89,6 +97,8 @@ pub const H_EXPIRES_AT: HeaderName = HeaderName::from_static("x-gateway-session-
 pub struct Login {
     store: Arc<dyn SessionStore>,
     cookie: CookieConfig,
+    /// The session layer's names, which every variable of a minted session must fit.
+    names: Arc<IdentityNames>,
 }
 
 /// A session just minted by [`Login::issue`].
@@ -130,7 +140,20 @@ impl Login {
         cookie: CookieConfig,
     ) -> Result<Self, ConfigError> {
         cookie.validate()?;
-        Ok(Login { store, cookie })
+        Ok(Login {
+            store,
+            cookie,
+            names: Arc::new(IdentityNames::from_config(&SessionConfig::default())),
+        })
+    }
+
+    /// Sessions minted here carry variables only under `config`'s identity prefix, and none
+    /// named like its identity headers ([`NewSession::validate_for`]): give it the
+    /// [`SessionLayer`](crate::SessionLayer)'s config. Without it, the default names
+    /// (`x-hasura-*`) apply.
+    pub fn with_identity_headers(mut self, config: &SessionConfig) -> Self {
+        self.names = Arc::new(IdentityNames::from_config(config));
+        self
     }
 
     /// The cookie settings.
@@ -138,8 +161,12 @@ impl Login {
         &self.cookie
     }
 
-    /// Creates a session (a fresh token every time) and the cookie that carries it.
+    /// Creates a session (a fresh token every time) and the cookie that carries it. The session
+    /// is checked first ([`NewSession::validate_for`] with the identity headers of
+    /// [`with_identity_headers`](Login::with_identity_headers)): a broken one is
+    /// [`StoreError::Invalid`].
     pub async fn issue(&self, new: NewSession) -> Result<Issued, StoreError> {
+        new.validate_with(&self.names)?;
         let (token, session) = self.store.create(new).await?;
         metrics::counter!("gateway_sessions_created_total", "via" => "issuer").increment(1);
         // Rounded to the nearest second: truncating made an 8-hour session's cookie expire a
@@ -323,6 +350,7 @@ struct IssuerAsk {
     roles: Option<HeaderValue>,
     default_role: Option<HeaderValue>,
     ttl: Option<HeaderValue>,
+    variables: Option<HeaderValue>,
     end: bool,
 }
 
@@ -343,6 +371,7 @@ fn scrub_response(
         ask.roles = headers.remove(H_ROLES);
         ask.default_role = headers.remove(H_DEFAULT_ROLE);
         ask.ttl = headers.remove(H_TTL);
+        ask.variables = headers.remove(H_VARIABLES);
         ask.end = headers.remove(H_END).is_some();
         let rest: Vec<HeaderName> = headers
             .keys()
@@ -432,13 +461,26 @@ async fn apply_issuer<RB: From<Bytes>>(
             }
         },
     };
+    let variables = match ask.variables.as_ref() {
+        None => Variables::new(),
+        Some(v) => match serde_json::from_slice::<Variables>(v.as_bytes()) {
+            Ok(vars) => vars,
+            Err(_) => {
+                return Err(bad_issuer(
+                    route,
+                    "the variables header is not a JSON object of strings",
+                ))
+            }
+        },
+    };
     let new = NewSession {
         user_id,
         roles,
         default_role,
         ttl,
+        variables,
     };
-    if let Err(e) = new.validate() {
+    if let Err(e) = new.validate_with(&login.names) {
         return Err(bad_issuer(route, &e.to_string()));
     }
     let issued = match login.issue(new).await {
@@ -498,12 +540,83 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(H_USER_ID, HeaderValue::from_static("7"));
         h.insert(H_ROLES, HeaderValue::from_static("user,admin"));
+        h.insert(
+            H_VARIABLES,
+            HeaderValue::from_static(r#"{"x-hasura-org-id":"1"}"#),
+        );
         h.insert(H_END, HeaderValue::from_static("true"));
         let ask = scrub_response(&mut h, "gateway_session", true, "auth");
         assert_eq!(ask.user_id, Some(HeaderValue::from_static("7")));
         assert_eq!(ask.roles, Some(HeaderValue::from_static("user,admin")));
+        assert_eq!(
+            ask.variables,
+            Some(HeaderValue::from_static(r#"{"x-hasura-org-id":"1"}"#))
+        );
         assert!(ask.end);
         assert!(h.is_empty());
+    }
+
+    /// One login through an issuer layer whose service answers user 7, role `user`, and
+    /// `variables` in the variables header.
+    async fn login_with(login: Login, variables: &'static str) -> Response<Bytes> {
+        use tower::ServiceExt;
+        let svc = IssuerLayer::issuer(login, Duration::from_secs(60)).layer(tower::service_fn(
+            move |_: Request<()>| async move {
+                let mut res = Response::new(Bytes::new());
+                let h = res.headers_mut();
+                h.insert(H_USER_ID, HeaderValue::from_static("7"));
+                h.insert(H_ROLES, HeaderValue::from_static("user"));
+                h.insert(H_VARIABLES, HeaderValue::from_static(variables));
+                Ok::<_, std::convert::Infallible>(res)
+            },
+        ));
+        svc.oneshot(Request::new(())).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_variables_header_mints_a_session_with_them_or_nothing() {
+        let store = Arc::new(crate::MemoryStore::new());
+        let login = Login::new(store.clone(), CookieConfig::default());
+        let res = login_with(login.clone(), r#"{"x-hasura-org-id": "42"}"#).await;
+        assert_eq!(res.status(), 200);
+        assert!(res.headers().get(H_TOKEN).is_some());
+        assert!(res.headers().get(H_VARIABLES).is_none());
+        let sessions = store.list_user("7").await.unwrap();
+        assert_eq!(sessions.len(), 1);
+        let want: Variables = [("x-hasura-org-id".to_owned(), "42".to_owned())].into();
+        assert_eq!(sessions[0].variables, want);
+
+        let custom = SessionConfig {
+            identity_prefix: "x-app-".into(),
+            ..SessionConfig::default()
+        };
+        for (login, bad) in [
+            (login.clone(), "not json"),
+            (login.clone(), r#"["x-hasura-org-id"]"#),
+            (login.clone(), r#"{"x-hasura-org-id": 42}"#),
+            (login.clone(), r#"{"x-hasura-org-id": "4 2"}"#),
+            (login.clone(), r#"{"x-hasura-role": "admin"}"#),
+            (login.clone(), r#"{"x-other": "1"}"#),
+            (
+                login.clone().with_identity_headers(&custom),
+                r#"{"x-hasura-org-id": "42"}"#,
+            ),
+        ] {
+            let res = login_with(login, bad).await;
+            assert_eq!(res.status(), 502, "{bad}");
+            assert!(res.headers().get(H_TOKEN).is_none(), "{bad}");
+        }
+        assert_eq!(
+            store.list_user("7").await.unwrap().len(),
+            1,
+            "no new session"
+        );
+        let res = login_with(
+            login.with_identity_headers(&custom),
+            r#"{"x-app-org": "1"}"#,
+        )
+        .await;
+        assert_eq!(res.status(), 200);
     }
 
     #[test]

@@ -18,8 +18,8 @@
 //!
 //! # Pieces
 //!
-//! - [`Identity`]: the caller (user id, selected role, allowed roles), anonymous when there is
-//!   no credential.
+//! - [`Identity`]: the caller (user id, selected role, allowed roles, and the session's extra
+//!   `x-hasura-*` [variables](Identity::variables)), anonymous when there is no credential.
 //! - [`extract_credential`]: `Authorization: Bearer <token>` or the session cookie, with one
 //!   [`CredentialError`] per failure.
 //! - [`Token`] / [`TokenHash`]: 256-bit random tokens; stores only see SHA-256 of them.
@@ -61,6 +61,7 @@
 //!         roles: vec!["user".into(), "admin".into()],
 //!         default_role: Some("user".into()),
 //!         ttl: Duration::from_secs(3600),
+//!         ..Default::default()
 //!     })
 //!     .await
 //!     .unwrap();
@@ -145,7 +146,8 @@ pub use rejection::json_rejection;
 pub use require_role::{BrowserRedirects, RequireRole, RequireRoleLayer};
 pub use resolver::{ResolveError, Resolver, StoreResolver};
 pub use session::{
-    NewSession, Session, SessionValidationError, MAX_ROLES, MAX_ROLE_LEN, MAX_TTL, MAX_USER_ID_LEN,
+    NewSession, Session, SessionValidationError, Variables, MAX_ROLES, MAX_ROLE_LEN, MAX_TTL,
+    MAX_USER_ID_LEN, MAX_VARIABLES, MAX_VARIABLE_NAME_LEN, MAX_VARIABLE_VALUE_LEN,
 };
 pub use session_layer::{SessionLayer, SessionService};
 pub use set_cookie::{parse_set_cookie, sets_session_cookie, CookieConfig, SameSite};

@@ -113,6 +113,7 @@ mod tests {
             roles: vec!["user".into(), "admin".into()],
             default_role: Some("admin".into()),
             ttl,
+            ..Default::default()
         }
     }
 

@@ -12,11 +12,25 @@
 //!   role (the first role when none is given) must be one of them.
 //! - **ttl**: more than zero and at most [`MAX_TTL`] (400 days, the longest cookie lifetime
 //!   browsers honour).
+//! - **variables** (optional): at most [`MAX_VARIABLES`] extra identity headers, forwarded to the
+//!   upstream with their own names (`x-hasura-org-id: 42`). A name is 1 to
+//!   [`MAX_VARIABLE_NAME_LEN`] bytes of lowercase ASCII letters, digits and `-`; a value follows
+//!   the user id rule (1 to [`MAX_VARIABLE_VALUE_LEN`] bytes of visible ASCII).
+//!   [`NewSession::validate_for`] also requires each name to start with the session layer's
+//!   identity prefix (`x-hasura-` by default) and to be none of its user id, role and allowed
+//!   roles headers: the layer strips every client header under that prefix, so a client can
+//!   never send a variable of its own, and a variable can never replace the identity. The layer
+//!   checks it again before it injects a variable (a session that breaks it gets 500).
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use http::{HeaderName, HeaderValue};
 use serde::{Serialize, Serializer};
 
+use crate::config::SessionConfig;
+use crate::session_layer::IdentityNames;
 use crate::token::TokenHash;
 
 /// Longest user id, in bytes.
@@ -27,6 +41,15 @@ pub const MAX_ROLE_LEN: usize = 128;
 pub const MAX_ROLES: usize = 64;
 /// Longest session lifetime (400 days).
 pub const MAX_TTL: Duration = Duration::from_secs(400 * 24 * 3600);
+/// Most variables one session may hold.
+pub const MAX_VARIABLES: usize = 32;
+/// Longest variable name, in bytes (identity prefix included).
+pub const MAX_VARIABLE_NAME_LEN: usize = 128;
+/// Longest variable value, in bytes (as long as a user id).
+pub const MAX_VARIABLE_VALUE_LEN: usize = MAX_USER_ID_LEN;
+
+/// A session's variables: header name → value, in name order.
+pub type Variables = BTreeMap<String, String>;
 
 /// A stored session, as stores return it. It never contains the token, only its hash.
 ///
@@ -47,6 +70,8 @@ pub struct Session {
     /// When the session stops resolving (sliding expiry may push it later).
     #[serde(serialize_with = "unix_seconds")]
     pub expires_at: SystemTime,
+    /// Extra identity headers forwarded with every request of the session (empty for most).
+    pub variables: Variables,
 }
 
 fn unix_seconds<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -54,7 +79,10 @@ fn unix_seconds<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> 
 }
 
 /// What a caller asks a store to create.
-#[derive(Clone, Debug)]
+///
+/// `Default` is the empty request (no user, no role, zero ttl), which does not validate: it is
+/// there so that callers can write `..Default::default()` for the optional fields.
+#[derive(Clone, Debug, Default)]
 pub struct NewSession {
     /// The user id (see the module docs for what is allowed).
     pub user_id: String,
@@ -64,10 +92,17 @@ pub struct NewSession {
     pub default_role: Option<String>,
     /// How long the session lives.
     pub ttl: Duration,
+    /// Extra identity headers (see the module docs); usually empty.
+    pub variables: Variables,
 }
 
 impl NewSession {
-    /// Checks every rule in the module docs. Stores call this before they mint a token.
+    /// Checks every rule in the module docs that does not depend on the session layer's
+    /// configuration. Stores call this before they mint a token.
+    ///
+    /// Whoever creates sessions on behalf of a gateway (its admin API, a login service's
+    /// answer) calls [`validate_for`](NewSession::validate_for) instead, which also checks the
+    /// variable names against the configured identity headers.
     pub fn validate(&self) -> Result<(), SessionValidationError> {
         validate_user_id(&self.user_id)?;
         if self.roles.is_empty() {
@@ -90,7 +125,23 @@ impl NewSession {
         if self.ttl.is_zero() || self.ttl > MAX_TTL {
             return Err(SessionValidationError::InvalidTtl);
         }
-        Ok(())
+        validate_variables(&self.variables)
+    }
+
+    /// [`validate`](NewSession::validate), and every variable name under `config`'s identity
+    /// prefix and none of its three identity headers (the rule the session layer enforces when
+    /// it injects them).
+    pub fn validate_for(&self, config: &SessionConfig) -> Result<(), SessionValidationError> {
+        self.validate_with(&IdentityNames::from_config(config))
+    }
+
+    /// [`validate_for`](NewSession::validate_for) with the names already built.
+    pub(crate) fn validate_with(
+        &self,
+        names: &IdentityNames,
+    ) -> Result<(), SessionValidationError> {
+        self.validate()?;
+        check_variable_names(names, &self.variables)
     }
 
     /// Index of the default role in `roles` (0 when none is given or it is not found).
@@ -140,6 +191,30 @@ pub enum SessionValidationError {
     /// The ttl is zero or longer than [`MAX_TTL`].
     #[error("the ttl must be more than zero and at most 400 days")]
     InvalidTtl,
+    /// The session has more than [`MAX_VARIABLES`] variables.
+    #[error("a session may hold at most {MAX_VARIABLES} variables")]
+    TooManyVariables,
+    /// A variable name is empty, longer than [`MAX_VARIABLE_NAME_LEN`], or holds something other
+    /// than lowercase ASCII letters, digits and `-`.
+    #[error(
+        "a variable name must be 1 to {MAX_VARIABLE_NAME_LEN} bytes of lowercase ASCII letters, digits and '-'"
+    )]
+    InvalidVariableName,
+    /// A variable name does not start with the identity prefix, or is one of the user id, role
+    /// and allowed roles headers.
+    #[error(
+        "a variable name must start with the identity header prefix and must not be the user id, role or allowed roles header"
+    )]
+    VariableNameNotAllowed,
+    /// A variable value is empty.
+    #[error("a variable value is empty")]
+    EmptyVariableValue,
+    /// A variable value is longer than [`MAX_VARIABLE_VALUE_LEN`].
+    #[error("a variable value is longer than {MAX_VARIABLE_VALUE_LEN} bytes")]
+    VariableValueTooLong,
+    /// A variable value holds a byte outside visible ASCII.
+    #[error("a variable value holds a byte outside visible ASCII at offset {0}")]
+    InvalidVariableValue(usize),
 }
 
 fn is_visible_ascii(b: u8) -> bool {
@@ -172,6 +247,91 @@ pub(crate) fn validate_role(role: &str) -> Result<(), SessionValidationError> {
         Some(i) => Err(SessionValidationError::InvalidRole(i)),
         None => Ok(()),
     }
+}
+
+/// The variable rules of the module docs that need no configuration: count, name form, value.
+pub(crate) fn validate_variables(variables: &Variables) -> Result<(), SessionValidationError> {
+    if variables.len() > MAX_VARIABLES {
+        return Err(SessionValidationError::TooManyVariables);
+    }
+    for (name, value) in variables {
+        // One spelling per name (lowercase, `-` never `_`): an upstream that folds case or reads
+        // `_` as `-` then sees exactly the header the gateway injected, never two of them.
+        let name_ok = !name.is_empty()
+            && name.len() <= MAX_VARIABLE_NAME_LEN
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !name_ok {
+            return Err(SessionValidationError::InvalidVariableName);
+        }
+        if value.is_empty() {
+            return Err(SessionValidationError::EmptyVariableValue);
+        }
+        if value.len() > MAX_VARIABLE_VALUE_LEN {
+            return Err(SessionValidationError::VariableValueTooLong);
+        }
+        if let Some(i) = value.bytes().position(|b| !is_visible_ascii(b)) {
+            return Err(SessionValidationError::InvalidVariableValue(i));
+        }
+    }
+    Ok(())
+}
+
+/// The rule of the module docs that depends on the session layer's names.
+fn check_variable_names(
+    names: &IdentityNames,
+    variables: &Variables,
+) -> Result<(), SessionValidationError> {
+    if variables
+        .keys()
+        .all(|n| names.admits_variable(n.as_bytes()))
+    {
+        Ok(())
+    } else {
+        Err(SessionValidationError::VariableNameNotAllowed)
+    }
+}
+
+/// A session's variables as header names and values, built once per session (when it is
+/// created or read from a store) and shared by every request's [`Identity`](crate::Identity).
+/// A thin pointer (the `Box` holds the slice's length), so that the many sessions without
+/// variables pay 8 bytes for the field in each stored record and each `Identity`, not 16.
+pub(crate) type VariableHeaders = Arc<Box<[(HeaderName, HeaderValue)]>>;
+
+/// Validates `variables` ([`validate_variables`]) and builds their headers; `None` when there
+/// are none, so that a session without variables costs nothing per request.
+pub(crate) fn variable_headers(
+    variables: &Variables,
+) -> Result<Option<VariableHeaders>, SessionValidationError> {
+    validate_variables(variables)?;
+    if variables.is_empty() {
+        return Ok(None);
+    }
+    variables
+        .iter()
+        .map(|(name, value)| {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| SessionValidationError::InvalidVariableName)?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| SessionValidationError::InvalidVariableValue(0))?;
+            Ok((name, value))
+        })
+        .collect::<Result<Box<[_]>, _>>()
+        .map(|headers| Some(Arc::new(headers)))
+}
+
+/// The variables that `headers` were built from.
+pub(crate) fn variables_of(headers: Option<&VariableHeaders>) -> Variables {
+    headers
+        .into_iter()
+        .flat_map(|h| h.iter())
+        .map(|(name, value)| {
+            // Built from validated visible-ASCII strings, so `to_str` cannot fail.
+            let value = value.to_str().unwrap_or_default();
+            (name.as_str().to_owned(), value.to_owned())
+        })
+        .collect()
 }
 
 #[cfg(test)]

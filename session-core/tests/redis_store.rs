@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use redis_server::RedisServer;
 use redis_session::{cache_cfg, connected, new_session, raw, store};
 use session_core::{
-    CachingResolver, NewSession, RedisConfig, RedisStore, Resolver, SessionStore, StoreError, Token,
+    CachingResolver, NewSession, RedisConfig, RedisStore, Resolver, SessionStore, StoreError,
+    Token, Variables,
 };
 
 #[tokio::test]
@@ -118,6 +119,138 @@ async fn store_round_trip_and_key_schema() {
         ..new_session("bob", Duration::from_secs(60))
     };
     assert!(matches!(s.create(bad).await, Err(StoreError::Invalid(_))));
+}
+
+#[tokio::test]
+async fn variables_are_one_more_hash_field_and_old_hashes_have_none() {
+    let Some(server) = RedisServer::start(None, &[]) else {
+        return;
+    };
+    let s = store(&server);
+    let mut raw = raw(&server).await;
+    let variables: Variables = [
+        ("x-hasura-org-id".to_owned(), "42".to_owned()),
+        ("x-hasura-team".to_owned(), "blue".to_owned()),
+    ]
+    .into();
+    let (token, session) = s
+        .create(NewSession {
+            variables: variables.clone(),
+            ..new_session("erin", Duration::from_secs(60))
+        })
+        .await
+        .unwrap();
+    assert_eq!(session.variables, variables);
+    let key = format!("gateway:session:{}", token.hash().to_hex());
+    let field: String = redis::cmd("HGET")
+        .arg(&key)
+        .arg("variables")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let stored: Variables = serde_json::from_str(&field).unwrap();
+    assert_eq!(stored, variables, "a JSON object: {field}");
+    assert_eq!(
+        s.resolve(&token.hash()).await.unwrap().unwrap().variables,
+        variables
+    );
+    assert_eq!(s.list_user("erin").await.unwrap()[0].variables, variables);
+    // Both read paths: plain HMGET, and the sliding script.
+    for slide in [None, Some(Duration::from_secs(120))] {
+        let id = s
+            .resolve_identity(&token.hash(), slide)
+            .await
+            .unwrap()
+            .unwrap();
+        let got: Vec<(&str, &str)> = id
+            .variables()
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(got, [("x-hasura-org-id", "42"), ("x-hasura-team", "blue")]);
+    }
+
+    // A session without variables writes no field: its hash is what it was before.
+    let (plain, _) = s
+        .create(new_session("erin", Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let fields: Vec<String> = redis::cmd("HKEYS")
+        .arg(format!("gateway:session:{}", plain.hash().to_hex()))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(!fields.contains(&"variables".to_owned()), "{fields:?}");
+
+    // A hash written before variables existed (the five fields, by hand) still resolves, with
+    // none; so does one listed through the user index.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let write = |token: &Token, variables: Option<&str>| {
+        let key = format!("gateway:session:{}", token.hash().to_hex());
+        let mut p = redis::pipe();
+        p.cmd("HSET")
+            .arg(&key)
+            .arg("user_id")
+            .arg("frank")
+            .arg("roles")
+            .arg("user")
+            .arg("default_role")
+            .arg("user")
+            .arg("created_at")
+            .arg(now)
+            .arg("expires_at")
+            .arg(now + 60_000);
+        if let Some(v) = variables {
+            p.cmd("HSET").arg(&key).arg("variables").arg(v);
+        }
+        p.cmd("PEXPIREAT")
+            .arg(&key)
+            .arg(now + 60_000)
+            .cmd("ZADD")
+            .arg("gateway:user:frank")
+            .arg(now * 1000)
+            .arg(token.hash().to_hex());
+        p
+    };
+    let old = Token::generate();
+    let () = write(&old, None).query_async(&mut raw).await.unwrap();
+    for slide in [None, Some(Duration::from_secs(120))] {
+        let id = s
+            .resolve_identity(&old.hash(), slide)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&*id.user_id, "frank");
+        assert!(id.variables().is_empty());
+    }
+    let listed = s.list_user("frank").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].variables.is_empty());
+
+    // A `variables` field that is not a JSON object of strings passing the rules: refused,
+    // like any broken field.
+    for bad in [
+        "not json",
+        "[]",
+        r#"{"x-hasura-org-id": 42}"#,
+        r#"{"x-hasura-org-id": "a\r\nx-evil: 1"}"#,
+        r#"{"X-Hasura-Org-Id": "1"}"#,
+    ] {
+        let t = Token::generate();
+        let () = write(&t, Some(bad)).query_async(&mut raw).await.unwrap();
+        for slide in [None, Some(Duration::from_secs(120))] {
+            assert!(
+                s.resolve_identity(&t.hash(), slide)
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "{bad}"
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -360,8 +360,8 @@ async fn login(
     let new = NewSession {
         user_id: user.name.to_owned(),
         roles: user.roles.iter().map(|r| (*r).to_owned()).collect(),
-        default_role: None,
         ttl: state.ttl,
+        ..Default::default()
     };
     let issued = match state.login.issue(new).await {
         Ok(issued) => issued,

@@ -43,8 +43,8 @@ async fn session(store: &MemoryStore, user: &str, roles: &[&str]) -> Token {
         .create(NewSession {
             user_id: user.into(),
             roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-            default_role: None,
             ttl: Duration::from_secs(60),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -15,8 +15,8 @@ async fn main() -> Result<(), route_core::BoxError> {
     let session = NewSession {
         user_id: "alice".into(),
         roles: vec!["user".into()],
-        default_role: None,
         ttl: Duration::from_secs(3600),
+        ..Default::default()
     };
     let (token, _) = store.create(session).await?;
     let routes = [("data.localhost", upstream.as_str(), &["user"][..])];

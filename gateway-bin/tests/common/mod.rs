@@ -90,7 +90,9 @@ impl Recorded {
 /// A hyper upstream that records every request and answers 200 with a JSON echo.
 ///
 /// Paths with special answers:
-/// - `/login?user=U&roles=a,b[&default=r][&ttl=s]`: the issuer contract headers
+/// - `/login?user=U&roles=a,b[&default=r][&ttl=s][&vars=k:v,k2:v2][&vars_raw=text]`: the
+///   issuer contract headers; `vars` becomes the JSON object of `X-Gateway-Session-Variables`
+///   (a query cannot carry JSON unescaped), `vars_raw` is sent as it is
 /// - `/logout`: `X-Gateway-Session-End: true`
 /// - `/set-session-cookie`: a `Set-Cookie` for the session cookie and one for another cookie
 /// - `/slow?ms=N`: answers after N milliseconds
@@ -188,6 +190,18 @@ async fn answer(req: Request<Incoming>, seen: Arc<Mutex<Vec<Recorded>>>) -> Resp
             }
             if let Some(t) = q.get("ttl") {
                 h.insert("x-gateway-session-ttl", t.parse().unwrap());
+            }
+            if let Some(v) = q.get("vars") {
+                let vars: serde_json::Map<String, serde_json::Value> = v
+                    .split(',')
+                    .filter_map(|kv| kv.split_once(':'))
+                    .map(|(k, v)| (k.to_owned(), v.into()))
+                    .collect();
+                let json = serde_json::Value::Object(vars).to_string();
+                h.insert("x-gateway-session-variables", json.parse().unwrap());
+            }
+            if let Some(raw) = q.get("vars_raw") {
+                h.insert("x-gateway-session-variables", raw.parse().unwrap());
             }
         }
         "/logout" => {

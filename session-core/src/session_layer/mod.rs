@@ -17,9 +17,11 @@
 //! 5. Selects the role: the session's default role, or the role the client asked for if it is
 //!    one of the allowed roles. Anonymous requests ignore the role request (the client gets the
 //!    anonymous role, never an error).
-//! 6. Injects the user id, role and allowed-roles headers (exactly one of each), inserts the
-//!    `Identity` and, for a resolved session, the [`Credential`](crate::Credential) into
-//!    extensions, and calls the inner service.
+//! 6. Injects the user id, role and allowed-roles headers (exactly one of each) and the
+//!    session's variables ([`Identity::variables`](crate::Identity::variables), each under the
+//!    identity prefix, so step 1 already removed any client copy), inserts the `Identity` and,
+//!    for a resolved session, the [`Credential`](crate::Credential) into extensions, and calls
+//!    the inner service.
 //!
 //! # Outcomes
 //!
@@ -33,7 +35,7 @@
 //! | role header asks for a role outside the allowed roles | 403 |
 //! | role header twice on an authenticated request | 400 |
 //! | resolver unavailable | 503 with `Retry-After` (fail closed) |
-//! | resolver internal error, identity that is not a legal header value | 500 |
+//! | resolver internal error, identity that is not a legal header value, variable outside the identity prefix | 500 |
 //!
 //! # Example
 //!
@@ -54,8 +56,8 @@
 //!     .create(NewSession {
 //!         user_id: "42".into(),
 //!         roles: vec!["user".into()],
-//!         default_role: None,
 //!         ttl: Duration::from_secs(3600),
+//!         ..Default::default()
 //!     })
 //!     .await
 //!     .unwrap();
@@ -89,6 +91,7 @@ mod strip;
 pub use future::ResponseFuture;
 pub use layer::SessionLayer;
 pub use service::SessionService;
+pub(crate) use strip::IdentityNames;
 
 #[cfg(test)]
 mod tests;

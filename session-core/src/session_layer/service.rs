@@ -166,12 +166,7 @@ impl Prepared {
         let retry_secs = config.retry_after.as_secs().max(1);
         Ok(Prepared {
             resolver,
-            names: IdentityNames::new(
-                &config.identity_prefix,
-                &config.user_id_header,
-                &config.role_header,
-                &config.allowed_roles_header,
-            ),
+            names: IdentityNames::from_config(config),
             user_id_header: config.user_id_header.clone(),
             role_header: config.role_header.clone(),
             allowed_roles_header: config.allowed_roles_header.clone(),
@@ -237,7 +232,7 @@ impl Prepared {
                 let identity = select_role(identity, &pending.requested)?;
                 if self.inject(req.headers_mut(), &identity).is_none() {
                     tracing::error!(
-                        "the resolver returned an identity that is not a legal header value; refusing the request"
+                        "the resolver returned an identity that is not a legal header value, or a variable outside the identity prefix; refusing the request"
                     );
                     return Err(rejection::INTERNAL_ERROR.response());
                 }
@@ -275,8 +270,20 @@ impl Prepared {
         req.extensions_mut().insert(self.anonymous.clone());
     }
 
-    /// Writes the three identity headers; `None` if a value is not a legal header value.
+    /// Writes the three identity headers and the variables; `None` if a value is not a legal
+    /// header value or a variable's name is not one the layer owns.
     fn inject(&self, headers: &mut HeaderMap, identity: &Identity) -> Option<()> {
+        // Checked on every request, not only when the session was created: a store shared with
+        // other writers, or a prefix changed since, must never turn a variable into a header
+        // the client could also send (or into the identity headers themselves). Sessions
+        // without variables pay for an empty loop.
+        let variables = identity.variables();
+        if !variables
+            .iter()
+            .all(|(name, _)| self.names.admits_variable(name.as_str().as_bytes()))
+        {
+            return None;
+        }
         let user_id = HeaderValue::from_str(&identity.user_id).ok()?;
         let (role, allowed) = match identity.role_headers() {
             Some(prebuilt) => {
@@ -299,6 +306,9 @@ impl Prepared {
         headers.insert(&self.user_id_header, user_id);
         headers.insert(&self.role_header, role);
         headers.insert(&self.allowed_roles_header, allowed);
+        for (name, value) in variables {
+            headers.insert(name, value.clone());
+        }
         Some(())
     }
 }

@@ -3,6 +3,8 @@
 use http::header::CONNECTION;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::config::SessionConfig;
+
 /// What the client asked for with the role header, captured before stripping.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RequestedRole {
@@ -36,6 +38,11 @@ fn normalized(s: &[u8]) -> Box<[u8]> {
     s.iter().copied().map(norm).collect()
 }
 
+/// `got` equals the normalized `want` when compared loosely (any case, `_` read as `-`).
+fn loose_eq(want: &[u8], got: &[u8]) -> bool {
+    want.len() == got.len() && want.iter().zip(got).all(|(w, g)| *w == norm(*g))
+}
+
 impl IdentityNames {
     pub(crate) fn new(
         prefix: &str,
@@ -53,14 +60,33 @@ impl IdentityNames {
         }
     }
 
+    /// The names of `config`.
+    pub(crate) fn from_config(config: &SessionConfig) -> Self {
+        IdentityNames::new(
+            &config.identity_prefix,
+            &config.user_id_header,
+            &config.role_header,
+            &config.allowed_roles_header,
+        )
+    }
+
     /// True for a name the client must not send: the prefix (any case, `_` or `-`) or one of
     /// the configured names in the same loose comparison.
     pub(crate) fn matches(&self, name: &[u8]) -> bool {
-        let loose_eq = |want: &[u8], got: &[u8]| {
-            want.len() == got.len() && want.iter().zip(got).all(|(w, g)| *w == norm(*g))
-        };
-        (name.len() >= self.prefix.len() && loose_eq(&self.prefix, &name[..self.prefix.len()]))
-            || self.exact.iter().any(|e| loose_eq(e, name))
+        self.under_prefix(name) || self.exact.iter().any(|e| loose_eq(e, name))
+    }
+
+    /// True for a name a session variable may have: longer than the prefix and under it (so
+    /// [`strip`](IdentityNames::strip) removes every client copy of it), and none of the three
+    /// configured names (so a variable never replaces the identity).
+    pub(crate) fn admits_variable(&self, name: &[u8]) -> bool {
+        name.len() > self.prefix.len()
+            && self.under_prefix(name)
+            && !self.exact.iter().any(|e| loose_eq(e, name))
+    }
+
+    fn under_prefix(&self, name: &[u8]) -> bool {
+        name.len() >= self.prefix.len() && loose_eq(&self.prefix, &name[..self.prefix.len()])
     }
 
     /// Captures the role header, then removes every identity header and every identity name

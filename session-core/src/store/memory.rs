@@ -11,6 +11,8 @@
 //! - Role sets are interned: every session with the same roles shares one allocation holding
 //!   the roles as `Arc<str>` and their prebuilt header values, so resolving a session copies no
 //!   string.
+//! - A session's variables (most have none) are built into header names and values once, when
+//!   it is created, and shared by every identity resolved from it.
 //!
 //! # Expiry without a global pause
 //!
@@ -41,7 +43,9 @@ use dashmap::DashMap;
 
 use super::{Revocation, Revocations, SessionStore, StoreError, DEFAULT_MAX_PER_USER};
 use crate::identity::{Identity, RoleHeaders};
-use crate::session::{NewSession, Session, SessionValidationError};
+use crate::session::{
+    variable_headers, variables_of, NewSession, Session, SessionValidationError, VariableHeaders,
+};
 use crate::token::{Token, TokenHash};
 use crate::BoxFuture;
 
@@ -81,6 +85,7 @@ type Part = DashMap<TokenHash, Arc<Record>, BuildTokenHasher>;
 struct Record {
     user_id: Arc<str>,
     roles: Arc<RoleHeaders>,
+    variables: Option<VariableHeaders>,
     default_role: u8,
     created_ms: u64,
     expires_ms: AtomicU64,
@@ -235,6 +240,7 @@ impl MemoryStore {
             .map_err(|e| StoreError::Unavailable(format!("OS random source failed: {e}")))?;
         let id = token.hash();
         let roles = self.intern_roles(&new.roles)?;
+        let variables = variable_headers(&new.variables)?;
         let default_role = new.default_role_index();
         let now = self.now_ms();
         let expires = now.saturating_add(duration_ms(new.ttl));
@@ -252,6 +258,7 @@ impl MemoryStore {
         let record = Arc::new(Record {
             user_id: user.key().clone(),
             roles,
+            variables,
             // validate() caps roles at MAX_ROLES (64), so the index fits.
             default_role: u8::try_from(default_role).unwrap_or(0),
             created_ms: now,
@@ -345,11 +352,10 @@ impl MemoryStore {
             }
         }
         let role = rec.roles.roles.get(usize::from(rec.default_role))?.clone();
-        Some(Identity::with_role_headers(
-            rec.user_id.clone(),
-            role,
-            &rec.roles,
-        ))
+        Some(
+            Identity::with_role_headers(rec.user_id.clone(), role, &rec.roles)
+                .with_variable_headers(rec.variables.clone()),
+        )
     }
 
     fn touch_now(&self, id: &TokenHash, ttl: Duration) -> bool {
@@ -420,6 +426,7 @@ impl Record {
             roles,
             created_at: UNIX_EPOCH + Duration::from_millis(self.created_ms),
             expires_at: UNIX_EPOCH + Duration::from_millis(self.expires_ms.load(Ordering::Relaxed)),
+            variables: variables_of(self.variables.as_ref()),
         }
     }
 }

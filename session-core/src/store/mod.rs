@@ -9,7 +9,7 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use crate::identity::Identity;
-use crate::session::{NewSession, Session, SessionValidationError};
+use crate::session::{variable_headers, NewSession, Session, SessionValidationError};
 use crate::token::{Token, TokenHash};
 use crate::BoxFuture;
 
@@ -109,7 +109,7 @@ pub trait SessionStore: Send + Sync + 'static {
                     return Ok(None);
                 }
             }
-            Ok(Some(identity_of(&session)))
+            Ok(Some(identity_of(&session)?))
         })
     }
 
@@ -128,11 +128,15 @@ pub trait SessionStore: Send + Sync + 'static {
     }
 }
 
-/// The identity of a session record: its user, its default role, all its roles.
-pub(crate) fn identity_of(session: &Session) -> Identity {
-    Identity::new(
+/// The identity of a session record: its user, its default role, all its roles, its
+/// variables. A store that hands back variables breaking the rules fails the resolution (500)
+/// rather than serving the session without them.
+pub(crate) fn identity_of(session: &Session) -> Result<Identity, StoreError> {
+    let variables = variable_headers(&session.variables)?;
+    Ok(Identity::new(
         session.user_id.as_str(),
         session.default_role.as_str(),
         session.roles.iter().map(String::as_str),
     )
+    .with_variable_headers(variables))
 }

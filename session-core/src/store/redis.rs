@@ -8,7 +8,7 @@
 //!
 //! | key | type | content |
 //! |---|---|---|
-//! | `<prefix>:session:<sha256 hex>` | hash | `user_id`, `roles` (comma-separated, in order), `default_role`, `created_at`, `expires_at` (Unix milliseconds) |
+//! | `<prefix>:session:<sha256 hex>` | hash | `user_id`, `roles` (comma-separated, in order), `default_role`, `created_at`, `expires_at` (Unix milliseconds); `variables` (a JSON object of name → value strings) only when the session has variables |
 //! | `<prefix>:user:<user_id>` | sorted set | the hex hashes of the user's sessions, each scored by its creation time in Unix **microseconds** |
 //! | `<prefix>:revocations` | pub/sub channel | the hex hash of a revoked session, or `user:<user_id>` when all of a user's sessions are revoked |
 //!
@@ -28,14 +28,18 @@
 //!   bounded and revoked like new ones.
 //! - A reader also refuses a session whose `expires_at` is in the past, or whose fields break
 //!   the session rules (user id and roles of visible ASCII, no `,` in a role, the default role
-//!   among the roles).
+//!   among the roles, `variables` a JSON object of strings that passes the variable rules).
+//! - A hash without `variables` (every session written before variables existed, and every
+//!   session without any) resolves with no variables: nothing to migrate. A replica of an older
+//!   version ignores the field, so it serves such sessions without their variables: upgrade
+//!   every replica together.
 //! - Times in scripts come from the Redis server's clock (`TIME`), so replicas with skewed
 //!   clocks agree on expiry.
 //!
 //! Another service may create a session directly, in one `MULTI`/`EXEC` or script:
 //!
 //! ```text
-//! HSET      <prefix>:session:<hex> user_id <id> roles <r1,r2> default_role <r1> created_at <ms> expires_at <ms>
+//! HSET      <prefix>:session:<hex> user_id <id> roles <r1,r2> default_role <r1> created_at <ms> expires_at <ms> [variables <json object>]
 //! PEXPIREAT <prefix>:session:<hex> <expires_at ms>
 //! ZADD      <prefix>:user:<id> <created_at ms × 1000> <hex>
 //! PEXPIREAT <prefix>:user:<id> <expires_at ms>   (only if later than the index's current expiry)
@@ -72,7 +76,9 @@ use redis::{RedisResult, Script};
 use super::revocations::{Revocation, Revocations};
 use super::{SessionStore, StoreError, DEFAULT_MAX_PER_USER};
 use crate::identity::{Identity, RoleHeaders};
-use crate::session::{validate_role, validate_user_id, NewSession, Session};
+use crate::session::{
+    validate_role, validate_user_id, variable_headers, variables_of, NewSession, Session, Variables,
+};
 use crate::token::{Token, TokenHash};
 use crate::BoxFuture;
 
@@ -347,12 +353,13 @@ impl RedisStore {
 }
 
 /// The hash fields, in the order every script and `HMGET` returns them.
-const FIELDS: [&str; 5] = [
+const FIELDS: [&str; 6] = [
     "user_id",
     "roles",
     "default_role",
     "created_at",
     "expires_at",
+    "variables",
 ];
 
 /// A session hash as read from Redis, not yet checked.
@@ -362,6 +369,9 @@ struct Fields {
     default_role: String,
     created_ms: u64,
     expires_ms: u64,
+    /// The JSON object; `None` for a session without variables (and every hash written before
+    /// they existed).
+    variables: Option<String>,
 }
 
 impl Fields {
@@ -376,12 +386,14 @@ impl Fields {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
         let expires_ms = it.next()??.parse().ok()?;
+        let variables = it.next().flatten().filter(|v| !v.is_empty());
         Some(Fields {
             user_id,
             roles,
             default_role,
             created_ms,
             expires_ms,
+            variables,
         })
     }
 
@@ -394,12 +406,18 @@ impl Fields {
         let valid = validate_user_id(&self.user_id).is_ok()
             && !self.roles.is_empty()
             && self.roles.split(',').all(|r| validate_role(r).is_ok());
+        let variables = match self.variables.as_deref() {
+            None => Some(None),
+            Some(json) => serde_json::from_str::<Variables>(json)
+                .ok()
+                .and_then(|v| variable_headers(&v).ok()),
+        };
         let role_list: Arc<[Arc<str>]> = self.roles.split(',').map(Arc::from).collect();
         let default = role_list
             .iter()
             .find(|r| ***r == *self.default_role)
             .cloned();
-        let (Some(role), true) = (default, valid) else {
+        let (Some(role), true, Some(variables)) = (default, valid, variables) else {
             tracing::warn!(
                 session = %id.to_hex(),
                 "a Redis session record breaks the session rules; refusing it"
@@ -408,7 +426,8 @@ impl Fields {
         };
         let headers = Arc::new(RoleHeaders::build(role_list)?);
         let identity =
-            Identity::with_role_headers(Arc::from(self.user_id.as_str()), role, &headers);
+            Identity::with_role_headers(Arc::from(self.user_id.as_str()), role, &headers)
+                .with_variable_headers(variables.clone());
         let session = Session {
             id: *id,
             user_id: self.user_id,
@@ -416,6 +435,7 @@ impl Fields {
             default_role: self.default_role,
             created_at: UNIX_EPOCH + Duration::from_millis(self.created_ms),
             expires_at: UNIX_EPOCH + Duration::from_millis(self.expires_ms),
+            variables: variables_of(variables.as_ref()),
         };
         Some((
             Found {
@@ -497,8 +517,10 @@ macro_rules! lua_revoke_one {
     };
 }
 
-/// KEYS: session, user. ARGV: hex, user_id, roles, default_role, ttl ms, max_per_user, channel.
-/// Returns {now, exp, {hex of each session revoked to stay within max_per_user}}.
+/// KEYS: session, user. ARGV: hex, user_id, roles, default_role, ttl ms, max_per_user, channel,
+/// variables (a JSON object, or empty for none: then the hash has no `variables` field, exactly
+/// as before variables existed). Returns {now, exp, {hex of each session revoked to stay within
+/// max_per_user}}.
 ///
 /// The user's index is a sorted set scored by creation time (microseconds from the server's
 /// clock, so two creates in one millisecond still have an order). Sessions expire by
@@ -539,6 +561,7 @@ const CREATE: &str = concat!(
      local exp = now + tonumber(ARGV[5])\n\
      redis.call('HSET', KEYS[1], 'user_id', ARGV[2], 'roles', ARGV[3], 'default_role', ARGV[4],\n\
        'created_at', string.format('%d', now), 'expires_at', string.format('%d', exp))\n\
+     if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'variables', ARGV[8]) end\n\
      redis.call('PEXPIREAT', KEYS[1], string.format('%d', exp))\n\
      redis.call('ZADD', KEYS[2], string.format('%d', now_us), ARGV[1])\n\
      extend_user(KEYS[2], exp, now)\n\
@@ -550,7 +573,7 @@ const CREATE: &str = concat!(
 const RESOLVE_SLIDE: &str = concat!(
     lua_now!(),
     lua_extend_user!(),
-    "local v = redis.call('HMGET', KEYS[1], 'user_id', 'roles', 'default_role', 'created_at', 'expires_at')\n\
+    "local v = redis.call('HMGET', KEYS[1], 'user_id', 'roles', 'default_role', 'created_at', 'expires_at', 'variables')\n\
      if not v[1] or not v[5] then return v end\n\
      local want = now + tonumber(ARGV[1])\n\
      local cur = tonumber(v[5]) or 0\n\
@@ -614,18 +637,18 @@ const REVOKE_USER: &str = "local ids\n\
      return n\n";
 
 /// KEYS: user. ARGV: session prefix. Returns {hex, user_id, roles, default_role, created_at,
-/// expires_at, ...} for each live session, oldest first, and removes members whose session is
-/// gone.
+/// expires_at, variables, ...} for each live session, oldest first (a missing field is an empty
+/// string), and removes members whose session is gone.
 const LIST_USER: &str = concat!(
     lua_user_index!(),
     "user_index(KEYS[1], ARGV[1])\n\
      local ids = redis.call('ZRANGE', KEYS[1], 0, -1)\n\
      local out = {}\n\
      for _, h in ipairs(ids) do\n\
-       local v = redis.call('HMGET', ARGV[1] .. h, 'user_id', 'roles', 'default_role', 'created_at', 'expires_at')\n\
+       local v = redis.call('HMGET', ARGV[1] .. h, 'user_id', 'roles', 'default_role', 'created_at', 'expires_at', 'variables')\n\
        if v[1] then\n\
          table.insert(out, h)\n\
-         for i = 1, 5 do table.insert(out, v[i] or '') end\n\
+         for i = 1, 6 do table.insert(out, v[i] or '') end\n\
        else\n\
          redis.call('ZREM', KEYS[1], h)\n\
        end\n\
@@ -650,6 +673,16 @@ impl SessionStore for RedisStore {
                 .cloned()
                 .unwrap_or_default();
             let roles = new.roles.join(",");
+            // An empty string tells the script to write no field: the hash of a session without
+            // variables stays exactly what it was before they existed.
+            let variables = if new.variables.is_empty() {
+                String::new()
+            } else {
+                // A map of strings always encodes; the error is only passed on.
+                serde_json::to_string(&new.variables).map_err(|e| {
+                    StoreError::Unavailable(format!("cannot encode the variables: {e}"))
+                })?
+            };
             let mut inv = self.inner.scripts.create.key(self.session_key(&id));
             inv.key(self.user_key(&new.user_id))
                 .arg(&hex)
@@ -658,7 +691,8 @@ impl SessionStore for RedisStore {
                 .arg(&default_role)
                 .arg(duration_ms(new.ttl).max(1))
                 .arg(self.inner.max_per_user)
-                .arg(&self.inner.channel);
+                .arg(&self.inner.channel)
+                .arg(&variables);
             let mut conn = self.inner.conn.clone();
             let (created, expires, evicted): (u64, u64, Vec<String>) = self
                 .run("create", async move { inv.invoke_async(&mut conn).await })
@@ -675,6 +709,7 @@ impl SessionStore for RedisStore {
                 default_role,
                 created_at: UNIX_EPOCH + Duration::from_millis(created),
                 expires_at: UNIX_EPOCH + Duration::from_millis(expires),
+                variables: new.variables,
             };
             Ok((token, session))
         })
@@ -757,8 +792,8 @@ impl SessionStore for RedisStore {
                     async move { inv.invoke_async(&mut conn).await },
                 )
                 .await?;
-            let mut out = Vec::with_capacity(flat.len() / 6);
-            for chunk in flat.chunks_exact(6) {
+            let mut out = Vec::with_capacity(flat.len() / 7);
+            for chunk in flat.chunks_exact(7) {
                 let Some(id) = TokenHash::from_hex(&chunk[0]) else {
                     continue;
                 };

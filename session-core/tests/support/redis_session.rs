@@ -28,6 +28,7 @@ pub(crate) fn new_session(user: &str, ttl: Duration) -> NewSession {
         roles: vec!["user".into(), "admin".into()],
         default_role: Some("admin".into()),
         ttl,
+        ..Default::default()
     }
 }
 

@@ -1,6 +1,7 @@
 //! What upstream sees: identity headers injected for a resolved session or the anonymous
 //! identity, and every client-sent identity header (prefixed, underscore forms, `Connection`
-//! names, header-breaking bytes) removed first: SECURITY-CASES 1, 2, 3 and 6.
+//! names, header-breaking bytes) removed first: SECURITY-CASES 1, 2, 3 and 6. Session
+//! variables are injected after that strip, and only under the layer's own names.
 
 use super::*;
 
@@ -242,4 +243,102 @@ async fn case6_identity_with_header_breaking_bytes_is_never_injected() {
             assert!(out.seen.is_none());
         }
     }
+}
+
+fn org_vars(name: &str, value: &str) -> crate::Variables {
+    [(name.to_owned(), value.to_owned())].into()
+}
+
+#[tokio::test]
+async fn session_variables_are_injected_and_client_copies_never_pass() {
+    let store = MemoryStore::new();
+    let (token, _) = store
+        .create(NewSession {
+            user_id: "carol".into(),
+            roles: vec!["user".into(), "admin".into()],
+            ttl: Duration::from_secs(60),
+            variables: org_vars("x-hasura-org-id", "42"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let from_store = store_layer(&store);
+    let with_vars = alice()
+        .with_variables(&org_vars("x-hasura-org-id", "42"))
+        .unwrap();
+    let r = StaticResolver::new().with(TOKEN, with_vars);
+    let layers = [
+        (from_store, token.expose().to_owned()),
+        (
+            layer_with(r.clone(), SessionConfig::default()),
+            TOKEN.to_owned(),
+        ),
+        (
+            layer_with(r.deferred(), SessionConfig::default()),
+            TOKEN.to_owned(),
+        ),
+    ];
+    for (layer, token) in layers {
+        let out = send(
+            layer,
+            req()
+                .header(AUTHORIZATION, bearer(&token))
+                .header("X-Hasura-Org-Id", "666")
+                .header("x_hasura_org_id", "667")
+                .header(CONNECTION, "X-Hasura-Org-Id")
+                // Asking for another role keeps the session's variables.
+                .header("x-hasura-role", "user")
+                .body(())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(out.status, StatusCode::OK, "{}", out.code());
+        assert_eq!(out.up("x-hasura-org-id"), ["42"], "the session's, only");
+        assert!(out.up("x_hasura_org_id").is_empty());
+        assert!(out.up("connection").is_empty());
+        let identity = out.upstream().identity.clone().unwrap();
+        assert_eq!(identity.variables().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn variables_outside_the_layer_s_names_are_never_injected() {
+    // A resolver (or a store shared with other writers) may hand back any well-formed header:
+    // the layer injects only names under its prefix, and never one of its identity headers.
+    let custom = SessionConfig {
+        identity_prefix: "x-app-".into(),
+        user_id_header: http::HeaderName::from_static("x-app-user-id"),
+        role_header: http::HeaderName::from_static("x-app-role"),
+        allowed_roles_header: http::HeaderName::from_static("x-app-allowed-roles"),
+        ..SessionConfig::default()
+    };
+    for (name, config) in [
+        ("x-other", SessionConfig::default()),
+        ("authorization", SessionConfig::default()),
+        ("x-hasura-role", SessionConfig::default()),
+        ("x-hasura-allowed-roles", SessionConfig::default()),
+        ("x-hasura-org-id", custom.clone()),
+        ("x-app-role", custom.clone()),
+    ] {
+        let identity = alice().with_variables(&org_vars(name, "admin")).unwrap();
+        let r = StaticResolver::new().with(TOKEN, identity);
+        for r in [r.clone(), r.deferred()] {
+            let out = send(
+                layer_with(r, config.clone()),
+                req().header(AUTHORIZATION, bearer(TOKEN)).body(()).unwrap(),
+            )
+            .await;
+            assert_eq!(out.status, StatusCode::INTERNAL_SERVER_ERROR, "{name}");
+            assert!(out.seen.is_none(), "{name}");
+        }
+    }
+    // Under the configured prefix, it is injected.
+    let identity = alice().with_variables(&org_vars("x-app-org", "7")).unwrap();
+    let out = send(
+        layer_with(StaticResolver::new().with(TOKEN, identity), custom),
+        req().header(AUTHORIZATION, bearer(TOKEN)).body(()).unwrap(),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::OK);
+    assert_eq!(out.up("x-app-org"), ["7"]);
 }

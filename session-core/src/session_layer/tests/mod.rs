@@ -131,8 +131,8 @@ async fn store_with_session(ttl: u64) -> (MemoryStore, Token) {
         .create(NewSession {
             user_id: "bob".into(),
             roles: vec!["user".into(), "admin".into()],
-            default_role: None,
             ttl: Duration::from_secs(ttl),
+            ..Default::default()
         })
         .await
         .unwrap();

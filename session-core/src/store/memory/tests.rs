@@ -6,8 +6,8 @@ fn new_session(user: &str, roles: &[&str], ttl_secs: u64) -> NewSession {
     NewSession {
         user_id: user.into(),
         roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-        default_role: None,
         ttl: Duration::from_secs(ttl_secs),
+        ..Default::default()
     }
 }
 
@@ -42,6 +42,74 @@ async fn create_then_resolve() {
     assert_eq!(identity, Identity::new("u1", "admin", ["user", "admin"]));
     assert!(identity.role_headers().is_some());
     assert_eq!(store.len(), 1);
+}
+
+#[tokio::test]
+async fn variables_round_trip() {
+    let store = MemoryStore::new();
+    let variables: crate::Variables = [
+        ("x-hasura-team".to_owned(), "blue".to_owned()),
+        ("x-hasura-org-id".to_owned(), "42".to_owned()),
+    ]
+    .into();
+    let (token, session) = store
+        .create(NewSession {
+            variables: variables.clone(),
+            ..new_session("u1", &["user"], 60)
+        })
+        .await
+        .unwrap();
+    assert_eq!(session.variables, variables);
+    let got = store.resolve(&token.hash()).await.unwrap().unwrap();
+    assert_eq!(got.variables, variables);
+    assert_eq!(store.list_user("u1").await.unwrap()[0].variables, variables);
+    let identity = store
+        .resolve_identity_now(&token.hash(), None)
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let headers: Vec<(&str, &str)> = identity
+        .variables()
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+        .collect();
+    assert_eq!(
+        headers,
+        [("x-hasura-org-id", "42"), ("x-hasura-team", "blue")]
+    );
+    // Built once per session, not per resolution.
+    let again = store
+        .resolve_identity_now(&token.hash(), None)
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(std::ptr::eq(again.variables(), identity.variables()));
+
+    // Without variables: none, and nothing is built.
+    let (plain, session) = store
+        .create(new_session("u2", &["user"], 60))
+        .await
+        .unwrap();
+    assert!(session.variables.is_empty());
+    let identity = store
+        .resolve_identity(&plain.hash(), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(identity.variables().is_empty());
+
+    // Broken variables are refused before a token is minted.
+    let bad = NewSession {
+        variables: [("x-hasura-org-id".to_owned(), "4 2".to_owned())].into(),
+        ..new_session("u3", &["user"], 60)
+    };
+    assert!(matches!(
+        store.create(bad).await,
+        Err(StoreError::Invalid(
+            SessionValidationError::InvalidVariableValue(1)
+        ))
+    ));
+    assert!(store.list_user("u3").await.unwrap().is_empty());
 }
 
 #[tokio::test]
