@@ -18,6 +18,8 @@ mod memory;
 mod redis;
 #[cfg(feature = "redis")]
 mod redis_cache;
+#[cfg(feature = "redis")]
+mod redis_scripts;
 mod revocations;
 
 pub use memory::MemoryStore;
