@@ -212,36 +212,49 @@ struct Minting {
     default_ttl: Duration,
 }
 
+/// What one route's [`Issuer`] holds, shared by the route's clones: one reference count per
+/// request, however many fields.
+#[derive(Clone)]
+struct IssuerSettings {
+    /// `Some` on a login route.
+    minting: Option<Minting>,
+    cookie_name: Box<str>,
+    /// The route's name, for log lines.
+    route: Box<str>,
+}
+
 /// Layer for [`Issuer`]: built once per route.
 #[derive(Clone)]
 pub struct IssuerLayer {
-    minting: Option<Arc<Minting>>,
-    cookie_name: Arc<str>,
-    route: Arc<str>,
+    settings: Arc<IssuerSettings>,
 }
 
 impl IssuerLayer {
     /// A login route: its answers mint and end sessions (see the module docs).
     pub fn issuer(login: Login, default_ttl: Duration) -> Self {
         IssuerLayer {
-            cookie_name: Arc::from(login.cookie.name.as_str()),
-            minting: Some(Arc::new(Minting { login, default_ttl })),
-            route: Arc::from("-"),
+            settings: Arc::new(IssuerSettings {
+                cookie_name: login.cookie.name.as_str().into(),
+                minting: Some(Minting { login, default_ttl }),
+                route: "-".into(),
+            }),
         }
     }
 
     /// Any other route: the issuer headers and session cookies of its answers are removed.
     pub fn scrubber(cookie: &CookieConfig) -> Self {
         IssuerLayer {
-            minting: None,
-            cookie_name: Arc::from(cookie.name.as_str()),
-            route: Arc::from("-"),
+            settings: Arc::new(IssuerSettings {
+                minting: None,
+                cookie_name: cookie.name.as_str().into(),
+                route: "-".into(),
+            }),
         }
     }
 
     /// The route's name, for the log lines about its answers.
     pub fn route_name(mut self, name: &str) -> Self {
-        self.route = Arc::from(name);
+        Arc::make_mut(&mut self.settings).route = name.into();
         self
     }
 }
@@ -251,7 +264,7 @@ impl<S> Layer<S> for IssuerLayer {
     fn layer(&self, inner: S) -> Issuer<S> {
         Issuer {
             inner,
-            layer: self.clone(),
+            settings: self.settings.clone(),
         }
     }
 }
@@ -260,7 +273,7 @@ impl<S> Layer<S> for IssuerLayer {
 #[derive(Clone)]
 pub struct Issuer<S> {
     inner: S,
-    layer: IssuerLayer,
+    settings: Arc<IssuerSettings>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -282,33 +295,28 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let Some(minting) = self.layer.minting.clone() else {
+        if self.settings.minting.is_none() {
             // Most routes: the response only needs synchronous scrubbing, so no boxed future
             // and no clone of the inner service (it is called now).
             return Either::Left(ScrubFuture {
                 inner: self.inner.call(req),
-                cookie_name: Some(self.layer.cookie_name.clone()),
-                route: self.layer.route.clone(),
+                settings: Some(self.settings.clone()),
             });
-        };
+        }
         // An issuer's answer is handled in a boxed future that owns the service polled ready;
         // a fresh clone takes its place (tower's convention).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let credential = req.extensions().get::<Credential>().cloned();
-        let route = self.layer.route.clone();
+        let settings = self.settings.clone();
         Either::Right(Box::pin(async move {
             let mut res = inner.call(req).await?;
-            let ask = scrub_response(res.headers_mut(), &minting.login.cookie.name, true, &route);
-            match apply_issuer(
-                &minting,
-                &route,
-                ask,
-                credential.as_ref(),
-                res.headers_mut(),
-            )
-            .await
-            {
+            let route = &settings.route;
+            let ask = scrub_response(res.headers_mut(), &settings.cookie_name, true, route);
+            let Some(minting) = &settings.minting else {
+                return Ok(res);
+            };
+            match apply_issuer(minting, route, ask, credential.as_ref(), res.headers_mut()).await {
                 Ok(()) => Ok(res),
                 Err(rejection) => Ok(rejection),
             }
@@ -322,8 +330,7 @@ pin_project_lite::pin_project! {
     pub struct ScrubFuture<F> {
         #[pin]
         inner: F,
-        cookie_name: Option<Arc<str>>,
-        route: Arc<str>,
+        settings: Option<Arc<IssuerSettings>>,
     }
 }
 
@@ -336,8 +343,13 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut res = std::task::ready!(this.inner.poll(cx))?;
-        if let Some(cookie_name) = this.cookie_name.take() {
-            scrub_response(res.headers_mut(), &cookie_name, false, this.route);
+        if let Some(settings) = this.settings.take() {
+            scrub_response(
+                res.headers_mut(),
+                &settings.cookie_name,
+                false,
+                &settings.route,
+            );
         }
         Poll::Ready(Ok(res))
     }
@@ -480,9 +492,8 @@ async fn apply_issuer<RB: From<Bytes>>(
         ttl,
         variables,
     };
-    if let Err(e) = new.validate_with(&login.names) {
-        return Err(bad_issuer(route, &e.to_string()));
-    }
+    // `Login::issue` checks the session (the variables against the layer's names included)
+    // before the store sees it: an invalid one comes back as `StoreError::Invalid`.
     let issued = match login.issue(new).await {
         Ok(issued) => issued,
         Err(StoreError::Invalid(e)) => return Err(bad_issuer(route, &e.to_string())),
