@@ -164,6 +164,8 @@ async fn http01_issues_and_trusted_client_gets_response_files_private() {
     assert!(list[0].next_renewal.unwrap() < not_after);
 
     // Case 30: 0700 directories, 0600 files (the key/chain bundle and the account key).
+    // The certificate is served first and then written; wait for the write.
+    wait_stored(&env).await;
     let root = env.store_dir.path().join("certs");
     assert_eq!(mode(&root), 0o700);
     assert_eq!(mode(&root.join("certs")), 0o700);
@@ -288,6 +290,7 @@ async fn restart_reuses_stored_certificate_and_account() {
     let first = env.manager(cfg.clone(), &[NAME]);
     let task = first.spawn();
     wait_for("issuance", ISSUE_TIMEOUT, || env.resolver.has_cert(NAME)).await;
+    wait_stored(&env).await;
     first.stop();
     task.await.unwrap();
     let served = presented_leaf(env.server.tls_port, NAME, &[b"http/1.1"])
@@ -329,6 +332,7 @@ async fn failed_validation_backs_off_and_keeps_serving_old_certificate() {
     let first = env.manager(cfg.clone(), &[NAME]);
     let task = first.spawn();
     wait_for("issuance", ISSUE_TIMEOUT, || env.resolver.has_cert(NAME)).await;
+    wait_stored(&env).await;
     first.stop();
     task.await.unwrap();
     let old = presented_leaf(env.server.tls_port, NAME, &[b"http/1.1"])
@@ -454,10 +458,7 @@ async fn unknown_sni_places_no_order_and_writes_nothing() {
     let _task = manager.spawn();
     wait_for("issuance", ISSUE_TIMEOUT, || env.resolver.has_cert(NAME)).await;
     // The certificate is served first and then written; wait for the write.
-    wait_for("stored", ISSUE_TIMEOUT, || {
-        env.store.cert_path(NAME).exists()
-    })
-    .await;
+    wait_stored(&env).await;
     let files_before: Vec<_> = std::fs::read_dir(env.store_dir.path().join("certs/certs"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -557,4 +558,14 @@ async fn replicas_sharing_a_store_place_one_order() {
     assert_eq!(ra.lookup(Some(NAME)).cert[0], rb.lookup(Some(NAME)).cert[0]);
     a.stop();
     b.stop();
+}
+
+/// Waits until the certificate for [`NAME`] is in the store: the manager serves a new
+/// certificate before it writes it (a store failure must not keep it out of service), so a
+/// test that reads the store right after `has_cert` raced the write (CI failed on that once).
+async fn wait_stored(env: &Env) {
+    wait_for("stored", ISSUE_TIMEOUT, || {
+        env.store.cert_path(NAME).exists()
+    })
+    .await;
 }
