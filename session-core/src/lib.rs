@@ -123,6 +123,8 @@ mod credential;
 pub mod csrf;
 mod identity;
 pub mod issuer;
+#[cfg(feature = "jwt")]
+pub mod jwt;
 pub mod rejection;
 pub mod require_role;
 mod resolver;
@@ -142,6 +144,8 @@ pub mod test_util;
 pub use config::{ConfigError, SessionConfig};
 pub use credential::{extract_credential, Credential, CredentialError, CredentialSource};
 pub use identity::{AnonymousConfig, Identity};
+#[cfg(feature = "jwt")]
+pub use jwt::{JwtConfig, JwtResolver};
 pub use rejection::json_rejection;
 pub use require_role::{BrowserRedirects, RequireRole, RequireRoleLayer};
 pub use resolver::{ResolveError, Resolver, StoreResolver};

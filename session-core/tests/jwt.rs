@@ -1,0 +1,1 @@
+//! JwtResolver against a real JWKS server.
