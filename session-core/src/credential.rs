@@ -254,6 +254,49 @@ fn cookie_token(
     Ok((state, token))
 }
 
+/// The value of the cookie `name` in every `Cookie` header, borrowed from the headers, with
+/// the same reading as the session cookie's (the `cookie` crate, surrounding double quotes
+/// removed). Twice is [`CredentialError::DuplicateCookie`]; in a header that is not UTF-8 (so
+/// not readable without copying) it is [`CredentialError::MalformedCookie`].
+pub(crate) fn find_cookie<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+) -> Result<Option<&'a str>, CredentialError> {
+    let mut found = None;
+    for value in headers.get_all(COOKIE) {
+        if !contains(value.as_bytes(), name.as_bytes()) {
+            continue;
+        }
+        let Ok(text) = std::str::from_utf8(value.as_bytes()) else {
+            let lossy = String::from_utf8_lossy(value.as_bytes());
+            if cookie::Cookie::split_parse(lossy.as_ref())
+                .flatten()
+                .any(|c| c.name() == name)
+            {
+                return Err(CredentialError::MalformedCookie);
+            }
+            continue;
+        };
+        for cookie in cookie::Cookie::split_parse(text).flatten() {
+            if cookie.name() != name {
+                continue;
+            }
+            if found.is_some() {
+                return Err(CredentialError::DuplicateCookie);
+            }
+            found = Some(trim_quotes(cookie.value_raw().unwrap_or_default()));
+        }
+    }
+    Ok(found)
+}
+
+fn trim_quotes(s: &str) -> &str {
+    match s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        Some(inner) => inner,
+        None => s,
+    }
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }

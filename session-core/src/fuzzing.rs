@@ -95,16 +95,20 @@ struct FixedResolver;
 impl Resolver for FixedResolver {
     fn resolve<'a>(
         &'a self,
-        token: &'a Token,
+        request: &'a crate::ResolveRequest<'a>,
     ) -> crate::BoxFuture<'a, Result<Option<Identity>, ResolveError>> {
-        let answer = self.resolve_now(token);
+        let answer = self.resolve_now(request);
         Box::pin(async move { answer.unwrap_or(Ok(None)) })
     }
 
-    fn resolve_now(&self, token: &Token) -> Option<Result<Option<Identity>, ResolveError>> {
-        Some(Ok(
-            (token.expose() == "tok").then(|| Identity::new("alice", "user", ["user", "editor"]))
-        ))
+    fn resolve_now(
+        &self,
+        request: &crate::ResolveRequest<'_>,
+    ) -> Option<Result<Option<Identity>, ResolveError>> {
+        Some(Ok(request
+            .token()
+            .filter(|t| t.expose() == "tok")
+            .map(|_| Identity::new("alice", "user", ["user", "editor"]))))
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use http::{HeaderName, HeaderValue};
 
@@ -32,6 +33,18 @@ pub struct Identity {
     /// The session's variables, built once per session and shared; `None` for the many
     /// sessions without any, so that they cost the request path one check.
     variables: Option<VariableHeaders>,
+    /// What backs the identity: a stored session (revocable), or a self-contained credential.
+    backing: Backing,
+}
+
+/// What an authenticated identity rests on, which decides how a WebSocket tunnel opened with it
+/// ends: a stored session is watched for revocation; a JWT ends at its `exp`; a webhook's
+/// answer has neither.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backing {
+    Session,
+    Until(SystemTime),
+    Stateless,
 }
 
 impl Identity {
@@ -56,6 +69,7 @@ impl Identity {
             authenticated: true,
             headers: None,
             variables: None,
+            backing: Backing::Session,
         }
     }
 
@@ -89,6 +103,7 @@ impl Identity {
             authenticated: false,
             headers: None,
             variables: None,
+            backing: Backing::Stateless,
         }
     }
 
@@ -116,6 +131,36 @@ impl Identity {
         Ok(self)
     }
 
+    /// The same identity, not backed by a stored session but good until `at` (a JWT's `exp`):
+    /// a WebSocket tunnel opened with it is closed at `at`, and never looked up in the session
+    /// store.
+    pub fn with_expiry(mut self, at: SystemTime) -> Self {
+        self.backing = Backing::Until(at);
+        self
+    }
+
+    /// The same identity, not backed by a stored session (an auth webhook's answer): a
+    /// WebSocket tunnel opened with it is not checked against the session store.
+    pub fn without_session(mut self) -> Self {
+        self.backing = Backing::Stateless;
+        self
+    }
+
+    /// When the identity stops being valid, if its credential says so ([`with_expiry`]).
+    ///
+    /// [`with_expiry`]: Identity::with_expiry
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        match self.backing {
+            Backing::Until(at) => Some(at),
+            _ => None,
+        }
+    }
+
+    /// Whether a session in the store backs this identity (so a revocation can end it).
+    pub fn is_session(&self) -> bool {
+        self.authenticated && self.backing == Backing::Session
+    }
+
     /// An authenticated identity sharing prebuilt role header values (used by stores that
     /// intern role sets).
     pub(crate) fn with_role_headers(
@@ -130,6 +175,7 @@ impl Identity {
             authenticated: true,
             headers: Some(headers.clone()),
             variables: None,
+            backing: Backing::Session,
         }
     }
 

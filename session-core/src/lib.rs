@@ -118,9 +118,12 @@
 use std::future::Future;
 use std::pin::Pin;
 
+pub mod cache;
 mod config;
 mod credential;
 pub mod csrf;
+#[cfg(feature = "http-client")]
+pub mod http_client;
 mod identity;
 pub mod issuer;
 #[cfg(feature = "jwt")]
@@ -148,7 +151,7 @@ pub use identity::{AnonymousConfig, Identity};
 pub use jwt::{JwtConfig, JwtResolver};
 pub use rejection::json_rejection;
 pub use require_role::{BrowserRedirects, RequireRole, RequireRoleLayer};
-pub use resolver::{ResolveError, Resolver, StoreResolver};
+pub use resolver::{ResolveError, ResolveRequest, ResolveToken, Resolver, StoreResolver};
 pub use session::{
     NewSession, Session, SessionValidationError, Variables, MAX_ROLES, MAX_ROLE_LEN, MAX_TTL,
     MAX_USER_ID_LEN, MAX_VARIABLES, MAX_VARIABLE_NAME_LEN, MAX_VARIABLE_VALUE_LEN,

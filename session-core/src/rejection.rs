@@ -9,13 +9,14 @@
 //! | 400 | `duplicate-authorization`, `malformed-authorization`, `duplicate-cookie` | see [`CredentialError`] |
 //! | 400 | `ambiguous-role` | an authenticated request carries `X-Hasura-Role` twice |
 //! | 401 | `invalid-token` | unknown, expired or revoked bearer token (with `WWW-Authenticate: Bearer error="invalid_token"`) |
+//! | 401 | `authentication-refused` | the resolver refused the request: an auth webhook answered 401 (with `WWW-Authenticate: Bearer`) |
 //! | 401 | `authorization-required` | [`RequireRole`](crate::RequireRole): role not allowed (with `WWW-Authenticate: Bearer`) |
 //! | 403 | `role-not-allowed` | `X-Hasura-Role` asks for a role outside the session's allowed roles |
 //! | 403 | `insufficient-role` | [`RequireRole`](crate::RequireRole) with `forbid_authenticated(true)`: valid session, role not allowed |
 //! | 403 | `cross-site-request`, `origin-required` | the [CSRF check](crate::csrf) |
 //! | 500 | `internal-error` | no `Identity` in extensions, a resolver error other than unavailability, an identity that is not a legal header value |
 //! | 502 | `bad-session-issue` | an [issuer](crate::issuer) asked for a session that cannot be made |
-//! | 503 | `session-store-unavailable` | the store could not answer (with `Retry-After`) |
+//! | 503 | `session-store-unavailable` | the session store, the JWKS or the auth webhook could not answer (with `Retry-After`) |
 //!
 //! [`CredentialError`]: crate::CredentialError
 
@@ -41,7 +42,9 @@ route_core::rejections! {
     AMBIGUOUS_ROLE = (BAD_REQUEST, "ambiguous-role", "the role header appears more than once");
     /// Unknown, expired or revoked bearer token.
     INVALID_TOKEN = (UNAUTHORIZED, "invalid-token", "the bearer token is invalid, expired or revoked");
-    /// The role check refused the caller's role.
+    /// The resolver refused the request (an auth webhook answered 401).
+    AUTHENTICATION_REFUSED = (UNAUTHORIZED, "authentication-refused", "the authentication service refused the request");
+    /// [`RequireRole`](crate::RequireRole): the caller's role is not allowed.
     AUTHORIZATION_REQUIRED = (UNAUTHORIZED, "authorization-required", "this resource requires a role the caller does not have");
     /// The requested role is not among the session's.
     ROLE_NOT_ALLOWED = (FORBIDDEN, "role-not-allowed", "the requested role is not one of the session's roles");
@@ -56,7 +59,7 @@ route_core::rejections! {
     /// An issuer asked for an invalid session.
     BAD_SESSION_ISSUE = (BAD_GATEWAY, "bad-session-issue", "the login service sent an invalid session request");
     /// The session store could not answer.
-    SESSION_STORE_UNAVAILABLE = (SERVICE_UNAVAILABLE, "session-store-unavailable", "the session store is unavailable; try again shortly");
+    SESSION_STORE_UNAVAILABLE = (SERVICE_UNAVAILABLE, "session-store-unavailable", "the session store or identity provider is unavailable; try again shortly");
 }
 
 /// A JSON rejection `{"error": message, "code": code}` with `content-type: application/json`,
@@ -108,6 +111,13 @@ pub(crate) fn invalid_token<B: From<Bytes>>() -> Response<B> {
 pub(crate) fn unavailable<B: From<Bytes>>(retry_after: &HeaderValue) -> Response<B> {
     let mut r = SESSION_STORE_UNAVAILABLE.response();
     r.headers_mut().insert(RETRY_AFTER, retry_after.clone());
+    r
+}
+
+pub(crate) fn authentication_refused<B: From<Bytes>>() -> Response<B> {
+    let mut r = AUTHENTICATION_REFUSED.response();
+    r.headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     r
 }
 

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::identity::Identity;
-use crate::resolver::{ResolveError, Resolver};
+use crate::resolver::{ResolveError, ResolveRequest, Resolver};
 use crate::session::{NewSession, Session};
 use crate::store::{SessionStore, StoreError};
 use crate::token::{Token, TokenHash};
@@ -82,10 +82,11 @@ impl StaticResolver {
         self
     }
 
-    fn answer(&self, token: &Token) -> Result<Option<Identity>, ResolveError> {
-        match &self.error {
-            Some(e) => Err(e.clone()),
-            None => Ok(self.identities.get(token.expose()).cloned()),
+    fn answer(&self, token: Option<&Token>) -> Result<Option<Identity>, ResolveError> {
+        match (&self.error, token) {
+            (Some(e), _) => Err(e.clone()),
+            (None, Some(token)) => Ok(self.identities.get(token.expose()).cloned()),
+            (None, None) => Ok(None),
         }
     }
 }
@@ -93,16 +94,19 @@ impl StaticResolver {
 impl Resolver for StaticResolver {
     fn resolve<'a>(
         &'a self,
-        token: &'a Token,
+        request: &'a ResolveRequest<'a>,
     ) -> BoxFuture<'a, Result<Option<Identity>, ResolveError>> {
         Box::pin(async move {
             // Really suspend once, like a network round trip.
             tokio::task::yield_now().await;
-            self.answer(token)
+            self.answer(request.token())
         })
     }
 
-    fn resolve_now(&self, token: &Token) -> Option<Result<Option<Identity>, ResolveError>> {
-        (!self.deferred).then(|| self.answer(token))
+    fn resolve_now(
+        &self,
+        request: &ResolveRequest<'_>,
+    ) -> Option<Result<Option<Identity>, ResolveError>> {
+        (!self.deferred).then(|| self.answer(request.token()))
     }
 }

@@ -9,7 +9,9 @@
 //! `Tunnels` is also the layer ([`WatchTunnels`]) that hands route-core's proxy the hook to
 //! register a tunnel with; it goes anywhere before the proxy. The proxy registers a tunnel only
 //! once the upgrade succeeded, with the [`Credential`] and [`Identity`] the session layer left
-//! in the request's extensions.
+//! in the request's extensions. A tunnel opened with an identity that expires on its own (a
+//! JWT, [`Identity::with_expiry`]) is closed at that instant instead; one opened with a
+//! webhook's answer ([`Identity::without_session`]) has nothing to watch.
 
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
@@ -65,11 +67,21 @@ impl Tunnels {
     pub fn hook(&self) -> TunnelHook {
         // A strong reference: the request path keeps the registry alive.
         let tunnels = self.clone();
-        TunnelHook::new(move |ext| {
-            let credential = ext.get::<Credential>()?;
-            let identity = ext.get::<Identity>().filter(|i| i.is_authenticated())?;
-            Some(tunnels.watch(credential.token.hash(), identity.user_id.clone()))
-        })
+        TunnelHook::new(move |ext| tunnels.close_for(ext))
+    }
+
+    /// How the tunnel of a request with these extensions ends: at its session's revocation, at
+    /// its credential's expiry, or (a webhook's answer) only when either side closes it.
+    fn close_for(&self, ext: &http::Extensions) -> Option<TunnelClose> {
+        let identity = ext.get::<Identity>().filter(|i| i.is_authenticated())?;
+        if let Some(at) = identity.expires_at() {
+            return Some(close_at(at));
+        }
+        if !identity.is_session() {
+            return None;
+        }
+        let credential = ext.get::<Credential>()?;
+        Some(self.watch(credential.token.hash(), identity.user_id.clone()))
     }
 
     /// A future that completes when the session `id` is revoked. The session is checked once
@@ -147,6 +159,18 @@ impl Tunnels {
     }
 }
 
+/// A tunnel opened with a self-contained credential (a JWT) ends when the credential expires:
+/// no revocation can reach it, so its `exp` is the only end the gateway can enforce.
+fn close_at(at: std::time::SystemTime) -> TunnelClose {
+    let left = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Box::pin(async move {
+        tokio::time::sleep(left).await;
+        metrics::counter!("gateway_websockets_closed_on_expiry_total").increment(1);
+    })
+}
+
 /// One registered tunnel; unregisters on drop (the tunnel ended, or the upgrade failed).
 struct Registered {
     rx: Option<watch::Receiver<bool>>,
@@ -207,5 +231,53 @@ where
             req.extensions_mut().insert(self.hook.clone());
         }
         self.inner.call(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::{CredentialSource, MemoryStore, Token};
+
+    fn extensions(identity: Identity) -> http::Extensions {
+        let mut ext = http::Extensions::new();
+        ext.insert(identity);
+        ext.insert(Credential {
+            token: Token::generate(),
+            source: CredentialSource::Bearer,
+        });
+        ext
+    }
+
+    #[tokio::test]
+    async fn a_tunnel_ends_with_its_identity() {
+        let store = MemoryStore::new();
+        let tunnels = Tunnels::new(Arc::new(store.clone()), store.revocations());
+        let alice = || Identity::new("alice", "user", ["user"]);
+
+        // A JWT: closed at its expiry, and never registered as a session.
+        let at = SystemTime::now() + Duration::from_millis(100);
+        let close = tunnels.close_for(&extensions(alice().with_expiry(at)));
+        let started = std::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), close.expect("an expiring tunnel"))
+            .await
+            .expect("closed at the expiry");
+        assert!(started.elapsed() >= Duration::from_millis(80));
+        assert_eq!(tunnels.sessions(), 0);
+
+        // A webhook's answer: nothing to wait for.
+        assert!(tunnels
+            .close_for(&extensions(alice().without_session()))
+            .is_none());
+
+        // A session: watched in the registry (and, unknown to this store, closed by the check).
+        let close = tunnels
+            .close_for(&extensions(alice()))
+            .expect("a session tunnel");
+        tokio::time::timeout(Duration::from_secs(5), close)
+            .await
+            .expect("an unknown session's tunnel is closed by the store check");
     }
 }

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use redis_server::RedisServer;
 use redis_session::{cache_cfg, connected, new_session, raw, store, until};
 use session_core::{
-    CacheConfig, CachingResolver, MemoryStore, Resolver, Revocation, SessionStore, StoreResolver,
-    Token,
+    CacheConfig, CachingResolver, MemoryStore, ResolveToken, Revocation, SessionStore,
+    StoreResolver, Token,
 };
 
 #[tokio::test]
@@ -41,31 +41,35 @@ async fn the_cache_serves_hits_and_revocations_clear_every_replica() {
         .await
         .unwrap();
     for r in &replicas {
-        assert!(r.resolve_now(&token).is_none(), "nothing cached yet");
-        assert!(r.resolve(&token).await.unwrap().is_some());
-        let hit = r.resolve_now(&token).expect("cached").unwrap().unwrap();
+        assert!(r.resolve_token_now(&token).is_none(), "nothing cached yet");
+        assert!(r.resolve_token(&token).await.unwrap().is_some());
+        let hit = r
+            .resolve_token_now(&token)
+            .expect("cached")
+            .unwrap()
+            .unwrap();
         assert_eq!(&*hit.role, "admin");
         assert_eq!(r.cached(), 1);
     }
     // Unknown tokens are not cached.
     let unknown = Token::generate();
-    assert!(a.resolve(&unknown).await.unwrap().is_none());
-    assert!(a.resolve_now(&unknown).is_none());
+    assert!(a.resolve_token(&unknown).await.unwrap().is_none());
+    assert!(a.resolve_token_now(&unknown).is_none());
 
     // Revoked on A: gone from A at once, from B and C as the message arrives.
     assert!(a.store().revoke(&token.hash()).await.unwrap());
-    assert!(a.resolve_now(&token).is_none());
+    assert!(a.resolve_token_now(&token).is_none());
     for r in &replicas[1..] {
         let r2 = r.clone();
         let t = token.clone();
         let took = until(
             "revocation reached the replica",
             Duration::from_millis(100),
-            move || r2.resolve_now(&t).is_none(),
+            move || r2.resolve_token_now(&t).is_none(),
         )
         .await;
         eprintln!("replica cache cleared after {took:?}");
-        assert!(r.resolve(&token).await.unwrap().is_none());
+        assert!(r.resolve_token(&token).await.unwrap().is_none());
     }
 
     // Revoke a user on C: A and B drop that user's entries, keep the others.
@@ -80,18 +84,18 @@ async fn the_cache_serves_hits_and_revocations_clear_every_replica() {
         .await
         .unwrap();
     for r in &replicas[..2] {
-        r.resolve(&u1).await.unwrap().unwrap();
-        r.resolve(&u2).await.unwrap().unwrap();
+        r.resolve_token(&u1).await.unwrap().unwrap();
+        r.resolve_token(&u2).await.unwrap().unwrap();
     }
     assert_eq!(replicas[2].store().revoke_user("hank").await.unwrap(), 1);
     for r in &replicas[..2] {
         let r2 = r.clone();
         let t = u1.clone();
         until("user revocation", Duration::from_millis(100), move || {
-            r2.resolve_now(&t).is_none()
+            r2.resolve_token_now(&t).is_none()
         })
         .await;
-        assert!(r.resolve_now(&u2).is_some());
+        assert!(r.resolve_token_now(&u2).is_some());
     }
 }
 
@@ -112,8 +116,8 @@ async fn the_cache_is_off_while_the_channel_is_down() {
         .create(new_session("jay", Duration::from_secs(60)))
         .await
         .unwrap();
-    r.resolve(&token).await.unwrap().unwrap();
-    assert!(r.resolve_now(&token).is_some());
+    r.resolve_token(&token).await.unwrap().unwrap();
+    assert!(r.resolve_token_now(&token).is_some());
 
     server.stop();
     let r2 = r.clone();
@@ -123,10 +127,10 @@ async fn the_cache_is_off_while_the_channel_is_down() {
     .await;
     eprintln!("link down noticed after {took:?}");
     // No cached answer, and Redis fails: fail closed.
-    assert!(r.resolve_now(&token).is_none());
+    assert!(r.resolve_token_now(&token).is_none());
     let start = Instant::now();
     assert!(matches!(
-        r.resolve(&token).await,
+        r.resolve_token(&token).await,
         Err(session_core::ResolveError::Unavailable(_))
     ));
     assert!(start.elapsed() < Duration::from_millis(700));
@@ -135,15 +139,15 @@ async fn the_cache_is_off_while_the_channel_is_down() {
     connected(&r).await;
     assert!(heard.lock().contains(&Revocation::Resync));
     // A fresh server (no persistence): the session is gone, never served from a stale cache.
-    assert!(r.resolve_now(&token).is_none());
-    assert!(r.resolve(&token).await.unwrap().is_none());
+    assert!(r.resolve_token_now(&token).is_none());
+    assert!(r.resolve_token(&token).await.unwrap().is_none());
     let (t2, _) = r
         .store()
         .create(new_session("jay", Duration::from_secs(60)))
         .await
         .unwrap();
-    assert!(r.resolve(&t2).await.unwrap().is_some());
-    assert!(r.resolve_now(&t2).is_some());
+    assert!(r.resolve_token(&t2).await.unwrap().is_some());
+    assert!(r.resolve_token_now(&t2).is_some());
 }
 
 #[tokio::test]
@@ -158,7 +162,7 @@ async fn a_stall_turns_the_cache_off() {
         .create(new_session("kim", Duration::from_secs(60)))
         .await
         .unwrap();
-    r.resolve(&token).await.unwrap().unwrap();
+    r.resolve_token(&token).await.unwrap().unwrap();
     let mut raw = raw(&server).await;
     let stall = tokio::spawn(async move {
         let _: Result<String, _> = redis::cmd("DEBUG")
@@ -173,13 +177,13 @@ async fn a_stall_turns_the_cache_off() {
     })
     .await;
     eprintln!("stall noticed after {took:?}");
-    assert!(r.resolve_now(&token).is_none());
+    assert!(r.resolve_token_now(&token).is_none());
     let start = Instant::now();
-    assert!(r.resolve(&token).await.is_err());
+    assert!(r.resolve_token(&token).await.is_err());
     assert!(start.elapsed() < Duration::from_millis(700));
     stall.await.unwrap();
     connected(&r).await;
-    assert!(r.resolve(&token).await.unwrap().is_some());
+    assert!(r.resolve_token(&token).await.unwrap().is_some());
 }
 
 /// Hot-path cost: a warm local cache, a miss that goes to Redis, and the memory store.
@@ -197,12 +201,12 @@ async fn hot_path_costs() {
         .create(new_session("lee", Duration::from_secs(600)))
         .await
         .unwrap();
-    r.resolve(&token).await.unwrap().unwrap();
+    r.resolve_token(&token).await.unwrap().unwrap();
 
     const HITS: u32 = 200_000;
     let start = Instant::now();
     for _ in 0..HITS {
-        std::hint::black_box(r.resolve_now(std::hint::black_box(&token)));
+        std::hint::black_box(r.resolve_token_now(std::hint::black_box(&token)));
     }
     let hit = start.elapsed() / HITS;
 
@@ -214,7 +218,7 @@ async fn hot_path_costs() {
     let mr = StoreResolver::new(Arc::new(memory));
     let start = Instant::now();
     for _ in 0..HITS {
-        std::hint::black_box(mr.resolve_now(std::hint::black_box(&mt)));
+        std::hint::black_box(mr.resolve_token_now(std::hint::black_box(&mt)));
     }
     let mem = start.elapsed() / HITS;
 
@@ -231,8 +235,8 @@ async fn hot_path_costs() {
     let mut lat = Vec::with_capacity(MISSES as usize);
     for _ in 0..MISSES {
         let s = Instant::now();
-        assert!(cold.resolve_now(&token).is_none());
-        cold.resolve(&token).await.unwrap().unwrap();
+        assert!(cold.resolve_token_now(&token).is_none());
+        cold.resolve_token(&token).await.unwrap().unwrap();
         lat.push(s.elapsed());
     }
     lat.sort();
@@ -244,7 +248,7 @@ async fn hot_path_costs() {
         let token = token.clone();
         set.spawn(async move {
             for _ in 0..MISSES / 32 {
-                cold.resolve(&token).await.unwrap().unwrap();
+                cold.resolve_token(&token).await.unwrap().unwrap();
             }
         });
     }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use redis_server::RedisServer;
 use redis_session::{cache_cfg, connected, new_session, raw, store};
 use session_core::{
-    CachingResolver, NewSession, RedisConfig, RedisStore, Resolver, SessionStore, StoreError,
+    CachingResolver, NewSession, RedisConfig, RedisStore, ResolveToken, SessionStore, StoreError,
     Token, Variables,
 };
 
@@ -592,7 +592,7 @@ async fn scripts_are_loaded_when_the_connection_comes_up_not_by_the_first_reques
         .create(new_session("hana", Duration::from_secs(60)))
         .await
         .unwrap();
-    assert!(r.resolve(&token).await.unwrap().is_some());
+    assert!(r.resolve_token(&token).await.unwrap().is_some());
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use std::time::Duration;
 use redis_server::RedisServer;
 use redis_session::{cache_cfg, connected, new_session, raw, store, until};
 use session_core::{
-    CachingResolver, RedisConfig, RedisStore, Resolver, Revocation, SessionStore, Token,
+    CachingResolver, RedisConfig, RedisStore, ResolveToken, Revocation, SessionStore, Token,
 };
 
 #[tokio::test]
@@ -117,8 +117,8 @@ async fn case_40_a_create_beyond_max_per_user_revokes_the_oldest_and_publishes_i
         .create(new_session("kim", Duration::from_secs(60)))
         .await
         .unwrap();
-    assert!(other.resolve(&tokens[0]).await.unwrap().is_some());
-    assert!(other.resolve_now(&tokens[0]).is_some(), "cached");
+    assert!(other.resolve_token(&tokens[0]).await.unwrap().is_some());
+    assert!(other.resolve_token_now(&tokens[0]).is_some(), "cached");
     assert!(heard.lock().is_empty());
 
     tokens.push(
@@ -138,10 +138,10 @@ async fn case_40_a_create_beyond_max_per_user_revokes_the_oldest_and_publishes_i
     until(
         "the other replica dropped its copy",
         Duration::from_millis(500),
-        move || o.resolve_now(&t).is_none(),
+        move || o.resolve_token_now(&t).is_none(),
     )
     .await;
-    assert!(other.resolve(&tokens[0]).await.unwrap().is_none());
+    assert!(other.resolve_token(&tokens[0]).await.unwrap().is_none());
     let listed: Vec<_> = s
         .list_user("jo")
         .await

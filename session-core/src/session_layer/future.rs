@@ -9,9 +9,7 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::service::{Pending, Prepared};
-use crate::identity::Identity;
-use crate::resolver::ResolveError;
+use super::service::{Prepared, Resolved};
 use crate::set_cookie::parse_set_cookie;
 use crate::BoxFuture;
 
@@ -54,10 +52,11 @@ pin_project! {
     }
 }
 
-/// The [`State::Resolving`] state: the resolver's future and what the inner call needs.
+/// The [`State::Resolving`] state: the resolver's future (which holds the request head) and
+/// what the inner call needs.
 struct Waiting<S, ReqBody> {
-    fut: BoxFuture<'static, Result<Option<Identity>, ResolveError>>,
-    parts: Option<(Pending, Request<ReqBody>, S)>,
+    fut: BoxFuture<'static, Resolved>,
+    rest: Option<(ReqBody, S)>,
     shared: Arc<Prepared>,
 }
 
@@ -83,9 +82,8 @@ where
     }
 
     pub(crate) fn resolving(
-        fut: BoxFuture<'static, Result<Option<Identity>, ResolveError>>,
-        pending: Pending,
-        req: Request<ReqBody>,
+        fut: BoxFuture<'static, Resolved>,
+        body: ReqBody,
         inner: S,
         shared: Arc<Prepared>,
     ) -> Self {
@@ -93,7 +91,7 @@ where
             state: State::Resolving {
                 waiting: Box::new(Waiting {
                     fut,
-                    parts: Some((pending, req, inner)),
+                    rest: Some((body, inner)),
                     shared,
                 }),
             },
@@ -113,10 +111,16 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Resolving { waiting } => {
-                    let result = ready!(waiting.fut.as_mut().poll(cx));
-                    let Some((pending, mut req, mut inner)) = waiting.parts.take() else {
+                    let resolved = ready!(waiting.fut.as_mut().poll(cx));
+                    let Some((body, mut inner)) = waiting.rest.take() else {
                         panic!("ResponseFuture polled after completion");
                     };
+                    let Resolved {
+                        result,
+                        head,
+                        pending,
+                    } = resolved;
+                    let mut req = Request::from_parts(head, body);
                     let shared = &waiting.shared;
                     let next = match shared.decide(result, pending, &mut req) {
                         Ok(clear) => State::Inner {

@@ -3,6 +3,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
+use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use tower_service::Service;
 
@@ -13,7 +14,7 @@ use crate::config::{ConfigError, SessionConfig};
 use crate::credential::{extract, remove_cookie, CookieState, Credential, CredentialSource};
 use crate::identity::{join_roles, Identity};
 use crate::rejection;
-use crate::resolver::{ResolveError, Resolver};
+use crate::resolver::{ResolveError, ResolveRequest, Resolver};
 use crate::BoxFuture;
 
 /// The session middleware (see the [module docs](crate::session_layer)).
@@ -95,7 +96,8 @@ where
             }
             Begin::Resolve(pending) => pending,
         };
-        match shared.resolver.resolve_now(&pending.credential.token) {
+        let now = shared.resolver.resolve_now(&pending.request(&req));
+        match now {
             // Answered at once (in-memory stores, cache hits): the inner service is called now,
             // so no clone of it is needed.
             Some(result) => match shared.decide(result, pending, &mut req) {
@@ -109,24 +111,65 @@ where
                 // one that was polled ready and leaves a fresh clone in its place.
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                let fut = resolve_owned(shared.resolver.clone(), pending.credential.token.clone());
-                ResponseFuture::resolving(fut, pending, req, inner, shared.clone())
+                // The resolver borrows the request head while it waits, so the head travels
+                // inside its future and comes back with the answer; the body waits here.
+                let (head, body) = req.into_parts();
+                let fut = resolve_owned(shared.resolver.clone(), head, pending);
+                ResponseFuture::resolving(fut, body, inner, shared.clone())
             }
         }
     }
 }
 
-fn resolve_owned(
-    resolver: Arc<dyn Resolver>,
-    token: crate::Token,
-) -> BoxFuture<'static, Result<Option<Identity>, ResolveError>> {
-    Box::pin(async move { resolver.resolve(&token).await })
+/// What the boxed resolution hands back: the answer, and the head and pending state it borrowed.
+pub(crate) struct Resolved {
+    pub(crate) result: Result<Option<Identity>, ResolveError>,
+    pub(crate) head: Parts,
+    pub(crate) pending: Pending,
 }
 
-/// The credential found by [`Prepared::begin`], waiting for its resolution.
+fn resolve_owned(
+    resolver: Arc<dyn Resolver>,
+    head: Parts,
+    pending: Pending,
+) -> BoxFuture<'static, Resolved> {
+    Box::pin(async move {
+        let result = {
+            let request =
+                ResolveRequest::new(&head, pending.credential.as_ref(), pending.requested_role());
+            resolver.resolve(&request).await
+        };
+        Resolved {
+            result,
+            head,
+            pending,
+        }
+    })
+}
+
+/// What [`Prepared::begin`] found, waiting for the resolver's answer.
 pub(crate) struct Pending {
-    pub(crate) credential: Credential,
+    /// The bearer token or session cookie; `None` when the resolver is asked without one.
+    pub(crate) credential: Option<Credential>,
     requested: RequestedRole,
+    /// An `Authorization: Bearer` header is present (removed before forwarding, if so set).
+    bearer: bool,
+    /// The session cookie is present, usable or not.
+    cookie: CookieState,
+}
+
+impl Pending {
+    fn requested_role(&self) -> Option<&str> {
+        match &self.requested {
+            RequestedRole::One(v) => v.to_str().ok(),
+            _ => None,
+        }
+    }
+
+    /// What the resolver is asked about `req`.
+    fn request<'a, B>(&'a self, req: &'a Request<B>) -> ResolveRequest<'a> {
+        ResolveRequest::from_request(req, self.credential.as_ref(), self.requested_role())
+    }
 }
 
 pub(crate) enum Begin<B> {
@@ -149,6 +192,10 @@ pub(crate) struct Prepared {
     anonymous_role: HeaderValue,
     forward_credentials: bool,
     retry_after: HeaderValue,
+    /// The resolver wants requests without a bearer token or session cookie too.
+    ask_without_credential: bool,
+    /// The resolver's own credential cookies (removed with the session cookie).
+    resolver_cookies: Box<[String]>,
 }
 
 impl Prepared {
@@ -165,6 +212,8 @@ impl Prepared {
             .map_err(|_| ConfigError::Anonymous(crate::SessionValidationError::InvalidRole(0)))?;
         let retry_secs = config.retry_after.as_secs().max(1);
         Ok(Prepared {
+            ask_without_credential: resolver.resolves_without_credential(),
+            resolver_cookies: resolver.credential_cookies().into(),
             resolver,
             names: IdentityNames::from_config(config),
             user_id_header: config.user_id_header.clone(),
@@ -184,7 +233,8 @@ impl Prepared {
         clear.then(|| self.clear_cookie.clone())
     }
 
-    /// Steps 1–3 of the module docs: strip, extract, remove forwarded credentials.
+    /// Steps 1–3 of the module docs: strip, extract, and (for requests that go on as anonymous
+    /// without asking the resolver) remove credentials not forwarded.
     pub(crate) fn begin<B, ReqBody>(&self, req: &mut Request<ReqBody>) -> Begin<B>
     where
         B: From<Bytes>,
@@ -198,26 +248,42 @@ impl Prepared {
                 return Begin::Reject(rejection::credential(e));
             }
         };
-        if !self.forward_credentials {
-            if found.bearer {
-                headers.remove(AUTHORIZATION);
-            }
-            if found.cookie != CookieState::Absent {
-                remove_cookie(headers, &self.cookie_name);
-            }
-        }
-        match found.credential {
-            Some(credential) => Begin::Resolve(Pending {
-                credential,
-                requested,
-            }),
-            None => Begin::Anonymous {
+        if found.credential.is_none() && !self.ask_without_credential {
+            self.remove_credentials(headers, found.bearer, found.cookie);
+            return Begin::Anonymous {
                 clear_cookie: found.cookie == CookieState::Malformed,
-            },
+            };
+        }
+        if let RequestedRole::Ambiguous = requested {
+            // Refused before the resolver runs: a webhook would have to pick one of them.
+            return Begin::Reject(rejection::AMBIGUOUS_ROLE.response());
+        }
+        Begin::Resolve(Pending {
+            credential: found.credential,
+            requested,
+            bearer: found.bearer,
+            cookie: found.cookie,
+        })
+    }
+
+    /// Removes the credentials the resolver saw, unless this route forwards them: the bearer
+    /// header, the session cookie and the resolvers' own cookies.
+    fn remove_credentials(&self, headers: &mut HeaderMap, bearer: bool, cookie: CookieState) {
+        if self.forward_credentials {
+            return;
+        }
+        if bearer {
+            headers.remove(AUTHORIZATION);
+        }
+        if cookie != CookieState::Absent {
+            remove_cookie(headers, &self.cookie_name);
+        }
+        for name in self.resolver_cookies.iter() {
+            remove_cookie(headers, name);
         }
     }
 
-    /// Steps 5–6 for a resolved credential. `Ok(clear_cookie)`: forward the request.
+    /// Steps 5–6 for a resolved request. `Ok(clear_cookie)`: forward the request.
     pub(crate) fn decide<B, ReqBody>(
         &self,
         result: Result<Option<Identity>, ResolveError>,
@@ -227,33 +293,48 @@ impl Prepared {
     where
         B: From<Bytes>,
     {
+        let malformed_cookie = pending.cookie == CookieState::Malformed;
         match result {
             Ok(Some(identity)) => {
                 let identity = select_role(identity, &pending.requested)?;
-                if self.inject(req.headers_mut(), &identity).is_none() {
+                let headers = req.headers_mut();
+                self.remove_credentials(headers, pending.bearer, pending.cookie);
+                if self.inject(headers, &identity).is_none() {
                     tracing::error!(
                         "the resolver returned an identity that is not a legal header value, or a variable outside the identity prefix; refusing the request"
                     );
                     return Err(rejection::INTERNAL_ERROR.response());
                 }
                 req.extensions_mut().insert(identity);
-                req.extensions_mut().insert(pending.credential);
-                Ok(false)
+                if let Some(credential) = pending.credential {
+                    req.extensions_mut().insert(credential);
+                }
+                Ok(malformed_cookie)
             }
-            Ok(None) => match pending.credential.source {
-                CredentialSource::Bearer => {
-                    tracing::debug!("unknown, expired or revoked bearer token");
-                    Err(rejection::invalid_token())
-                }
-                CredentialSource::Cookie => {
-                    tracing::debug!("unknown, expired or revoked session cookie; clearing it");
-                    self.admit_anonymous(req);
-                    Ok(true)
-                }
-            },
+            Ok(None) => {
+                let clear = match pending.credential.as_ref().map(|c| c.source) {
+                    Some(CredentialSource::Bearer) => {
+                        tracing::debug!("unknown, expired or revoked bearer token");
+                        return Err(rejection::invalid_token());
+                    }
+                    Some(CredentialSource::Cookie) => {
+                        tracing::debug!("unknown, expired or revoked session cookie; clearing it");
+                        true
+                    }
+                    // A credential the resolver read itself (a JWT cookie): not ours to clear.
+                    None => malformed_cookie,
+                };
+                self.remove_credentials(req.headers_mut(), pending.bearer, pending.cookie);
+                self.admit_anonymous(req);
+                Ok(clear)
+            }
             Err(ResolveError::Unavailable(reason)) => {
                 tracing::warn!(%reason, "session resolver unavailable; failing closed");
                 Err(rejection::unavailable(&self.retry_after))
+            }
+            Err(ResolveError::Unauthorized(reason)) => {
+                tracing::debug!(%reason, "the resolver refused the request");
+                Err(rejection::authentication_refused())
             }
             Err(e) => {
                 tracing::error!(error = %e, "session resolver failed");

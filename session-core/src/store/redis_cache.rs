@@ -39,8 +39,8 @@ use redis::aio::{PubSubSink, PubSubStream};
 use super::redis::{now_ms, Found, RedisStore};
 use super::revocations::Revocation;
 use crate::identity::Identity;
-use crate::resolver::{ResolveError, Resolver};
-use crate::token::{Token, TokenHash};
+use crate::resolver::{ResolveError, ResolveRequest, Resolver};
+use crate::token::TokenHash;
 use crate::BoxFuture;
 
 /// Settings of a [`CachingResolver`].
@@ -207,9 +207,12 @@ impl CacheState {
 impl Resolver for CachingResolver {
     fn resolve<'a>(
         &'a self,
-        token: &'a Token,
+        request: &'a ResolveRequest<'a>,
     ) -> BoxFuture<'a, Result<Option<Identity>, ResolveError>> {
         Box::pin(async move {
+            let Some(token) = request.token() else {
+                return Ok(None);
+            };
             let inner = &self.inner;
             let id = token.hash();
             let seq = inner.seq.load(Ordering::SeqCst);
@@ -224,7 +227,13 @@ impl Resolver for CachingResolver {
         })
     }
 
-    fn resolve_now(&self, token: &Token) -> Option<Result<Option<Identity>, ResolveError>> {
+    fn resolve_now(
+        &self,
+        request: &ResolveRequest<'_>,
+    ) -> Option<Result<Option<Identity>, ResolveError>> {
+        let Some(token) = request.token() else {
+            return Some(Ok(None));
+        };
         let inner = &self.inner;
         if !inner.live.load(Ordering::SeqCst) {
             return None;

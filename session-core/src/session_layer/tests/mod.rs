@@ -148,5 +148,6 @@ fn store_layer(store: &MemoryStore) -> SessionLayer {
 
 mod credentials;
 mod identity_headers;
+mod request_resolvers;
 mod resolver_and_config;
 mod roles;
