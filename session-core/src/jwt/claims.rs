@@ -167,7 +167,10 @@ impl ClaimsRules {
             let field = format!("claims_map.{name}");
             let lower = name.to_ascii_lowercase();
             if !lower.starts_with(PREFIX) {
-                return Err(config_err(field, "a session variable starts with x-hasura-"));
+                return Err(config_err(
+                    field,
+                    "a session variable starts with x-hasura-",
+                ));
             }
             let entry = match value {
                 ClaimsMapValue::Path { path, default } => MapEntry::Path(
@@ -209,8 +212,8 @@ impl ClaimsRules {
                 }
             }
         }
-        let allowed_roles = allowed
-            .ok_or_else(|| config_err("claims_map", "must map x-hasura-allowed-roles"))?;
+        let allowed_roles =
+            allowed.ok_or_else(|| config_err("claims_map", "must map x-hasura-allowed-roles"))?;
         let default_role =
             default.ok_or_else(|| config_err("claims_map", "must map x-hasura-default-role"))?;
         Ok(ClaimsRules::Map {
@@ -335,9 +338,7 @@ impl ClaimsRules {
 }
 
 fn roles(v: &Value) -> Result<Vec<String>, String> {
-    let list = v
-        .as_array()
-        .ok_or("x-hasura-allowed-roles is not a list")?;
+    let list = v.as_array().ok_or("x-hasura-allowed-roles is not a list")?;
     list.iter()
         .map(|r| {
             r.as_str()
@@ -375,8 +376,7 @@ fn variable_value(v: &Value) -> Result<String, String> {
 fn pg_array_element(out: &mut String, s: &str) {
     let needs_quotes = s.is_empty()
         || s.eq_ignore_ascii_case("null")
-        || s
-            .chars()
+        || s.chars()
             .any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_whitespace());
     if !needs_quotes {
         out.push_str(s);
@@ -451,7 +451,8 @@ mod tests {
             .collect();
         assert_eq!(vars, [("x-hasura-org-id".to_owned(), "42".to_owned())]);
 
-        let no_user = json!({"ns": {"x-hasura-allowed-roles": ["u"], "x-hasura-default-role": "u"}});
+        let no_user =
+            json!({"ns": {"x-hasura-allowed-roles": ["u"], "x-hasura-default-role": "u"}});
         assert_eq!(&*ns().identity(&no_user, None).unwrap().user_id, "0");
     }
 

@@ -314,7 +314,9 @@ impl JwtConfig {
 
     pub(crate) fn check(&self) -> Result<Checked, JwtConfigError> {
         let keys = match (&self.key, &self.jwk_url) {
-            (Some(_), Some(_)) => return Err(config_err("key", "set `key` or `jwk_url`, not both")),
+            (Some(_), Some(_)) => {
+                return Err(config_err("key", "set `key` or `jwk_url`, not both"))
+            }
             (None, None) => return Err(config_err("key", "set `key` (with `type`) or `jwk_url`")),
             (Some(key), None) => {
                 let Some(alg) = self.algorithm else {
@@ -365,7 +367,10 @@ impl JwtConfig {
             ));
         }
         if self.jwks_refetch_interval.is_zero() {
-            return Err(config_err("jwks_refetch_interval", "must be more than zero"));
+            return Err(config_err(
+                "jwks_refetch_interval",
+                "must be more than zero",
+            ));
         }
         if self.http_timeout.is_zero() {
             return Err(config_err("http_timeout", "must be more than zero"));
@@ -392,8 +397,8 @@ impl JwtConfig {
             )),
             (Some(ns), None) => Ok(ClaimsRules::namespace(ns.clone(), format)),
             (None, Some(path)) => {
-                let path = JsonPath::parse(path)
-                    .map_err(|m| config_err("claims_namespace_path", m))?;
+                let path =
+                    JsonPath::parse(path).map_err(|m| config_err("claims_namespace_path", m))?;
                 Ok(ClaimsRules::namespace_path(path, format))
             }
             (None, None) => Ok(ClaimsRules::namespace(
@@ -415,9 +420,7 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     match Raw::deserialize(d)? {
         Raw::Secs(s) => Ok(Duration::from_secs(s)),
         Raw::Text(t) => humantime::parse_duration(&t).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "expected seconds or a duration like \"30s\": {e}"
-            ))
+            serde::de::Error::custom(format!("expected seconds or a duration like \"30s\": {e}"))
         }),
     }
 }

@@ -55,7 +55,10 @@ fn type_and_key_examples() {
     let c = JwtConfig::from_json(hs).unwrap();
     c.validate().unwrap();
     assert_eq!(c.algorithm, Some(JwtAlgorithm::HS256));
-    assert!(!format!("{c:?}").contains("3EK6FD"), "Debug redacts the key");
+    assert!(
+        !format!("{c:?}").contains("3EK6FD"),
+        "Debug redacts the key"
+    );
 
     let pem = |alg: &str, key: &str| {
         serde_json::json!({"type": alg, "key": key, "claims_map": {
@@ -115,7 +118,10 @@ fn errors_name_the_field() {
     let cases = [
         (r#"{"type": "HS256"}"#, "key"),
         (r#"{"key": "k"}"#, "type"),
-        (r#"{"type": "HS256", "key": "k", "jwk_url": "https://x/"}"#, "key"),
+        (
+            r#"{"type": "HS256", "key": "k", "jwk_url": "https://x/"}"#,
+            "key",
+        ),
         (r#"{"type": "RS256", "jwk_url": "https://x/"}"#, "type"),
         (r#"{"jwk_url": "not a url"}"#, "jwk_url"),
         (
@@ -142,9 +148,18 @@ fn errors_name_the_field() {
             r#"{"type": "HS256", "key": "k", "claims_map": {"x-hasura-allowed-roles": ["u"], "x-hasura-default-role": "u", "x-hasura-o": {"path": "x"}}}"#,
             "claims_map.x-hasura-o",
         ),
-        (r#"{"type": "HS256", "key": "k", "audience": []}"#, "audience"),
-        (r#"{"type": "HS256", "key": "k", "header": {"type": "Cookie", "name": "a b"}}"#, "header.name"),
-        (r#"{"type": "HS256", "key": "k", "jwks_refresh_min": 0}"#, "jwks_refresh_min"),
+        (
+            r#"{"type": "HS256", "key": "k", "audience": []}"#,
+            "audience",
+        ),
+        (
+            r#"{"type": "HS256", "key": "k", "header": {"type": "Cookie", "name": "a b"}}"#,
+            "header.name",
+        ),
+        (
+            r#"{"type": "HS256", "key": "k", "jwks_refresh_min": 0}"#,
+            "jwks_refresh_min",
+        ),
         (
             r#"{"type": "HS256", "key": "k", "jwks_refresh_min": 60, "jwks_refresh_max": 30}"#,
             "jwks_refresh_max",

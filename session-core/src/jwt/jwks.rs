@@ -255,7 +255,10 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let mut h = HeaderMap::new();
         assert_eq!(refresh_after(&h, now), None);
-        h.insert(CACHE_CONTROL, "public, max-age=120, must-revalidate".parse().unwrap());
+        h.insert(
+            CACHE_CONTROL,
+            "public, max-age=120, must-revalidate".parse().unwrap(),
+        );
         assert_eq!(refresh_after(&h, now), Some(Duration::from_secs(120)));
         h.insert(CACHE_CONTROL, "no-cache".parse().unwrap());
         assert_eq!(refresh_after(&h, now), Some(Duration::ZERO));

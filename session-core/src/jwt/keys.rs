@@ -98,9 +98,11 @@ impl StaticKey {
     /// Parses `key` for `alg`. The message never echoes the key.
     pub(crate) fn parse(alg: JwtAlgorithm, key: &str) -> Result<StaticKey, String> {
         let Some(verifier) = alg.verifier() else {
-            return Err("ES512 (P-521) is not supported: ring, the gateway's crypto \
+            return Err(
+                "ES512 (P-521) is not supported: ring, the gateway's crypto \
                         provider, has no P-521; use ES256, ES384, RS256 or EdDSA"
-                .into());
+                    .into(),
+            );
         };
         let decoding = match alg {
             JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512 => {
@@ -141,8 +143,8 @@ fn public_key(alg: JwtAlgorithm, pem_text: &str) -> Result<DecodingKey, String> 
             | JwtAlgorithm::PS512
     );
     match pem.label.as_str() {
-        "RSA PUBLIC KEY" if is_rsa => return Ok(DecodingKey::from_rsa_der(&pem.contents)),
-        "RSA PUBLIC KEY" => return Err(format!("an RSA key cannot verify {alg:?}")),
+        "RSA PUBLIC KEY" if is_rsa => Ok(DecodingKey::from_rsa_der(&pem.contents)),
+        "RSA PUBLIC KEY" => Err(format!("an RSA key cannot verify {alg:?}")),
         "PUBLIC KEY" => {
             let (_, spki) = SubjectPublicKeyInfo::from_der(&pem.contents)
                 .map_err(|_| "the PUBLIC KEY does not parse".to_owned())?;
@@ -220,8 +222,7 @@ pub(crate) fn parse_jwks(body: &[u8]) -> Result<(Vec<Arc<VerifyKey>>, Vec<String
     struct Doc {
         keys: Vec<serde_json::Value>,
     }
-    let doc: Doc =
-        serde_json::from_slice(body).map_err(|e| format!("not a JWKS document: {e}"))?;
+    let doc: Doc = serde_json::from_slice(body).map_err(|e| format!("not a JWKS document: {e}"))?;
     let mut keys = Vec::new();
     let mut warnings = Vec::new();
     for (i, value) in doc.keys.iter().enumerate() {

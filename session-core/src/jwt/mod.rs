@@ -8,7 +8,8 @@
 //!   (the algorithms of its key type when it has none). `alg: none`, an algorithm of another
 //!   family (HS256 signed with an RSA public key as the secret) and ES512 are refused.
 //! - `exp` is required, `nbf` honoured, both with `allowed_skew` as leeway; `aud` and `iss`
-//!   are checked when configured.
+//!   are required and checked when configured (a token without `aud` is refused when an
+//!   `audience` is set, which Hasura lets through).
 //! - The claims give the identity: see the `claims` rules below. Any failure makes the token
 //!   invalid (`Ok(None)`), logged at debug level with a reason, never the token.
 //!
@@ -518,14 +519,21 @@ fn validation(cfg: &JwtConfig, alg: Algorithm) -> Validation {
     v.leeway = cfg.allowed_skew.as_secs();
     v.validate_exp = true;
     v.validate_nbf = true;
+    // A configured audience or issuer is required in the token, not only checked when
+    // present: a token the same identity provider minted for another API without `aud` must
+    // not pass. (Stricter than Hasura, whose JOSE library lets a token without `aud` through.)
     match &cfg.audience {
-        Some(aud) => v.set_audience(aud.as_slice()),
+        Some(aud) => {
+            v.set_audience(aud.as_slice());
+            v.required_spec_claims.insert("aud".to_owned());
+        }
         // jsonwebtoken refuses a token with `aud` when no audience is set; Hasura does not
         // check `aud` unless configured.
         None => v.validate_aud = false,
     }
     if let Some(iss) = &cfg.issuer {
         v.set_issuer(&[iss]);
+        v.required_spec_claims.insert("iss".to_owned());
     }
     v
 }
@@ -557,7 +565,9 @@ pub(crate) fn fuzz_claims(data: &[u8]) {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)
         .unwrap_or_else(|_| data.to_vec());
-    let Ok(value) = serde_json::from_slice::<Value>(&bytes) else { return };
+    let Ok(value) = serde_json::from_slice::<Value>(&bytes) else {
+        return;
+    };
     for format in [ClaimsFormat::Json, ClaimsFormat::StringifiedJson] {
         let rules = ClaimsRules::namespace(DEFAULT_CLAIMS_NAMESPACE.to_owned(), format);
         if let Ok(id) = rules.identity(&value, None) {
