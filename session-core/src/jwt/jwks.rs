@@ -22,19 +22,23 @@ pub(crate) struct KeySet {
 }
 
 impl KeySet {
-    /// The keys a token with this `kid` may be verified with: the one with that kid, or, for
-    /// a token without a kid, every key (few: a JWKS holds a handful).
+    /// The keys a token with this `kid` may be verified with: the one with that kid and any
+    /// key without one, or, for a token without a kid, every key (few: a JWKS holds a
+    /// handful).
     pub(crate) fn candidates<'a>(
         &'a self,
         kid: Option<&'a str>,
     ) -> impl Iterator<Item = &'a Arc<VerifyKey>> + 'a {
         self.keys
             .iter()
-            .filter(move |k| kid.is_none() || k.kid.as_deref() == kid)
+            .filter(move |k| kid.is_none() || k.kid.is_none() || k.kid.as_deref() == kid)
     }
 
-    pub(crate) fn has_kid(&self, kid: &str) -> bool {
-        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+    /// Whether a token with this `kid` has a key to try (else the kid is unknown).
+    pub(crate) fn may_verify(&self, kid: &str) -> bool {
+        self.keys
+            .iter()
+            .any(|k| k.kid.is_none() || k.kid.as_deref() == Some(kid))
     }
 
     pub(crate) fn holds(&self, fingerprint: &[u8; 32]) -> bool {
