@@ -1,0 +1,103 @@
+//! What the webhook is sent, and the cache key that stands for it.
+
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, COOKIE, EXPECT, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// The header that tells the webhook which role the client asked for, as Hasura sends it.
+pub(super) const ROLE_HEADER: HeaderName = HeaderName::from_static("x-hasura-role");
+
+/// The client's headers as the webhook sees them: hop-by-hop headers (`Connection` and the
+/// names it lists, `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`, every
+/// `Proxy-*`) removed, as are `Host`, `Content-Length` and `Expect` (the webhook gets no body),
+/// and the requested role added as `X-Hasura-Role` so that the webhook chooses the role.
+///
+/// The session layer has already stripped every client `X-Hasura-*` header, so the role header
+/// here is only ever the one added from `requested_role`.
+pub(super) fn forwarded_headers(headers: &HeaderMap, requested_role: Option<&str>) -> HeaderMap {
+    let mut out = headers.clone();
+    // One rule for what is hop-by-hop: the proxy's (route-core).
+    route_core::strip_hop_by_hop(&mut out);
+    for name in [HOST, CONTENT_LENGTH, EXPECT] {
+        out.remove(name);
+    }
+    // An embedder whose stack did not strip identity headers must not let the client speak
+    // for the role.
+    out.remove(ROLE_HEADER);
+    if let Some(role) = requested_role.and_then(|r| HeaderValue::from_str(r).ok()) {
+        out.insert(ROLE_HEADER, role);
+    }
+    out
+}
+
+/// The `POST` mode's body: `{"headers": {name: value}, "request": {"method": ..., "url": ...}}`.
+///
+/// A header sent more than once becomes one value, joined as HTTP joins list values (`, `;
+/// `; ` for `Cookie`, as a browser writes them). A value that is not UTF-8 is sent with the
+/// replacement character (the webhook can only refuse it).
+pub(super) fn post_body(headers: &HeaderMap, method: &Method, uri: Option<&Uri>) -> Vec<u8> {
+    let mut map = Map::new();
+    for name in headers.keys() {
+        let sep = if name == COOKIE { "; " } else { ", " };
+        let mut joined = String::new();
+        for (i, value) in headers.get_all(name).iter().enumerate() {
+            if i > 0 {
+                joined.push_str(sep);
+            }
+            joined.push_str(&String::from_utf8_lossy(value.as_bytes()));
+        }
+        map.insert(name.as_str().to_owned(), Value::String(joined));
+    }
+    let body = serde_json::json!({
+        "headers": map,
+        "request": {
+            "method": method.as_str(),
+            "url": uri.map(|u| u.to_string()),
+        },
+    });
+    // Serializing a `Value` built from strings cannot fail.
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// The cache key of one request: SHA-256 over every `Authorization` and `Cookie` value, the
+/// requested role and each of `key_headers`' values, each part tagged and length-prefixed so
+/// that no two different requests hash the same bytes (`Cookie: a=1` + role `b` never meets
+/// `Cookie: a=1b`). Only the digest is kept, never a credential.
+pub(super) fn cache_key(
+    headers: &HeaderMap,
+    requested_role: Option<&str>,
+    key_headers: &[HeaderName],
+) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"gateway webhook cache key v1");
+    for (tag, name) in [(b'A', &AUTHORIZATION), (b'C', &COOKIE)] {
+        for value in headers.get_all(name) {
+            h.update([tag]);
+            part(&mut h, value.as_bytes());
+        }
+    }
+    match requested_role {
+        Some(role) => {
+            h.update(b"R");
+            part(&mut h, role.as_bytes());
+        }
+        None => h.update(b"r"),
+    }
+    for (i, name) in key_headers.iter().enumerate() {
+        // The index says which configured header the values belong to; a header without a
+        // value still counts (absent and present are different requests).
+        h.update(b"H");
+        h.update((i as u64).to_be_bytes());
+        for value in headers.get_all(name) {
+            h.update(b"v");
+            part(&mut h, value.as_bytes());
+        }
+    }
+    h.finalize().into()
+}
+
+fn part(h: &mut Sha256, bytes: &[u8]) {
+    h.update((bytes.len() as u64).to_be_bytes());
+    h.update(bytes);
+}
