@@ -7,12 +7,14 @@
 //!
 //! - **`GET`** ([`WebhookMode::Get`], the default): the client's headers, without hop-by-hop
 //!   ones (`Connection` and the names it lists, `Keep-Alive`, `TE`, `Trailer`,
-//!   `Transfer-Encoding`, `Upgrade`, every `Proxy-*`) nor `Host`, `Content-Length` and
-//!   `Expect`. When the client asked for a role, the webhook also gets `X-Hasura-Role: <that
-//!   role>`, as Hasura sends it, so that it chooses the role (the header is still stripped
-//!   before the upstream).
+//!   `Transfer-Encoding`, `Upgrade`, every `Proxy-*`), `Host`, `Content-Length`, `Expect`, nor
+//!   the headers that would change the form of the answer (`Accept-Encoding`, `Range`,
+//!   `If-Range`, `If-Match`, `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since`). When
+//!   the client asked for a role, the webhook also gets `X-Hasura-Role: <that role>`, as Hasura
+//!   sends it, so that it chooses the role (the header is still stripped before the upstream).
 //! - **`POST`** ([`WebhookMode::Post`]): `{"headers": {...the same headers...}, "request":
-//!   {"method": "GET", "url": "/path?query"}}`, never the client's body.
+//!   {"method": "GET", "url": "/path?query"}}` (header names in lowercase, a repeated header
+//!   joined into one value), never the client's body.
 //!
 //! # The answer
 //!

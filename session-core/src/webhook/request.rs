@@ -1,6 +1,9 @@
 //! What the webhook is sent, and the cache key that stands for it.
 
-use http::header::{AUTHORIZATION, CONTENT_LENGTH, COOKIE, EXPECT, HOST};
+use http::header::{
+    ACCEPT_ENCODING, AUTHORIZATION, CONTENT_LENGTH, COOKIE, EXPECT, HOST, IF_MATCH,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE,
+};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -8,10 +11,28 @@ use sha2::{Digest, Sha256};
 /// The header that tells the webhook which role the client asked for, as Hasura sends it.
 pub(super) const ROLE_HEADER: HeaderName = HeaderName::from_static("x-hasura-role");
 
+/// Client headers that are not hop-by-hop but are still never sent to the webhook (see
+/// [`forwarded_headers`]).
+const NOT_FORWARDED: [HeaderName; 10] = [
+    HOST,
+    CONTENT_LENGTH,
+    EXPECT,
+    ACCEPT_ENCODING,
+    RANGE,
+    IF_RANGE,
+    IF_MATCH,
+    IF_NONE_MATCH,
+    IF_MODIFIED_SINCE,
+    IF_UNMODIFIED_SINCE,
+];
+
 /// The client's headers as the webhook sees them: hop-by-hop headers (`Connection` and the
 /// names it lists, `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`, every
-/// `Proxy-*`) removed, as are `Host`, `Content-Length` and `Expect` (the webhook gets no body),
-/// and the requested role added as `X-Hasura-Role` so that the webhook chooses the role.
+/// `Proxy-*`) removed, as are `Host` and `Content-Length`, `Expect` (the webhook gets no body),
+/// and the headers that ask for a different form of the client's resource (`Accept-Encoding`,
+/// `Range`, `If-Range`, the conditional `If-*`): sent on, they would make the webhook answer a
+/// compressed body, a `206` or a `304`, none of which is an identity. The requested role is
+/// added as `X-Hasura-Role`, so that the webhook chooses the role.
 ///
 /// The session layer has already stripped every client `X-Hasura-*` header, so the role header
 /// here is only ever the one added from `requested_role`.
@@ -19,7 +40,7 @@ pub(super) fn forwarded_headers(headers: &HeaderMap, requested_role: Option<&str
     let mut out = headers.clone();
     // One rule for what is hop-by-hop: the proxy's (route-core).
     route_core::strip_hop_by_hop(&mut out);
-    for name in [HOST, CONTENT_LENGTH, EXPECT] {
+    for name in NOT_FORWARDED {
         out.remove(name);
     }
     // An embedder whose stack did not strip identity headers must not let the client speak
@@ -33,7 +54,8 @@ pub(super) fn forwarded_headers(headers: &HeaderMap, requested_role: Option<&str
 
 /// The `POST` mode's body: `{"headers": {name: value}, "request": {"method": ..., "url": ...}}`.
 ///
-/// A header sent more than once becomes one value, joined as HTTP joins list values (`, `;
+/// Header names are lowercase (as HTTP/2 writes them; the gateway does not keep the client's
+/// spelling). A header sent more than once becomes one value, joined as HTTP joins list values (`, `;
 /// `; ` for `Cookie`, as a browser writes them). A value that is not UTF-8 is sent with the
 /// replacement character (the webhook can only refuse it).
 pub(super) fn post_body(headers: &HeaderMap, method: &Method, uri: Option<&Uri>) -> Vec<u8> {
