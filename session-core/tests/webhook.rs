@@ -1,5 +1,6 @@
 //! `WebhookResolver` against a real auth webhook (axum on 127.0.0.1, plain HTTP: loopback),
-//! in both modes: what the webhook receives, what its answers become, and what is cached.
+//! in both modes: what the webhook receives, what its answers become, what is cached, and what
+//! a session layer in front of it answers and forwards.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -17,7 +18,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use session_core::webhook::{WebhookConfig, WebhookMode, WebhookResolver};
-use session_core::{Identity, ResolveError, ResolveRequest, Resolver};
+use session_core::{Identity, ResolveError, ResolveRequest, Resolver, SessionConfig, SessionLayer};
 
 /// One call the webhook received.
 #[derive(Clone, Debug)]
@@ -533,5 +534,87 @@ async fn allowed_roles_and_variables() {
         assert_eq!(&*who.role, "anonymous");
         assert_eq!(who.allowed_roles.len(), 1);
         assert!(who.variables().is_empty());
+    }
+}
+
+/// What the upstream behind a session layer received: `None` when the layer answered itself.
+async fn through_layer(
+    r: WebhookResolver,
+    req: http::Request<()>,
+) -> (StatusCode, HeaderMap, Option<HeaderMap>) {
+    use http_body_util::Full;
+    use tower::{service_fn, ServiceBuilder, ServiceExt};
+
+    let seen = Arc::new(Mutex::new(None));
+    let record = seen.clone();
+    let svc = ServiceBuilder::new()
+        .layer(SessionLayer::new(Arc::new(r), SessionConfig::default()))
+        .service(service_fn(move |req: http::Request<()>| {
+            let record = record.clone();
+            async move {
+                *record.lock() = Some(req.headers().clone());
+                Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::from("ok")))
+            }
+        }));
+    let res = svc.oneshot(req).await.unwrap();
+    let upstream = seen.lock().take();
+    (res.status(), res.headers().clone(), upstream)
+}
+
+#[tokio::test]
+async fn through_the_session_layer() {
+    let (addr, hook) = start().await;
+    let client = || {
+        http::Request::builder()
+            .uri("/graphql")
+            .header("authorization", "Bearer alice")
+            .header("x-hasura-role", "editor")
+            .header("x-hasura-org-id", "999")
+    };
+
+    // The identity and its variables reach the upstream; the client's own are gone.
+    let r = resolver(addr, "/roles", WebhookMode::Get);
+    let (status, _, up) = through_layer(r, client().body(()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let up = up.expect("proxied");
+    let get = |n: &str| up.get(n).map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(get("x-hasura-user-id").as_deref(), Some("alice"));
+    assert_eq!(get("x-hasura-role").as_deref(), Some("editor"));
+    assert_eq!(
+        get("x-hasura-allowed-roles").as_deref(),
+        Some("user,editor")
+    );
+    assert_eq!(get("x-hasura-org-id").as_deref(), Some("7"));
+    assert_eq!(get("x-hasura-team").as_deref(), Some("blue"));
+    assert_eq!(get("authorization"), None, "credentials are not forwarded");
+    // The webhook was shown the requested role, never the client's variables.
+    let shown = &hook.calls("/roles")[0].headers;
+    assert_eq!(shown["x-hasura-role"], "editor");
+    assert!(!shown.contains_key("x-hasura-org-id"));
+
+    // No credential at all: the webhook still decides.
+    let r = resolver(addr, "/anonymous", WebhookMode::Post);
+    let req = http::Request::builder().uri("/").body(()).unwrap();
+    let (status, _, up) = through_layer(r, req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(up.unwrap()["x-hasura-role"], "anonymous");
+    assert_eq!(hook.calls("/anonymous").len(), 1);
+
+    // 401 → 401; 500, a timeout, a closed port → 503 with Retry-After; never proxied.
+    let r = resolver(addr, "/unauthorized", WebhookMode::Get);
+    let (status, _, up) = through_layer(r, client().body(()).unwrap()).await;
+    assert_eq!((status, up.is_none()), (StatusCode::UNAUTHORIZED, true));
+    let slow = WebhookResolver::new(&WebhookConfig {
+        timeout: Duration::from_millis(200),
+        ..config(addr, "/slow", WebhookMode::Get)
+    })
+    .unwrap();
+    for r in [resolver(addr, "/error", WebhookMode::Get), slow] {
+        let (status, headers, up) = through_layer(r, client().body(()).unwrap()).await;
+        assert_eq!(
+            (status, up.is_none()),
+            (StatusCode::SERVICE_UNAVAILABLE, true)
+        );
+        assert!(headers.contains_key("retry-after"));
     }
 }
