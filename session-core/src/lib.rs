@@ -119,6 +119,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub mod cache;
+mod chain;
 mod config;
 mod credential;
 pub mod csrf;
@@ -144,6 +145,7 @@ pub mod fuzzing;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 
+pub use chain::ResolverChain;
 pub use config::{ConfigError, SessionConfig};
 pub use credential::{extract_credential, Credential, CredentialError, CredentialSource};
 pub use identity::{AnonymousConfig, Identity};
