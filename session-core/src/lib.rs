@@ -138,6 +138,8 @@ mod set_cookie;
 mod store;
 mod token;
 pub mod tunnels;
+#[cfg(feature = "webhook")]
+pub mod webhook;
 
 // Also compiled for this crate's unit tests, which run the entry points on seed inputs.
 #[cfg(any(fuzzing, test))]
@@ -166,6 +168,8 @@ pub use store::{
     MemoryStore, Revocation, Revocations, SessionStore, StoreError, DEFAULT_MAX_PER_USER,
 };
 pub use token::{constant_time_eq, Token, TokenHash, MAX_TOKEN_LEN};
+#[cfg(feature = "webhook")]
+pub use webhook::{WebhookConfig, WebhookMode, WebhookResolver};
 
 /// A boxed, `Send` future: what the object-safe async traits return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
