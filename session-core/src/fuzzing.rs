@@ -263,8 +263,14 @@ pub fn jwt_claims(data: &[u8]) {
         let answer = resolver.resolve_now(&ResolveRequest::for_credential(&credential));
         match answer {
             Some(Ok(Some(identity))) => {
-                assert!(identity.has_role(&identity.role), "role outside allowed roles");
-                assert!(identity.expires_at().is_some(), "a JWT identity must expire");
+                assert!(
+                    identity.has_role(&identity.role),
+                    "role outside allowed roles"
+                );
+                assert!(
+                    identity.expires_at().is_some(),
+                    "a JWT identity must expire"
+                );
                 true
             }
             Some(Ok(None)) => false,
