@@ -127,6 +127,8 @@ pub mod csrf;
 pub mod http_client;
 mod identity;
 pub mod issuer;
+#[cfg(feature = "jwt")]
+pub mod jwt;
 pub mod rejection;
 pub mod require_role;
 mod resolver;
@@ -149,6 +151,8 @@ pub use chain::ResolverChain;
 pub use config::{ConfigError, SessionConfig};
 pub use credential::{extract_credential, Credential, CredentialError, CredentialSource};
 pub use identity::{AnonymousConfig, Identity};
+#[cfg(feature = "jwt")]
+pub use jwt::{JwtConfig, JwtResolver};
 pub use rejection::json_rejection;
 pub use require_role::{BrowserRedirects, RequireRole, RequireRoleLayer};
 pub use resolver::{ResolveError, ResolveRequest, ResolveToken, Resolver, StoreResolver};
