@@ -484,6 +484,27 @@ async fn a_slow_webhook_times_out_unavailable() {
 }
 
 #[tokio::test]
+async fn the_config_timeout_holds_with_a_shared_client() {
+    let (addr, hook) = start().await;
+    // A client shared with other resolvers, its own timeout long (the default 5 s).
+    let client = HttpClient::new(HttpClientConfig::default()).unwrap();
+    let r = WebhookResolver::with_client(
+        &WebhookConfig {
+            timeout: Duration::from_millis(200),
+            ..config(addr, "/slow", WebhookMode::Get)
+        },
+        client,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let got = ask(&r, &head(&[]), None).await;
+    assert!(matches!(got, Err(ResolveError::Unavailable(_))), "{got:?}");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert_eq!(hook.calls("/slow").len(), 1);
+}
+
+#[tokio::test]
 async fn a_closed_port_is_unavailable() {
     // A port that was free a moment ago: nothing listens on it.
     let addr = {
