@@ -17,6 +17,7 @@ use axum::Router;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
+use session_core::http_client::{HttpClient, HttpClientConfig};
 use session_core::webhook::{WebhookConfig, WebhookMode, WebhookResolver};
 use session_core::{Identity, ResolveError, ResolveRequest, Resolver, SessionConfig, SessionLayer};
 
@@ -483,6 +484,27 @@ async fn a_slow_webhook_times_out_unavailable() {
 }
 
 #[tokio::test]
+async fn the_config_timeout_holds_with_a_shared_client() {
+    let (addr, hook) = start().await;
+    // A client shared with other resolvers, its own timeout long (the default 5 s).
+    let client = HttpClient::new(HttpClientConfig::default()).unwrap();
+    let r = WebhookResolver::with_client(
+        &WebhookConfig {
+            timeout: Duration::from_millis(200),
+            ..config(addr, "/slow", WebhookMode::Get)
+        },
+        client,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let got = ask(&r, &head(&[]), None).await;
+    assert!(matches!(got, Err(ResolveError::Unavailable(_))), "{got:?}");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert_eq!(hook.calls("/slow").len(), 1);
+}
+
+#[tokio::test]
 async fn a_closed_port_is_unavailable() {
     // A port that was free a moment ago: nothing listens on it.
     let addr = {
@@ -616,5 +638,93 @@ async fn through_the_session_layer() {
             (StatusCode::SERVICE_UNAVAILABLE, true)
         );
         assert!(headers.contains_key("retry-after"));
+    }
+}
+
+/// The same webhook over HTTPS with a certificate from a fresh private CA; returns its address
+/// and the CA's PEM.
+async fn start_https() -> (SocketAddr, Hook, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::default();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "webhook test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+
+    let hook = Hook::default();
+    let app = Router::new()
+        .route("/{*path}", any(answer))
+        .with_state(hook.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                // A client that does not trust the CA ends the handshake: nothing to serve.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(move |req| {
+                    use tower::ServiceExt;
+                    app.clone().oneshot(req)
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                .await;
+            });
+        }
+    });
+    (addr, hook, ca_cert.pem())
+}
+
+#[tokio::test]
+async fn https_with_a_private_ca() {
+    let (addr, hook, ca_pem) = start_https().await;
+    let h = head(&[("authorization", "Bearer alice")]);
+    for mode in BOTH {
+        let config = WebhookConfig {
+            mode,
+            ..WebhookConfig::new(format!("https://{addr}/roles"))
+        };
+        let client = HttpClient::new(HttpClientConfig {
+            extra_roots_pem: Some(ca_pem.clone()),
+            ..HttpClientConfig::default()
+        })
+        .unwrap();
+        let trusting = WebhookResolver::with_client(&config, client).unwrap();
+        let who = identity(&trusting, &h, None).await;
+        assert_eq!((&*who.user_id, &*who.role), ("alice", "editor"));
+
+        // Without the CA the certificate is not trusted: fail closed, nothing asked.
+        let calls = hook.calls("/roles").len();
+        let untrusting = WebhookResolver::new(&config).unwrap();
+        let got = ask(&untrusting, &h, None).await;
+        assert!(matches!(got, Err(ResolveError::Unavailable(_))), "{got:?}");
+        assert_eq!(hook.calls("/roles").len(), calls);
     }
 }

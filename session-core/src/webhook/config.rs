@@ -36,7 +36,8 @@ pub struct WebhookConfig {
     #[serde(default)]
     pub mode: WebhookMode,
     /// How long one call may take, connection included, before the request gets 503 (fail
-    /// closed). Default 5 s.
+    /// closed). Default 5 s. Applies with a shared client too
+    /// ([`WebhookResolver::with_client`](super::WebhookResolver::with_client)).
     #[serde(
         default = "default_timeout",
         deserialize_with = "humantime_duration::deserialize"

@@ -48,7 +48,7 @@ mod request;
 mod tests;
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
@@ -80,8 +80,11 @@ struct Inner {
     mode: WebhookMode,
     client: HttpClient,
     cache: ExpiringCache<[u8; 32], Identity>,
-    cache_max_ttl: std::time::Duration,
+    cache_max_ttl: Duration,
     key_headers: Vec<HeaderName>,
+    /// The config's timeout, applied around the client's own: a shared client's timeout is
+    /// set for its other users (a JWKS fetch), not for this webhook.
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for WebhookResolver {
@@ -109,7 +112,8 @@ impl WebhookResolver {
     }
 
     /// As [`new`](WebhookResolver::new), over a client the caller built (extra trust roots, a
-    /// client shared with other resolvers). The client's own timeout applies to each call.
+    /// client shared with other resolvers). Each call still ends at the config's `timeout`
+    /// (or at the client's own, if shorter).
     pub fn with_client(config: &WebhookConfig, client: HttpClient) -> Result<Self, WebhookError> {
         let (url, key_headers) = config.checked()?;
         Ok(WebhookResolver {
@@ -120,6 +124,7 @@ impl WebhookResolver {
                 cache: ExpiringCache::new(config.cache_entries),
                 cache_max_ttl: config.cache_max_ttl,
                 key_headers,
+                timeout: config.timeout,
             }),
         })
     }
@@ -176,7 +181,8 @@ impl WebhookResolver {
         }
         let call = self.call(request)?;
         let host = self.inner.url.host().unwrap_or_default();
-        let answer = match self.inner.client.send(call).await {
+        let sent = tokio::time::timeout(self.inner.timeout, self.inner.client.send(call)).await;
+        let answer = match sent.unwrap_or(Err(HttpClientError::Timeout)) {
             Ok(answer) => answer,
             Err(e) => {
                 let reason = match &e {
