@@ -26,7 +26,9 @@ use crate::resolver::{ResolveError, ResolveRequest, Resolver};
 use crate::token::Token;
 use crate::BoxFuture;
 
-/// Several resolvers as one [`Resolver`] (see the [module docs](self)).
+/// Several resolvers as one [`Resolver`], choosing by the credential's shape: a JWT → the JWT
+/// resolver, a 43-character token → the session store, anything else or nothing → the webhook
+/// (the README's "JWTs and auth webhooks" gives the whole order).
 #[derive(Clone, Default)]
 pub struct ResolverChain {
     jwt: Option<Arc<dyn Resolver>>,
@@ -53,7 +55,7 @@ impl ResolverChain {
     }
 
     /// The session store's resolver ([`StoreResolver`](crate::StoreResolver),
-    /// [`CachingResolver`](crate::CachingResolver)).
+    /// `CachingResolver` with the `redis` feature).
     pub fn sessions(mut self, resolver: Arc<dyn Resolver>) -> Self {
         self.sessions = Some(resolver);
         self

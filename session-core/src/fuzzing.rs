@@ -249,11 +249,20 @@ pub fn jwt_claims(data: &[u8]) {
     static RESOLVER: OnceLock<JwtResolver> = OnceLock::new();
 
     crate::jwt::fuzz_claims(data);
+    // A fixed config that must build: failing here is a bug of the harness, and a crash is
+    // how a fuzz target reports it.
     let resolver = RESOLVER.get_or_init(|| {
-        let config = JwtConfig::from_json(&format!(r#"{{"type": "HS256", "key": "{KEY}"}}"#))
-            .expect("a valid fixed config");
-        let client = crate::http_client::HttpClient::new(Default::default()).expect("a client");
-        JwtResolver::new(vec![config], client).expect("a static-key resolver")
+        let built = JwtConfig::from_json(&format!(r#"{{"type": "HS256", "key": "{KEY}"}}"#))
+            .map_err(|e| e.to_string())
+            .and_then(|config| {
+                let client = crate::http_client::HttpClient::new(Default::default())
+                    .map_err(|e| e.to_string())?;
+                JwtResolver::new(vec![config], client).map_err(|e| e.to_string())
+            });
+        match built {
+            Ok(resolver) => resolver,
+            Err(e) => panic!("the fuzzing resolver: {e}"),
+        }
     });
     let check = |token: Token| {
         let credential = Credential {

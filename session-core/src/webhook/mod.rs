@@ -38,8 +38,9 @@
 //! either is not cached, nor is any other status. The cache holds at most
 //! [`WebhookConfig::cache_entries`] answers, keyed by SHA-256 over every `Authorization` and
 //! `Cookie` value, the requested role and each of [`WebhookConfig::cache_key_headers`]' values.
-//! A webhook whose answer depends on anything else (another header, the `POST` mode's method
-//! and URL) must name those headers there or send no cache fields.
+//! In the `POST` mode the request's method and URL are part of the key too, since the webhook
+//! sees them. A webhook whose answer depends on anything else (another header) must name it
+//! there or send no cache fields.
 
 mod answer;
 mod config;
@@ -140,10 +141,15 @@ impl WebhookResolver {
     }
 
     fn key(&self, request: &ResolveRequest<'_>) -> [u8; 32] {
+        let post = match self.inner.mode {
+            WebhookMode::Post => Some((request.method(), request.uri())),
+            WebhookMode::Get => None,
+        };
         request::cache_key(
             request.headers(),
             request.requested_role(),
             &self.inner.key_headers,
+            post,
         )
     }
 

@@ -86,10 +86,14 @@ pub(super) fn post_body(headers: &HeaderMap, method: &Method, uri: Option<&Uri>)
 /// requested role and each of `key_headers`' values, each part tagged and length-prefixed so
 /// that no two different requests hash the same bytes (`Cookie: a=1` + role `b` never meets
 /// `Cookie: a=1b`). Only the digest is kept, never a credential.
+///
+/// `post` is the request's method and URL in the `POST` mode: the webhook sees them there, so
+/// they are part of the key (in the `GET` mode it never does).
 pub(super) fn cache_key(
     headers: &HeaderMap,
     requested_role: Option<&str>,
     key_headers: &[HeaderName],
+    post: Option<(&Method, Option<&Uri>)>,
 ) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"gateway webhook cache key v1");
@@ -115,6 +119,14 @@ pub(super) fn cache_key(
             h.update(b"v");
             part(&mut h, value.as_bytes());
         }
+    }
+    if let Some((method, uri)) = post {
+        h.update(b"P");
+        part(&mut h, method.as_str().as_bytes());
+        part(
+            &mut h,
+            uri.map(|u| u.to_string()).unwrap_or_default().as_bytes(),
+        );
     }
     h.finalize().into()
 }

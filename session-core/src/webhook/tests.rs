@@ -177,8 +177,9 @@ fn post_body_has_headers_and_request() {
 #[test]
 fn cache_key_covers_credentials_role_and_key_headers_without_ambiguity() {
     let tenant = [HeaderName::from_static("x-tenant")];
-    let key =
-        |pairs: &[(&str, &str)], role: Option<&str>| cache_key(&headers(pairs), role, &tenant);
+    let key = |pairs: &[(&str, &str)], role: Option<&str>| {
+        cache_key(&headers(pairs), role, &tenant, None)
+    };
     let base = key(
         &[("authorization", "Bearer a"), ("x-tenant", "t1")],
         Some("user"),
@@ -233,10 +234,26 @@ fn cache_key_covers_credentials_role_and_key_headers_without_ambiguity() {
         key(&[("cookie", "a=1b=2")], None)
     );
     assert_ne!(key(&[], Some("")), key(&[], None));
+    // In the POST mode the webhook sees the method and URL, so they are part of the key.
+    let h = headers(&[("authorization", "Bearer t")]);
+    let (get, post) = (Method::GET, Method::POST);
+    let (a, b): (Uri, Uri) = ("/a".parse().unwrap(), "/b".parse().unwrap());
+    assert_ne!(
+        cache_key(&h, None, &[], Some((&get, Some(&a)))),
+        cache_key(&h, None, &[], Some((&get, Some(&b))))
+    );
+    assert_ne!(
+        cache_key(&h, None, &[], Some((&get, Some(&a)))),
+        cache_key(&h, None, &[], Some((&post, Some(&a))))
+    );
+    assert_ne!(
+        cache_key(&h, None, &[], Some((&get, Some(&a)))),
+        cache_key(&h, None, &[], None)
+    );
     // Without configured key headers, x-tenant is not part of the key.
     assert_eq!(
-        cache_key(&headers(&[("x-tenant", "t1")]), None, &[]),
-        cache_key(&headers(&[("x-tenant", "t2")]), None, &[])
+        cache_key(&headers(&[("x-tenant", "t1")]), None, &[], None),
+        cache_key(&headers(&[("x-tenant", "t2")]), None, &[], None)
     );
 }
 
