@@ -230,6 +230,13 @@ pub fn session_headers(data: &[u8]) {
     }
 }
 
+/// JWT parsing and claims extraction (feature `jwt`): no panic on any token or payload, and an
+/// identity built from claims holds its role.
+#[cfg(feature = "jwt")]
+pub fn jwt_claims(data: &[u8]) {
+    crate::jwt::fuzz_claims(data);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +274,21 @@ mod tests {
             b"authorization: Bearer bad\nx-hasura-role: admin",
         ] {
             session_headers(seed);
+        }
+    }
+
+    #[cfg(feature = "jwt")]
+    #[test]
+    fn jwt_claims_hold_their_invariants_on_seeds() {
+        let claims = br#"{"https://hasura.io/jwt/claims": {"x-hasura-allowed-roles": ["u"], "x-hasura-default-role": "u", "x-hasura-a": [1]}}"#;
+        for seed in [
+            &b""[..],
+            b"a.b.c",
+            b"eyJhbGciOiJub25lIn0.e30.",
+            b"$.a['b.c'][0]",
+            &claims[..],
+        ] {
+            jwt_claims(seed);
         }
     }
 }

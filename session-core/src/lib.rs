@@ -127,6 +127,8 @@ pub mod csrf;
 pub mod http_client;
 mod identity;
 pub mod issuer;
+#[cfg(feature = "jwt")]
+pub mod jwt;
 pub mod rejection;
 pub mod require_role;
 mod resolver;
@@ -136,6 +138,8 @@ mod set_cookie;
 mod store;
 mod token;
 pub mod tunnels;
+#[cfg(feature = "webhook")]
+pub mod webhook;
 
 // Also compiled for this crate's unit tests, which run the entry points on seed inputs.
 #[cfg(any(fuzzing, test))]
@@ -147,6 +151,8 @@ pub use chain::ResolverChain;
 pub use config::{ConfigError, SessionConfig};
 pub use credential::{extract_credential, Credential, CredentialError, CredentialSource};
 pub use identity::{AnonymousConfig, Identity};
+#[cfg(feature = "jwt")]
+pub use jwt::{JwtConfig, JwtResolver};
 pub use rejection::json_rejection;
 pub use require_role::{BrowserRedirects, RequireRole, RequireRoleLayer};
 pub use resolver::{ResolveError, ResolveRequest, ResolveToken, Resolver, StoreResolver};
@@ -162,6 +168,8 @@ pub use store::{
     MemoryStore, Revocation, Revocations, SessionStore, StoreError, DEFAULT_MAX_PER_USER,
 };
 pub use token::{constant_time_eq, Token, TokenHash, MAX_TOKEN_LEN};
+#[cfg(feature = "webhook")]
+pub use webhook::{WebhookConfig, WebhookMode, WebhookResolver};
 
 /// A boxed, `Send` future: what the object-safe async traits return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

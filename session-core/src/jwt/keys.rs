@@ -1,0 +1,299 @@
+//! Verification keys: a configured one ([`StaticKey`]: an HMAC secret, a PEM public key or an
+//! X.509 certificate) or the keys of a JWKS ([`parse_jwks`]), each tied to the algorithms it
+//! may verify.
+
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use x509_parser::prelude::FromDer;
+use x509_parser::public_key::PublicKey;
+use x509_parser::x509::SubjectPublicKeyInfo;
+
+/// A JWT signature algorithm, as `type` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+pub enum JwtAlgorithm {
+    /// HMAC with SHA-256.
+    HS256,
+    /// HMAC with SHA-384.
+    HS384,
+    /// HMAC with SHA-512.
+    HS512,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    RS256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
+    RS384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
+    RS512,
+    /// RSASSA-PSS with SHA-256.
+    PS256,
+    /// RSASSA-PSS with SHA-384.
+    PS384,
+    /// RSASSA-PSS with SHA-512.
+    PS512,
+    /// ECDSA P-256 with SHA-256.
+    ES256,
+    /// ECDSA P-384 with SHA-384.
+    ES384,
+    /// ECDSA P-521 with SHA-512: not supported (ring has no P-521); `validate()` refuses it.
+    ES512,
+    /// Ed25519 (`Ed25519`, Hasura's name, or `EdDSA`, the JOSE name).
+    #[serde(alias = "Ed25519")]
+    EdDSA,
+}
+
+impl JwtAlgorithm {
+    /// The verifier's algorithm; `None` for ES512, which it lacks.
+    pub(crate) fn verifier(self) -> Option<Algorithm> {
+        Some(match self {
+            JwtAlgorithm::HS256 => Algorithm::HS256,
+            JwtAlgorithm::HS384 => Algorithm::HS384,
+            JwtAlgorithm::HS512 => Algorithm::HS512,
+            JwtAlgorithm::RS256 => Algorithm::RS256,
+            JwtAlgorithm::RS384 => Algorithm::RS384,
+            JwtAlgorithm::RS512 => Algorithm::RS512,
+            JwtAlgorithm::PS256 => Algorithm::PS256,
+            JwtAlgorithm::PS384 => Algorithm::PS384,
+            JwtAlgorithm::PS512 => Algorithm::PS512,
+            JwtAlgorithm::ES256 => Algorithm::ES256,
+            JwtAlgorithm::ES384 => Algorithm::ES384,
+            JwtAlgorithm::EdDSA => Algorithm::EdDSA,
+            JwtAlgorithm::ES512 => return None,
+        })
+    }
+}
+
+const RSA_ALGS: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+];
+
+/// A key that verifies tokens, and the one algorithm (or, for a JWK without `alg`, the
+/// algorithms of its key type) it accepts.
+pub(crate) struct VerifyKey {
+    pub(crate) kid: Option<Arc<str>>,
+    pub(crate) algorithms: Vec<Algorithm>,
+    pub(crate) key: DecodingKey,
+    /// SHA-256 of the key material: a cached identity remembers the key that verified it, and
+    /// is dropped once no key with this fingerprint is in the set (a rotated key reusing a
+    /// `kid` is another key).
+    pub(crate) fingerprint: [u8; 32],
+}
+
+impl VerifyKey {
+    pub(crate) fn allows(&self, alg: Algorithm) -> bool {
+        self.algorithms.contains(&alg)
+    }
+}
+
+/// The configured `key` for `type`.
+pub(crate) struct StaticKey(pub(crate) Arc<VerifyKey>);
+
+impl StaticKey {
+    /// Parses `key` for `alg`. The message never echoes the key.
+    pub(crate) fn parse(alg: JwtAlgorithm, key: &str) -> Result<StaticKey, String> {
+        let Some(verifier) = alg.verifier() else {
+            return Err(
+                "ES512 (P-521) is not supported: ring, the gateway's crypto \
+                        provider, has no P-521; use ES256, ES384, RS256 or EdDSA"
+                    .into(),
+            );
+        };
+        let decoding = match alg {
+            JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512 => {
+                if key.is_empty() {
+                    return Err("the HMAC secret is empty".into());
+                }
+                if key.contains("-----BEGIN") {
+                    // A public key as an HMAC secret is the algorithm-confusion setup: anyone
+                    // holding the public key could mint tokens.
+                    return Err("an HS* key is a shared secret, not a PEM key".into());
+                }
+                DecodingKey::from_secret(key.as_bytes())
+            }
+            _ => public_key(alg, key)?,
+        };
+        let fingerprint = Sha256::digest(key.as_bytes()).into();
+        Ok(StaticKey(Arc::new(VerifyKey {
+            kid: None,
+            algorithms: vec![verifier],
+            key: decoding,
+            fingerprint,
+        })))
+    }
+}
+
+/// A PEM public key (`PUBLIC KEY`, `RSA PUBLIC KEY`) or certificate, checked against `alg`'s
+/// key type and curve.
+fn public_key(alg: JwtAlgorithm, pem_text: &str) -> Result<DecodingKey, String> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem_text.trim().as_bytes())
+        .map_err(|_| "not a PEM public key or certificate".to_owned())?;
+    let is_rsa = matches!(
+        alg,
+        JwtAlgorithm::RS256
+            | JwtAlgorithm::RS384
+            | JwtAlgorithm::RS512
+            | JwtAlgorithm::PS256
+            | JwtAlgorithm::PS384
+            | JwtAlgorithm::PS512
+    );
+    match pem.label.as_str() {
+        "RSA PUBLIC KEY" if is_rsa => Ok(DecodingKey::from_rsa_der(&pem.contents)),
+        "RSA PUBLIC KEY" => Err(format!("an RSA key cannot verify {alg:?}")),
+        "PUBLIC KEY" => {
+            let (_, spki) = SubjectPublicKeyInfo::from_der(&pem.contents)
+                .map_err(|_| "the PUBLIC KEY does not parse".to_owned())?;
+            spki_key(alg, &spki)
+        }
+        "CERTIFICATE" => {
+            let (_, cert) = x509_parser::parse_x509_certificate(&pem.contents)
+                .map_err(|_| "the CERTIFICATE does not parse".to_owned())?;
+            spki_key(alg, cert.public_key())
+        }
+        "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY" => {
+            Err("this is a private key: give the public key or certificate".into())
+        }
+        other => Err(format!("unexpected PEM block {other:?}")),
+    }
+}
+
+fn spki_key(alg: JwtAlgorithm, spki: &SubjectPublicKeyInfo<'_>) -> Result<DecodingKey, String> {
+    let parsed = spki
+        .parsed()
+        .map_err(|_| "the public key does not parse".to_owned())?;
+    let raw = &spki.subject_public_key.data;
+    match (alg, parsed) {
+        (
+            JwtAlgorithm::RS256
+            | JwtAlgorithm::RS384
+            | JwtAlgorithm::RS512
+            | JwtAlgorithm::PS256
+            | JwtAlgorithm::PS384
+            | JwtAlgorithm::PS512,
+            PublicKey::RSA(_),
+        ) => Ok(DecodingKey::from_rsa_der(raw)),
+        (JwtAlgorithm::ES256, PublicKey::EC(p)) if p.key_size() == 256 => {
+            Ok(DecodingKey::from_ec_der(raw))
+        }
+        (JwtAlgorithm::ES384, PublicKey::EC(p)) if p.key_size() == 384 => {
+            Ok(DecodingKey::from_ec_der(raw))
+        }
+        (JwtAlgorithm::EdDSA, PublicKey::Unknown(_))
+            if spki.algorithm.algorithm == x509_parser::oid_registry::OID_SIG_ED25519 =>
+        {
+            Ok(DecodingKey::from_ed_der(raw))
+        }
+        _ => Err(format!("the key's type or curve does not match {alg:?}")),
+    }
+}
+
+/// One key of a JWKS document, as far as we read it.
+#[derive(Deserialize)]
+struct RawJwk {
+    kty: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    alg: Option<String>,
+    #[serde(default, rename = "use")]
+    key_use: Option<String>,
+    #[serde(default)]
+    crv: Option<String>,
+    #[serde(default)]
+    n: Option<String>,
+    #[serde(default)]
+    e: Option<String>,
+    #[serde(default)]
+    x: Option<String>,
+    #[serde(default)]
+    y: Option<String>,
+}
+
+/// The usable keys of a JWKS document (`{"keys": [...]}`), and one warning per key skipped
+/// (an encryption key, an unsupported type or curve, missing parameters). `Err` when the
+/// document itself is not a key set.
+pub(crate) fn parse_jwks(body: &[u8]) -> Result<(Vec<Arc<VerifyKey>>, Vec<String>), String> {
+    #[derive(Deserialize)]
+    struct Doc {
+        keys: Vec<serde_json::Value>,
+    }
+    let doc: Doc = serde_json::from_slice(body).map_err(|e| format!("not a JWKS document: {e}"))?;
+    let mut keys = Vec::new();
+    let mut warnings = Vec::new();
+    for (i, value) in doc.keys.iter().enumerate() {
+        match jwk_key(value) {
+            Ok(k) => keys.push(Arc::new(k)),
+            Err(why) => warnings.push(format!("key {i} skipped: {why}")),
+        }
+    }
+    Ok((keys, warnings))
+}
+
+fn jwk_key(value: &serde_json::Value) -> Result<VerifyKey, String> {
+    let jwk: RawJwk =
+        serde_json::from_value(value.clone()).map_err(|e| format!("not a JWK: {e}"))?;
+    let kid_note = jwk.kid.as_deref().unwrap_or("(no kid)");
+    if jwk.key_use.as_deref().is_some_and(|u| u != "sig") {
+        return Err(format!("{kid_note}: `use` is not \"sig\""));
+    }
+    let named = match jwk.alg.as_deref() {
+        None => None,
+        Some(a) => Some(
+            serde_json::from_value::<JwtAlgorithm>(serde_json::Value::String(a.to_owned()))
+                .ok()
+                .and_then(JwtAlgorithm::verifier)
+                .ok_or_else(|| format!("{kid_note}: unsupported alg {a:?}"))?,
+        ),
+    };
+    let need = |v: &Option<String>, name: &str| {
+        v.clone()
+            .ok_or_else(|| format!("{kid_note}: missing `{name}`"))
+    };
+    let bad = |e: jsonwebtoken::errors::Error| format!("{kid_note}: bad key parameters: {e}");
+    let (key, family): (DecodingKey, Vec<Algorithm>) = match (jwk.kty.as_str(), jwk.crv.as_deref())
+    {
+        ("RSA", _) => (
+            DecodingKey::from_rsa_components(&need(&jwk.n, "n")?, &need(&jwk.e, "e")?)
+                .map_err(bad)?,
+            RSA_ALGS.to_vec(),
+        ),
+        ("EC", Some("P-256")) => (
+            DecodingKey::from_ec_components(&need(&jwk.x, "x")?, &need(&jwk.y, "y")?)
+                .map_err(bad)?,
+            vec![Algorithm::ES256],
+        ),
+        ("EC", Some("P-384")) => (
+            DecodingKey::from_ec_components(&need(&jwk.x, "x")?, &need(&jwk.y, "y")?)
+                .map_err(bad)?,
+            vec![Algorithm::ES384],
+        ),
+        ("OKP", Some("Ed25519")) => (
+            DecodingKey::from_ed_components(&need(&jwk.x, "x")?).map_err(bad)?,
+            vec![Algorithm::EdDSA],
+        ),
+        (kty, crv) => {
+            return Err(format!(
+                "{kid_note}: unsupported key type {kty:?}{}",
+                crv.map(|c| format!(" curve {c:?}")).unwrap_or_default()
+            ))
+        }
+    };
+    let algorithms = match named {
+        Some(a) if family.contains(&a) => vec![a],
+        Some(a) => return Err(format!("{kid_note}: alg {a:?} does not fit key type")),
+        // Without `alg`, the key type decides (RFC 7517 §4.4 makes `alg` optional).
+        None => family,
+    };
+    let fingerprint = Sha256::digest(serde_json::to_vec(value).unwrap_or_default()).into();
+    Ok(VerifyKey {
+        kid: jwk.kid.map(Arc::from),
+        algorithms,
+        key,
+        fingerprint,
+    })
+}
