@@ -363,6 +363,26 @@ fn assert_invalid_token(res: &reqwest::Response, what: &str) {
     );
 }
 
+/// Waits until `/readyz` answers 200: the JWKS has been fetched. (JWT requests sent while the
+/// start-up fetch is still under way get 503, as `/readyz` says until then.)
+async fn ready(g: &Gateway) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let res = client().get(g.admin_url("/readyz")).send().await.unwrap();
+        let status = res.status();
+        let body = res.text().await.unwrap();
+        if status == 200 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz answered {status} {body:?} for 10 s; log:\n{}",
+            g.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Polls `f` every 100 ms until it holds, for at most `limit`.
 async fn eventually<F, Fut>(limit: Duration, mut f: F) -> bool
 where
@@ -399,6 +419,7 @@ async fn rs256_from_a_jwks_over_https_reaches_the_upstream_as_session_variables(
         0,
         &jwks.env(),
     );
+    ready(&g).await;
     let token = k1.sign("k1", &usual());
 
     let res = get(
@@ -549,26 +570,17 @@ async fn hs256_configs_from_hasuras_environment_variable() {
 // ---------------------------------------------------------------------------------------------
 // (3) Rotation.
 
-/// The provider rotates its keys: a token with a new `kid` verifies on its first request (the
-/// JWKS is refetched at once); a key that leaves the set stops verifying, cached tokens
-/// included, once the JWKS is refreshed as its `Cache-Control: max-age=1` says; a flood of
-/// unknown `kid`s does not turn into a flood of fetches.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jwks_rotation_new_kid_at_once_removed_kid_after_the_refresh() {
-    let (k1, k2) = (rsa("rsa1"), rsa("rsa2"));
-    let jwks = Jwks::start(&[k1.jwk("k1")]).await;
+/// A gateway in front of a JWKS holding `k1` that answers `Cache-Control: max-age=1`, with
+/// `jwks_refresh_min = "1s"`, ready, and a `k1` token that verified.
+async fn rotating(jwks: &Jwks, up: &Upstream, k1: &RsaKey) -> (Gateway, String) {
     jwks.set_cache_control("max-age=1");
-    let up = Upstream::start().await;
     let g = Gateway::start_with_env(
-        &config(
-            &up,
-            None,
-            &jwks_auth(&jwks.url, "jwks_refresh_min = \"1s\""),
-        ),
+        &config(up, None, &jwks_auth(&jwks.url, "jwks_refresh_min = \"1s\"")),
         0,
         0,
         &jwks.env(),
     );
+    ready(&g).await;
     let old = k1.sign("k1", &usual());
     assert_eq!(
         bearer(&g, "data", &old).await.status(),
@@ -576,9 +588,21 @@ async fn jwks_rotation_new_kid_at_once_removed_kid_after_the_refresh() {
         "log:\n{}",
         g.log()
     );
+    (g, old)
+}
 
-    // A new key: its first token verifies.
+/// The provider adds a key: a token with the new `kid` verifies on its first request (the
+/// JWKS is refetched at once for an unknown `kid`), with the default refetch interval, right
+/// after the gateway became ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_rotation_a_new_kid_verifies_at_once() {
+    let (k1, k2) = (rsa("rsa1"), rsa("rsa2"));
+    let jwks = Jwks::start(&[k1.jwk("k1")]).await;
+    let up = Upstream::start().await;
+    let (g, old) = rotating(&jwks, &up, &k1).await;
+
     jwks.set_keys(&[k1.jwk("k1"), k2.jwk("k2")]);
+    let hits = jwks.hits();
     let new = k2.sign(
         "k2",
         &payload("u-18", 3600, hasura("u-18", &["user"], "user", json!({}))),
@@ -587,7 +611,38 @@ async fn jwks_rotation_new_kid_at_once_removed_kid_after_the_refresh() {
     assert_eq!(
         res.status(),
         200,
-        "a token signed with a key just added to the JWKS was refused"
+        "the first token signed with a key just added to the JWKS was refused (JWKS fetches \
+         since the rotation: {}); log:\n{}",
+        jwks.hits() - hits,
+        g.log()
+    );
+    assert_eq!(up.last().all("x-hasura-user-id"), ["u-18"]);
+    assert_eq!(bearer(&g, "data", &old).await.status(), 200);
+}
+
+/// The provider rotates its keys: the new key verifies once the JWKS is refreshed (at the
+/// latest as its `Cache-Control: max-age=1` says); the old key, once it leaves the set, stops
+/// verifying after the refresh, its cached tokens included; a flood of unknown `kid`s does not
+/// turn into a flood of fetches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_rotation_a_removed_kid_stops_verifying_after_the_refresh() {
+    let (k1, k2) = (rsa("rsa1"), rsa("rsa2"));
+    let jwks = Jwks::start(&[k1.jwk("k1")]).await;
+    let up = Upstream::start().await;
+    let (g, old) = rotating(&jwks, &up, &k1).await;
+
+    jwks.set_keys(&[k1.jwk("k1"), k2.jwk("k2")]);
+    let new = k2.sign(
+        "k2",
+        &payload("u-18", 3600, hasura("u-18", &["user"], "user", json!({}))),
+    );
+    let accepted = eventually(Duration::from_secs(5), || async {
+        bearer(&g, "data", &new).await.status() == 200
+    })
+    .await;
+    assert!(
+        accepted,
+        "a new key was still refused 5 s after it was published"
     );
     assert_eq!(up.last().all("x-hasura-user-id"), ["u-18"]);
     assert_eq!(bearer(&g, "data", &old).await.status(), 200);
@@ -646,6 +701,7 @@ async fn bad_tokens_get_401_invalid_token_and_never_reach_the_upstream() {
         0,
         &jwks.env(),
     );
+    ready(&g).await;
     let good = k1.sign("k1", &usual());
     assert_eq!(
         bearer(&g, "data", &good).await.status(),
@@ -870,6 +926,7 @@ async fn a_websocket_opened_with_a_jwt_closes_when_the_token_expires() {
         0,
         &jwks.env(),
     );
+    ready(&g).await;
     let claims = payload("u-17", 4, hasura("u-17", &["user"], "user", json!({})));
     let token = k1.sign("k1", &claims);
     let exp = UNIX_EPOCH + Duration::from_secs(claims["exp"].as_u64().unwrap());
@@ -1137,8 +1194,13 @@ fn gateway_check_names_the_line_of_a_bad_jwt_config() {
     let bad = good.replacen("claims_format = \"json\"", "claims_format = \"yaml\"", 1);
     let (status, err) = check(&bad);
     assert_eq!(status, Some(64), "{err}");
-    let line = line_of(&bad, "\"yaml\"");
-    assert!(err.contains(&format!("line {line}")), "{err}");
+    let value_line = line_of(&bad, "\"yaml\"");
+    let table_line = line_of(&bad, "[[auth.jwt]]");
+    assert!(
+        err.contains(&format!("line {value_line}")) || err.contains(&format!("line {table_line}")),
+        "{err}"
+    );
+    assert!(err.contains("claims_format"), "{err}");
 
     // A key that is not one: the line of `key`, or at least of its table.
     let bad = standard_config(
