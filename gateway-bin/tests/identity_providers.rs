@@ -163,6 +163,8 @@ fn with(mut base: Value, patch: Value) -> Value {
 struct JwksState {
     body: Mutex<String>,
     cache_control: Mutex<String>,
+    /// How long each answer takes (a slow identity provider).
+    delay: Mutex<Duration>,
     hits: AtomicUsize,
 }
 
@@ -222,6 +224,7 @@ impl Jwks {
             state: Arc::new(JwksState {
                 body: Mutex::new(String::new()),
                 cache_control: Mutex::new("max-age=3600".into()),
+                delay: Mutex::new(Duration::ZERO),
                 hits: AtomicUsize::new(0),
             }),
             _dir: dir,
@@ -251,7 +254,11 @@ impl Jwks {
                     };
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let s = s.clone();
-                        async move { Ok::<_, Infallible>(jwks_answer(&req, &s)) }
+                        async move {
+                            let delay = *s.delay.lock();
+                            tokio::time::sleep(delay).await;
+                            Ok::<_, Infallible>(jwks_answer(&req, &s))
+                        }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tls), svc)
@@ -267,6 +274,10 @@ impl Jwks {
 
     fn set_cache_control(&self, value: &str) {
         *self.state.cache_control.lock() = value.to_owned();
+    }
+
+    fn set_delay(&self, delay: Duration) {
+        *self.state.delay.lock() = delay;
     }
 
     fn hits(&self) -> usize {
@@ -487,6 +498,27 @@ async fn rs256_from_a_jwks_over_https_reaches_the_upstream_as_session_variables(
         res.status()
     );
     assert_eq!(up.count(), before);
+}
+
+/// An identity provider's client does not poll `/readyz`: a JWT sent as soon as the gateway
+/// accepts connections, while the start-up JWKS fetch is under way (the JWKS answers in
+/// 300 ms here, well within the fetch timeout), is answered once that fetch has ended, not
+/// refused with 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwt_sent_as_soon_as_the_gateway_listens_is_served() {
+    let k1 = rsa("rsa1");
+    let jwks = Jwks::start(&[k1.jwk("k1")]).await;
+    jwks.set_delay(Duration::from_millis(300));
+    let up = Upstream::start().await;
+    let g = Gateway::start_with_env(
+        &config(&up, None, &jwks_auth(&jwks.url, "")),
+        0,
+        0,
+        &jwks.env(),
+    );
+    let res = bearer(&g, "data", &k1.sign("k1", &usual())).await;
+    assert_eq!(res.status(), 200, "log:\n{}", g.log());
+    assert_eq!(up.last().all("x-hasura-user-id"), ["u-17"]);
 }
 
 // ---------------------------------------------------------------------------------------------
