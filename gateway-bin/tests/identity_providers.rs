@@ -599,6 +599,89 @@ async fn hs256_configs_from_hasuras_environment_variable() {
     assert_eq!(up.count(), before);
 }
 
+/// The most common Hasura setup: one HS256 config in `HASURA_GRAPHQL_JWT_SECRET`, claims named
+/// in any case (Hasura's session variables are case-insensitive), a number as a variable's
+/// value, and the role chosen with `X-Hasura-Role`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hs256_one_hasura_config_with_claims_in_any_case() {
+    let up = Upstream::start().await;
+    let secret = json!({"type": "HS256", "key": HS_SECRET_A}).to_string();
+    let g = Gateway::start_with_env(
+        &config(
+            &up,
+            None,
+            "[auth]\njwt_secret_env = \"HASURA_GRAPHQL_JWT_SECRET\"\n",
+        ),
+        0,
+        0,
+        &[("HASURA_GRAPHQL_JWT_SECRET", &secret)],
+    );
+    let claims = json!({
+        "sub": "h-4", "iat": now(), "exp": now() + 600,
+        NS: {
+            "X-Hasura-Allowed-Roles": ["user", "admin"],
+            "X-Hasura-Default-Role": "user",
+            "X-Hasura-User-Id": "h-4",
+            "X-Hasura-Org-Id": 7,
+        },
+    });
+    let token = hs256(HS_SECRET_A.as_bytes(), None, &claims);
+    let res = bearer(&g, "data", &token).await;
+    assert_eq!(res.status(), 200, "log:\n{}", g.log());
+    let seen = up.last();
+    assert_eq!(seen.all("x-hasura-user-id"), ["h-4"]);
+    assert_eq!(seen.all("x-hasura-role"), ["user"]);
+    assert_eq!(seen.all("x-hasura-allowed-roles"), ["user,admin"]);
+    assert_eq!(seen.all("x-hasura-org-id"), ["7"]);
+
+    let res = get(
+        &g,
+        "admin",
+        &[
+            ("authorization", &format!("Bearer {token}")),
+            ("X-Hasura-Role", "admin"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(up.last().all("x-hasura-role"), ["admin"]);
+}
+
+/// `claims_map` in the TOML table: paths into the payload, a default, and a literal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_map_in_a_toml_jwt_table() {
+    let up = Upstream::start().await;
+    let auth = format!(
+        r#"
+[[auth.jwt]]
+type = "HS256"
+key = "{HS_SECRET_A}"
+claims_map = {{ "x-hasura-allowed-roles" = {{ path = "$.roles" }}, "x-hasura-default-role" = {{ path = "$.role", default = "user" }}, "x-hasura-user-id" = {{ path = "$.sub" }}, "x-hasura-org-id" = "acme" }}
+"#
+    );
+    let g = Gateway::start(&config(&up, None, &auth), 0, 0);
+    let claims = json!({"sub": "m-1", "roles": ["user", "admin"], "exp": now() + 600});
+    let res = bearer(&g, "data", &hs256(HS_SECRET_A.as_bytes(), None, &claims)).await;
+    assert_eq!(res.status(), 200, "log:\n{}", g.log());
+    let seen = up.last();
+    assert_eq!(seen.all("x-hasura-user-id"), ["m-1"]);
+    assert_eq!(seen.all("x-hasura-role"), ["user"], "the default");
+    assert_eq!(seen.all("x-hasura-allowed-roles"), ["user,admin"]);
+    assert_eq!(seen.all("x-hasura-org-id"), ["acme"], "the literal");
+
+    let claims = with(claims, json!({"role": "admin"}));
+    let res = bearer(&g, "data", &hs256(HS_SECRET_A.as_bytes(), None, &claims)).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(up.last().all("x-hasura-role"), ["admin"]);
+
+    // No roles at the path and no default: not a valid token.
+    let before = up.count();
+    let claims = json!({"sub": "m-1", "exp": now() + 600});
+    let res = bearer(&g, "data", &hs256(HS_SECRET_A.as_bytes(), None, &claims)).await;
+    assert_invalid_token(&res, "claims_map path with nothing there");
+    assert_eq!(up.count(), before);
+}
+
 // ---------------------------------------------------------------------------------------------
 // (3) Rotation.
 
@@ -1008,20 +1091,30 @@ async fn a_websocket_opened_with_a_jwt_closes_when_the_token_expires() {
 // ---------------------------------------------------------------------------------------------
 // (7) The auth webhook.
 
-/// A Hasura-style auth webhook (GET mode) on plain HTTP to loopback. It answers by the
-/// `Authorization` it receives: `Bearer opaque-good` → user `w-5` with the role the client asked
-/// for (`user` by default) and `X-Hasura-Org-Id: 7`; `Bearer opaque-refused` → 401; `Bearer
-/// opaque-broken` → 500; no credential → anonymous.
+/// A Hasura-style auth webhook on plain HTTP to loopback. It answers by the client's
+/// `Authorization` (a request header in GET mode, `headers` of the JSON body in POST mode):
+/// `Bearer opaque-good` → user `w-5` with the role the client asked for (`user` by default)
+/// and `X-Hasura-Org-Id: 7`; `Bearer opaque-cached` → user `c-1`, the same role rule,
+/// cacheable for a minute; `Bearer opaque-refused` → 401; any other → 500; none → anonymous.
 struct Webhook {
     url: String,
-    seen: Arc<Mutex<Vec<(http::Method, HeaderMap)>>>,
+    seen: Arc<Mutex<Vec<Call>>>,
+}
+
+/// One call the webhook received.
+#[derive(Clone, Debug)]
+struct Call {
+    method: http::Method,
+    headers: HeaderMap,
+    /// The JSON body (POST mode), `Null` when empty.
+    body: Value,
 }
 
 impl Webhook {
     async fn start() -> Webhook {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let seen: Arc<Mutex<Vec<(http::Method, HeaderMap)>>> = Arc::default();
+        let seen: Arc<Mutex<Vec<Call>>> = Arc::default();
         let s = seen.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -1029,7 +1122,7 @@ impl Webhook {
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let s = s.clone();
-                        async move { Ok::<_, Infallible>(webhook_answer(&req, &s)) }
+                        async move { Ok::<_, Infallible>(webhook_answer(req, &s).await) }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), svc)
@@ -1047,7 +1140,7 @@ impl Webhook {
         self.seen.lock().len()
     }
 
-    fn last(&self) -> (http::Method, HeaderMap) {
+    fn last(&self) -> Call {
         self.seen
             .lock()
             .last()
@@ -1056,25 +1149,42 @@ impl Webhook {
     }
 }
 
-fn webhook_answer(
-    req: &Request<Incoming>,
-    seen: &Mutex<Vec<(http::Method, HeaderMap)>>,
-) -> Response<Full<Bytes>> {
-    seen.lock()
-        .push((req.method().clone(), req.headers().clone()));
-    let h = req.headers();
-    let auth = h.get("authorization").and_then(|v| v.to_str().ok());
-    let (status, body) = match auth {
-        Some("Bearer opaque-good") => {
-            let role = h
-                .get("x-hasura-role")
+async fn webhook_answer(req: Request<Incoming>, seen: &Mutex<Vec<Call>>) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    seen.lock().push(Call {
+        method: parts.method.clone(),
+        headers: parts.headers.clone(),
+        body: body.clone(),
+    });
+    // The client's headers: the request's own in GET mode, the body's in POST mode.
+    let header = |name: &str| -> Option<String> {
+        if parts.method == http::Method::POST {
+            body["headers"].as_object().and_then(|h| {
+                h.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .and_then(|(_, v)| v.as_str().map(str::to_owned))
+            })
+        } else {
+            parts
+                .headers
+                .get(name)
                 .and_then(|v| v.to_str().ok())
-                .unwrap_or("user");
-            (
-                200,
-                json!({"X-Hasura-User-Id": "w-5", "X-Hasura-Role": role, "X-Hasura-Org-Id": "7"}),
-            )
+                .map(str::to_owned)
         }
+    };
+    let role = header("x-hasura-role").unwrap_or_else(|| "user".to_owned());
+    let (status, body) = match header("authorization").as_deref() {
+        Some("Bearer opaque-good") => (
+            200,
+            json!({"X-Hasura-User-Id": "w-5", "X-Hasura-Role": role, "X-Hasura-Org-Id": "7"}),
+        ),
+        Some("Bearer opaque-cached") => (
+            200,
+            json!({"X-Hasura-User-Id": "c-1", "X-Hasura-Role": role, "Cache-Control": "max-age=60"}),
+        ),
         Some("Bearer opaque-refused") => (401, json!({"message": "no"})),
         Some(_) => (500, json!({"message": "broken"})),
         None => (200, json!({"X-Hasura-Role": "anonymous"})),
@@ -1087,8 +1197,12 @@ fn webhook_answer(
 }
 
 fn webhook_auth(url: &str) -> String {
+    webhook_auth_mode(url, "GET")
+}
+
+fn webhook_auth_mode(url: &str, mode: &str) -> String {
     format!(
-        "[auth.webhook]\nurl = \"{url}\"\nmode = \"GET\"\ntimeout = \"2s\"\ncache_key_headers = []\n"
+        "[auth.webhook]\nurl = \"{url}\"\nmode = \"{mode}\"\ntimeout = \"2s\"\ncache_key_headers = []\n"
     )
 }
 
@@ -1112,9 +1226,9 @@ async fn the_auth_webhook_decides_other_credentials_and_sessions_stay_in_the_sto
     )
     .await;
     assert_eq!(res.status(), 200, "log:\n{}", g.log());
-    let (method, headers) = hook.last();
-    assert_eq!(method, http::Method::GET);
-    assert_eq!(headers["authorization"], "Bearer opaque-good");
+    let call = hook.last();
+    assert_eq!(call.method, http::Method::GET);
+    assert_eq!(call.headers["authorization"], "Bearer opaque-good");
     let seen = up.last();
     assert_eq!(seen.all("x-hasura-user-id"), ["w-5"]);
     assert_eq!(seen.all("x-hasura-role"), ["user"]);
@@ -1131,8 +1245,7 @@ async fn the_auth_webhook_decides_other_credentials_and_sessions_stay_in_the_sto
     )
     .await;
     assert_eq!(res.status(), 200);
-    let (_, headers) = hook.last();
-    assert_eq!(headers["x-hasura-role"], "admin");
+    assert_eq!(hook.last().headers["x-hasura-role"], "admin");
     let seen = up.last();
     assert_eq!(seen.all("x-hasura-role"), ["admin"]);
     assert_eq!(seen.all("x-hasura-user-id"), ["w-5"]);
@@ -1152,7 +1265,7 @@ async fn the_auth_webhook_decides_other_credentials_and_sessions_stay_in_the_sto
     let res = get(&g, "data", &[]).await;
     assert_eq!(res.status(), 200);
     assert_eq!(hook.count(), calls + 1);
-    assert!(!hook.last().1.contains_key("authorization"));
+    assert!(!hook.last().headers.contains_key("authorization"));
     assert_eq!(up.last().all("x-hasura-role"), ["anonymous"]);
 
     // A session token goes to the store, not to the webhook.
@@ -1165,6 +1278,76 @@ async fn the_auth_webhook_decides_other_credentials_and_sessions_stay_in_the_sto
         hook.count(),
         calls,
         "a session token was sent to the webhook"
+    );
+}
+
+/// POST mode: the webhook gets `{"headers": {...}, "request": {...}}` with the client's
+/// headers and never its body, and decides as in GET mode. Its answer with `Cache-Control:
+/// max-age` in the body is cached per credential and requested role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_auth_webhook_in_post_mode_and_its_cache() {
+    let hook = Webhook::start().await;
+    let up = Upstream::start().await;
+    let g = Gateway::start(
+        &config(&up, None, &webhook_auth_mode(&hook.url, "POST")),
+        0,
+        0,
+    );
+    let res = client()
+        .post(g.url("/things?x=1"))
+        .header("host", host("open"))
+        .header("authorization", "Bearer opaque-good")
+        .header("x-hasura-role", "user")
+        .header("content-type", "text/plain")
+        .body("the client's own body")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "log:\n{}", g.log());
+    let call = hook.last();
+    assert_eq!(call.method, http::Method::POST);
+    let sent = call.body.to_string();
+    assert!(!sent.contains("the client's own body"), "{sent}");
+    let headers = call.body["headers"].as_object().expect("no headers object");
+    let auth = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.clone());
+    assert_eq!(auth, Some(json!("Bearer opaque-good")), "{sent}");
+    assert_eq!(call.body["request"]["method"], "POST", "{sent}");
+    let seen = up.last();
+    assert_eq!(seen.all("x-hasura-user-id"), ["w-5"]);
+    assert_eq!(seen.all("x-hasura-org-id"), ["7"]);
+    assert_eq!(seen.body_len, "the client's own body".len());
+
+    let res = get(&g, "data", &[("authorization", "Bearer opaque-refused")]).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(code(res).await, "authentication-refused");
+
+    // Cached by the body's Cache-Control: the second request does not call the webhook; another
+    // requested role is another cache entry.
+    let calls = hook.count();
+    for _ in 0..2 {
+        let res = get(&g, "data", &[("authorization", "Bearer opaque-cached")]).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(up.last().all("x-hasura-user-id"), ["c-1"]);
+    }
+    assert_eq!(hook.count(), calls + 1, "a cacheable answer was not cached");
+    let res = get(
+        &g,
+        "admin",
+        &[
+            ("authorization", "Bearer opaque-cached"),
+            ("x-hasura-role", "admin"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(up.last().all("x-hasura-role"), ["admin"]);
+    assert_eq!(
+        hook.count(),
+        calls + 2,
+        "a cached answer served another role"
     );
 }
 
