@@ -521,6 +521,58 @@ async fn a_jwt_sent_as_soon_as_the_gateway_listens_is_served() {
     assert_eq!(up.last().all("x-hasura-user-id"), ["u-17"]);
 }
 
+/// A verified token is cached, but never past its `exp`: the same token, valid a moment ago,
+/// is refused once it has expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_token_is_refused_once_it_expires() {
+    let k1 = rsa("rsa1");
+    let jwks = Jwks::start(&[k1.jwk("k1")]).await;
+    let up = Upstream::start().await;
+    let g = Gateway::start_with_env(
+        &config(&up, None, &jwks_auth(&jwks.url, "")),
+        0,
+        0,
+        &jwks.env(),
+    );
+    ready(&g).await;
+    let claims = payload("u-17", 2, hasura("u-17", &["user"], "user", json!({})));
+    let exp = UNIX_EPOCH + Duration::from_secs(claims["exp"].as_u64().unwrap());
+    let token = k1.sign("k1", &claims);
+    for _ in 0..3 {
+        assert_eq!(bearer(&g, "data", &token).await.status(), 200);
+    }
+    let wait = exp
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    tokio::time::sleep(wait + Duration::from_millis(1100)).await;
+    let before = up.count();
+    let res = bearer(&g, "data", &token).await;
+    assert_invalid_token(&res, "a cached token after its exp");
+    assert_eq!(up.count(), before);
+}
+
+/// Identity providers publish keys without `alg` or `use` (the JWK's own fields are optional):
+/// such a key verifies an RS256 token with its `kid`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwk_without_alg_or_use_verifies() {
+    let k1 = rsa("rsa1");
+    let mut jwk = k1.jwk("k1");
+    jwk.as_object_mut().unwrap().remove("alg");
+    jwk.as_object_mut().unwrap().remove("use");
+    let jwks = Jwks::start(&[jwk]).await;
+    let up = Upstream::start().await;
+    let g = Gateway::start_with_env(
+        &config(&up, None, &jwks_auth(&jwks.url, "")),
+        0,
+        0,
+        &jwks.env(),
+    );
+    ready(&g).await;
+    let res = bearer(&g, "data", &k1.sign("k1", &usual())).await;
+    assert_eq!(res.status(), 200, "log:\n{}", g.log());
+    assert_eq!(up.last().all("x-hasura-user-id"), ["u-17"]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // (2) HS256 from HASURA_GRAPHQL_JWT_SECRET.
 
