@@ -165,6 +165,8 @@ struct JwksState {
     cache_control: Mutex<String>,
     /// How long each answer takes (a slow identity provider).
     delay: Mutex<Duration>,
+    /// The answer's status (200 unless told otherwise).
+    status: Mutex<u16>,
     hits: AtomicUsize,
 }
 
@@ -225,6 +227,7 @@ impl Jwks {
                 body: Mutex::new(String::new()),
                 cache_control: Mutex::new("max-age=3600".into()),
                 delay: Mutex::new(Duration::ZERO),
+                status: Mutex::new(200),
                 hits: AtomicUsize::new(0),
             }),
             _dir: dir,
@@ -276,6 +279,10 @@ impl Jwks {
         *self.state.cache_control.lock() = value.to_owned();
     }
 
+    fn set_status(&self, status: u16) {
+        *self.state.status.lock() = status;
+    }
+
     fn set_delay(&self, delay: Duration) {
         *self.state.delay.lock() = delay;
     }
@@ -299,6 +306,7 @@ fn jwks_answer(req: &Request<Incoming>, state: &JwksState) -> Response<Full<Byte
     }
     state.hits.fetch_add(1, Ordering::SeqCst);
     Response::builder()
+        .status(*state.status.lock())
         .header("content-type", "application/json")
         .header("cache-control", state.cache_control.lock().clone())
         .body(Full::new(Bytes::from(state.body.lock().clone())))
@@ -1075,6 +1083,60 @@ async fn an_unreachable_jwks_fails_closed_and_readyz_says_why() {
     let res = bearer(&g, "data", &token).await;
     assert_eq!(res.status(), 200);
     assert_eq!(up.last().all("x-hasura-user-id"), ["u-17"]);
+}
+
+/// A JWKS that fails after the gateway has its keys: the last good set stays in use (tokens
+/// verify, `/readyz` stays 200) while the refreshes fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_that_fails_later_keeps_the_last_good_key_set() {
+    let k1 = rsa("rsa1");
+    let jwks = Jwks::start(&[k1.jwk("k1")]).await;
+    jwks.set_cache_control("max-age=1");
+    let up = Upstream::start().await;
+    let g = Gateway::start_with_env(
+        &config(
+            &up,
+            None,
+            &jwks_auth(
+                &jwks.url,
+                "jwks_refresh_min = \"1s\"\njwks_refetch_interval = \"1s\"",
+            ),
+        ),
+        0,
+        0,
+        &jwks.env(),
+    );
+    ready(&g).await;
+    let token = k1.sign("k1", &usual());
+    assert_eq!(bearer(&g, "data", &token).await.status(), 200);
+    jwks.set_status(500);
+    let hits = jwks.hits();
+    let failed = eventually(Duration::from_secs(5), || async { jwks.hits() >= hits + 2 }).await;
+    assert!(failed, "the JWKS was not refreshed");
+    // A token not seen before, so not a cache hit.
+    let fresh = k1.sign(
+        "k1",
+        &payload("u-19", 600, hasura("u-19", &["user"], "user", json!({}))),
+    );
+    let res = bearer(&g, "data", &fresh).await;
+    assert_eq!(res.status(), 200, "log:\n{}", g.log());
+    assert_eq!(up.last().all("x-hasura-user-id"), ["u-19"]);
+    let res = client().get(g.admin_url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+/// A JWKS URL naming `localhost` (the certificate's DNS name), as a test identity provider
+/// often is, works as well as one naming the address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_url_naming_localhost() {
+    let k1 = rsa("rsa1");
+    let jwks = Jwks::start(&[k1.jwk("k1")]).await;
+    let url = jwks.url.replace("127.0.0.1", "localhost");
+    let up = Upstream::start().await;
+    let g = Gateway::start_with_env(&config(&up, None, &jwks_auth(&url, "")), 0, 0, &jwks.env());
+    ready(&g).await;
+    let res = bearer(&g, "data", &k1.sign("k1", &usual())).await;
+    assert_eq!(res.status(), 200, "log:\n{}", g.log());
 }
 
 // ---------------------------------------------------------------------------------------------
