@@ -23,7 +23,9 @@
 //! - [`extract_credential`]: `Authorization: Bearer <token>` or the session cookie, with one
 //!   [`CredentialError`] per failure.
 //! - [`Token`] / [`TokenHash`]: 256-bit random tokens; stores only see SHA-256 of them.
-//! - [`Resolver`]: the token → identity seam ([`StoreResolver`] for session stores).
+//! - [`Resolver`]: the request → identity seam: it gets a [`ResolveRequest`] (the request head,
+//!   the credential, the requested role). [`StoreResolver`] for session stores;
+//!   [`ResolverChain`] puts several behind one, choosing by the credential's shape.
 //! - [`SessionStore`]: create, resolve, touch, revoke, revoke a user, list a user
 //!   ([`MemoryStore`] built in); [`Revocations`] tells listeners in the process about every
 //!   revocation.
@@ -33,6 +35,11 @@
 //! - With the `redis` feature: `RedisStore` (sessions shared by replicas; its module docs hold
 //!   the key schema) and `CachingResolver` (a local cache that pub/sub revocations clear at
 //!   once).
+//! - With the `jwt` feature: `jwt::JwtResolver`, JWTs verified with static keys or a JWKS,
+//!   configured as Hasura GraphQL Engine's `HASURA_GRAPHQL_JWT_SECRET` (`jwt::JwtConfig`).
+//! - With the `webhook` feature: `webhook::WebhookResolver`, Hasura's auth webhook.
+//! - Both use `http_client::HttpClient` (platform roots plus `SSL_CERT_FILE`, bounded in time
+//!   and size) and [`cache::ExpiringCache`].
 //!
 //! Every refusal is one of [`rejection::ALL`], route-core's `Rejection`s: the workspace's one
 //! error vocabulary. The layers never return an error of their own.
