@@ -65,7 +65,20 @@ fn key(name: &str, alg: Algorithm) -> TestKey {
 impl TestKey {
     /// The public key as a JWK with `kid`.
     fn jwk(&self, kid: &str) -> Value {
-        let der = pem_der(&self.public_pem);
+        jwk(&self.public_pem, kid)
+    }
+
+    fn sign(&self, kid: Option<&str>, claims: &Value) -> String {
+        let mut header = Header::new(self.alg);
+        header.kid = kid.map(str::to_owned);
+        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
+    }
+}
+
+/// A PEM public key as a JWK with `kid`.
+fn jwk(public_pem: &str, kid: &str) -> Value {
+    {
+        let der = pem_der(public_pem);
         let (_, spki) = SubjectPublicKeyInfo::from_der(&der).unwrap();
         let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
         let raw = &spki.subject_public_key.data;
@@ -82,19 +95,37 @@ impl TestKey {
             }
             PublicKey::EC(_) => {
                 let half = (raw.len() - 1) / 2;
-                let crv = if half == 32 { "P-256" } else { "P-384" };
+                let crv = match half {
+                    32 => "P-256",
+                    48 => "P-384",
+                    _ => "P-521",
+                };
                 json!({"kty": "EC", "kid": kid, "crv": crv,
                        "x": b64(&raw[1..1 + half]), "y": b64(&raw[1 + half..])})
             }
             _ => json!({"kty": "OKP", "kid": kid, "crv": "Ed25519", "x": b64(raw)}),
         }
     }
+}
 
-    fn sign(&self, kid: Option<&str>, claims: &Value) -> String {
-        let mut header = Header::new(self.alg);
-        header.kid = kid.map(str::to_owned);
-        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
+/// An ES512 (P-521) token, signed with RustCrypto's `p521` (jsonwebtoken 9 cannot).
+fn es512_sign(kid: Option<&str>, claims: &Value) -> String {
+    use p521::ecdsa::signature::Signer as _;
+    use p521::pkcs8::DecodePrivateKey as _;
+    let secret = p521::SecretKey::from_pkcs8_der(&pem_der(&fixture("es512.key"))).unwrap();
+    let signing = p521::ecdsa::SigningKey::from_bytes(&secret.to_bytes()).unwrap();
+    let mut header = json!({"alg": "ES512", "typ": "JWT"});
+    if let Some(kid) = kid {
+        header["kid"] = json!(kid);
     }
+    let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+    let message = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let signature: p521::ecdsa::Signature = signing.sign(message.as_bytes());
+    format!("{message}.{}", b64(&signature.to_bytes()))
 }
 
 fn now() -> u64 {
@@ -1040,4 +1071,78 @@ async fn cost_of_verification_and_of_a_cache_hit() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn es512_with_a_static_key_and_a_jwks() {
+    let public = fixture("es512.pub");
+    let r = resolver(
+        vec![config(
+            json!({"type": "ES512", "key": public, "audience": "api",
+                           "issuer": "i", "allowed_skew": 30}),
+        )],
+        None,
+    );
+    let good = with(claims(), json!({"aud": ["x", "api"], "iss": "i"}));
+    let id = valid(bearer_now(&r, &es512_sign(None, &good)).expect("no I/O"));
+    assert_eq!(&*id.user_id, "u1");
+    valid(
+        bearer(
+            &r,
+            &es512_sign(None, &with(good.clone(), json!({"exp": now() - 10}))),
+        )
+        .await,
+    );
+    for (patch, what) in [
+        (json!({"exp": now() - 60}), "expired"),
+        (json!({"exp": null}), "no exp"),
+        (json!({"exp": "soon"}), "exp not a number"),
+        (json!({"nbf": now() + 60}), "nbf in the future"),
+        (json!({"aud": "other"}), "wrong aud"),
+        (json!({"aud": null}), "no aud"),
+        (json!({"iss": "j"}), "wrong iss"),
+        (json!({"iss": null}), "no iss"),
+    ] {
+        invalid(
+            bearer(&r, &es512_sign(None, &with(good.clone(), patch))).await,
+            what,
+        );
+    }
+    // A tampered payload, and an ES256 signature relabelled ES512.
+    let token = es512_sign(None, &good);
+    let parts: Vec<&str> = token.split('.').collect();
+    let forged = URL_SAFE_NO_PAD.encode(with(good.clone(), json!({"sub": "x"})).to_string());
+    invalid(
+        bearer(&r, &format!("{}.{forged}.{}", parts[0], parts[2])).await,
+        "tampered",
+    );
+    let es256 = key("es256", Algorithm::ES256).sign(None, &good);
+    let es256_sig = es256.rsplit('.').next().unwrap();
+    invalid(
+        bearer(&r, &format!("{}.{}.{es256_sig}", parts[0], parts[1])).await,
+        "an ES256 signature",
+    );
+    // ES512 where ES256 is configured, and the reverse.
+    let es256_cfg = resolver(
+        vec![config(
+            json!({"type": "ES256", "key": fixture("es256.pub")}),
+        )],
+        None,
+    );
+    invalid(
+        bearer(&es256_cfg, &es512_sign(None, &claims())).await,
+        "ES512 for ES256",
+    );
+    invalid(bearer(&r, &es256).await, "ES256 for ES512");
+
+    // From a JWKS.
+    let server = JwksServer::start(&[jwk(&public, "p521")]).await;
+    let r = server.resolver(vec![server.config(json!({}))]);
+    r.ready().await.unwrap();
+    valid(bearer(&r, &es512_sign(Some("p521"), &claims())).await);
+    valid(bearer(&r, &es512_sign(None, &claims())).await);
+    invalid(
+        bearer(&r, &es512_sign(Some("other"), &claims())).await,
+        "unknown kid",
+    );
 }
