@@ -36,6 +36,11 @@
 //! such tokens are invalid (401), not 503. Keys that cannot verify (an encryption key, an
 //! unsupported type or curve, such as `oct` or secp256k1) are skipped with a warning.
 //!
+//! # Metrics
+//!
+//! `gateway_jwt_refused_total{reason}` (a fixed reason: `expired`, `bad signature`,
+//! `unknown kid`, …) and `gateway_jwks_fetches_total{result="ok"|"error"}`.
+//!
 //! # Verified-token cache
 //!
 //! A verified token's identity is cached per config, keyed by SHA-256 of the token, until the
@@ -327,6 +332,8 @@ impl JwtResolver {
                 Verdict::Valid(identity) => return Attempt::Done(Ok(Some(identity))),
                 Verdict::Invalid(reason) => {
                     tracing::debug!(config = v.index, reason, "JWT refused");
+                    // `reason` is one of a few fixed strings: a bounded label.
+                    metrics::counter!("gateway_jwt_refused_total", "reason" => reason).increment(1);
                 }
                 Verdict::Unavailable(why) => unavailable = Some(why),
                 Verdict::Refetch(seen) => refetch.push((v.index, seen)),
