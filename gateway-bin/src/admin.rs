@@ -174,7 +174,7 @@ async fn guard(State(g): State<AdminGuard>, req: Request, next: Next) -> Respons
 }
 
 /// A readiness check: `Err(reason)` while a dependency is unreachable.
-pub type Readiness = Arc<dyn Fn() -> Result<(), &'static str> + Send + Sync>;
+pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// The admin router.
 pub fn router(state: AdminState) -> axum::Router {

@@ -38,6 +38,9 @@ pub enum StartError {
         /// The error.
         source: std::io::Error,
     },
+    /// A JWT or webhook resolver could not be set up.
+    #[error("[auth]: {0}")]
+    Auth(String),
     /// A configured feature is not available.
     #[error("{0}")]
     Unsupported(&'static str),
@@ -127,6 +130,9 @@ impl GatewayState {
             || old.metrics_require_secret != new.metrics_require_secret
         {
             tracing::warn!("listener changes need a restart; the old listeners keep serving");
+        }
+        if old.auth != new.auth {
+            tracing::warn!("[auth] changes need a restart; the old resolvers stay in force");
         }
         if old.tls.hsts != new.tls.hsts {
             tracing::warn!("tls.hsts changes need a restart; the old value stays in force");
@@ -245,6 +251,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         Some(r) => r.resolver(),
         None => Arc::new(resolver),
     };
+    let resolver = crate::auth::resolver(&config.auth, resolver)?;
     let parts = RouteParts::new(&config, store.clone(), resolver);
     let table = Arc::new(ArcSwap::from_pointee(stack::route_table(&config, &parts)?));
     // WebSockets opened with a session are closed when it is revoked (with Redis, on any
@@ -339,7 +346,10 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
             ready: ready.clone(),
             extra: Some(services.router(admin_secret.clone())),
             acme: tls.as_ref().and_then(|t| t.acme.clone()),
-            readiness: redis.as_ref().map(|r| r.readiness()),
+            readiness: Some(crate::auth::readiness(
+                redis.as_ref().map(|r| r.readiness()),
+                shared.parts.resolver.clone(),
+            )),
             metrics_require_secret: config.metrics_require_secret,
             guard: admin::AdminGuard {
                 hosts: config.listen.admin_hosts.clone().into(),

@@ -109,7 +109,7 @@ impl RedisSessions {
             if resolver.is_connected() {
                 Ok(())
             } else {
-                Err("redis unreachable")
+                Err("redis unreachable".to_owned())
             }
         })
     }

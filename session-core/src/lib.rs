@@ -119,6 +119,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub mod cache;
+mod chain;
 mod config;
 mod credential;
 pub mod csrf;
@@ -137,6 +138,8 @@ mod set_cookie;
 mod store;
 mod token;
 pub mod tunnels;
+#[cfg(feature = "webhook")]
+pub mod webhook;
 
 // Also compiled for this crate's unit tests, which run the entry points on seed inputs.
 #[cfg(any(fuzzing, test))]
@@ -144,6 +147,7 @@ pub mod fuzzing;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 
+pub use chain::ResolverChain;
 pub use config::{ConfigError, SessionConfig};
 pub use credential::{extract_credential, Credential, CredentialError, CredentialSource};
 pub use identity::{AnonymousConfig, Identity};
@@ -164,6 +168,8 @@ pub use store::{
     MemoryStore, Revocation, Revocations, SessionStore, StoreError, DEFAULT_MAX_PER_USER,
 };
 pub use token::{constant_time_eq, Token, TokenHash, MAX_TOKEN_LEN};
+#[cfg(feature = "webhook")]
+pub use webhook::{WebhookConfig, WebhookMode, WebhookResolver};
 
 /// A boxed, `Send` future: what the object-safe async traits return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

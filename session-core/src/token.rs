@@ -18,9 +18,10 @@ use crate::credential::CredentialError;
 
 /// The longest token [`Token::parse`] accepts, in bytes.
 ///
-/// Our own tokens are 43 bytes; the limit leaves room for other resolvers' tokens (JWTs) while
-/// bounding the hashing work an attacker can ask for.
-pub const MAX_TOKEN_LEN: usize = 4096;
+/// Our own tokens are 43 bytes; the limit leaves room for other resolvers' tokens (JWTs from
+/// identity providers that list many groups pass 4 KiB) while bounding the hashing and parsing
+/// work an attacker can ask for.
+pub const MAX_TOKEN_LEN: usize = 8192;
 
 /// Number of random bytes in a generated token (256 bits).
 const TOKEN_BYTES: usize = 32;

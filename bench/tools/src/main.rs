@@ -56,6 +56,26 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Signs JWTs with Hasura-style claims (role `user`, a day to live) and writes
+    /// `TOKEN<TAB>USER_ID` lines, like `mint` (for `bench/instructions` with
+    /// `BENCH_TOKENS=jwt-hs256|jwt-rs256`).
+    MintJwt {
+        /// `HS256` (the key is the secret's text) or `RS256` (the key is a PEM private key file).
+        #[arg(long)]
+        alg: String,
+        /// The HS256 secret, or the RS256 private key's file.
+        #[arg(long)]
+        key: String,
+        /// The `kid` header (RS256).
+        #[arg(long)]
+        kid: Option<String>,
+        /// How many tokens (one user each).
+        #[arg(long, default_value_t = 200)]
+        count: usize,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Writes fake tokens (for a run without a gateway: the nginx side only).
     FakeTokens {
         /// How many.
@@ -234,6 +254,13 @@ fn run(cmd: Cmd) -> Res<()> {
             out,
         } => runtime()?.block_on(mint::mint(admin, &secret, count, concurrency, &out)),
         Cmd::FakeTokens { count, out } => mint::fake(count, &out),
+        Cmd::MintJwt {
+            alg,
+            key,
+            kid,
+            count,
+            out,
+        } => mint::jwt(&alg, &key, kid, count, &out),
         Cmd::Mix {
             tokens,
             hosts,

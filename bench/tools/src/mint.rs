@@ -110,3 +110,39 @@ pub(crate) fn fake(count: usize, out: &Path) -> Res<()> {
         .collect();
     write(&tokens, out)
 }
+
+/// Signs `count` JWTs (users `user-0…`, role `user`, Hasura's claims namespace, valid for a
+/// day) with `alg` and writes `TOKEN<TAB>USER_ID` lines to `out`.
+pub(crate) fn jwt(alg: &str, key: &str, kid: Option<String>, count: usize, out: &Path) -> Res<()> {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let (algorithm, encoding) = match alg {
+        "HS256" => (Algorithm::HS256, EncodingKey::from_secret(key.as_bytes())),
+        "RS256" => (
+            Algorithm::RS256,
+            EncodingKey::from_rsa_pem(&std::fs::read(key)?)?,
+        ),
+        other => return Err(format!("--alg {other}: use HS256 or RS256").into()),
+    };
+    let mut header = Header::new(algorithm);
+    header.kid = kid;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        + 86_400;
+    let mut text = String::new();
+    for i in 0..count {
+        let claims = serde_json::json!({
+            "sub": format!("user-{i}"),
+            "exp": exp,
+            "https://hasura.io/jwt/claims": {
+                "x-hasura-allowed-roles": ["user"],
+                "x-hasura-default-role": "user",
+                "x-hasura-user-id": format!("user-{i}"),
+            },
+        });
+        let token = jsonwebtoken::encode(&header, &claims, &encoding)?;
+        let _ = writeln!(text, "{token}\tuser-{i}");
+    }
+    std::fs::write(out, text)?;
+    Ok(())
+}

@@ -19,6 +19,7 @@
 //! ```
 
 mod admin;
+mod auth;
 mod limits;
 mod listen;
 mod log;
@@ -39,6 +40,7 @@ use raw::RawConfig;
 use validate::{LineIndex, Validator};
 
 pub use admin::AdminSecretSource;
+pub use auth::Auth;
 pub use limits::Limits;
 pub use listen::Listen;
 pub use log::{LogFormat, LogSettings};
@@ -82,6 +84,8 @@ pub struct Config {
     /// Whether a cookie-authenticated state-changing request with none of `Origin`,
     /// `Sec-Fetch-Site` and `Referer` is let through (default: refused with 403).
     pub csrf_allow_missing_origin: bool,
+    /// JWT and webhook resolvers (`[auth]`; changes need a restart).
+    pub auth: Auth,
     /// The services, in file order.
     pub services: Vec<Service>,
 }
@@ -157,6 +161,7 @@ impl Validator<'_> {
             max_body_bytes: limits.max_body_bytes,
         };
         let services = self.services(raw.services, &defaults);
+        let auth = self.auth(raw.auth);
         Config {
             domains,
             listen,
@@ -169,6 +174,7 @@ impl Validator<'_> {
             log,
             csrf_trusted_origins,
             csrf_allow_missing_origin,
+            auth,
             services,
         }
     }

@@ -29,7 +29,20 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) csrf: RawCsrf,
     #[serde(default)]
+    pub(crate) auth: RawAuth,
+    #[serde(default)]
     pub(crate) services: Vec<RawService>,
+}
+
+/// `[auth]`: kept as TOML values, deserialised into session-core's own config structs (so the
+/// file takes exactly the keys an embedder's code does).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuth {
+    pub(crate) jwt: Option<Vec<Spanned<toml::Value>>>,
+    pub(crate) jwt_secret: Option<Spanned<String>>,
+    pub(crate) jwt_secret_env: Option<Spanned<String>>,
+    pub(crate) webhook: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -328,3 +328,82 @@ fn admin_listener_and_tunnel_settings() {
     );
     assert!(found.iter().all(|i| i.line == Some(6)), "{found:?}");
 }
+
+#[test]
+fn auth_takes_toml_tables_hasura_json_and_a_webhook() {
+    let text = format!(
+        r#"{MINIMAL}
+[auth]
+jwt_secret = '{{"type": "HS256", "key": "an-hmac-secret-of-at-least-32-characters!", "claims_format": "stringified_json"}}'
+
+[[auth.jwt]]
+jwk_url = "https://idp.example.com/.well-known/jwks.json"
+audience = ["app", "api"]
+issuer = "https://idp.example.com/"
+header = {{ type = "Cookie", name = "idp_token" }}
+
+[auth.webhook]
+url = "https://auth.example.com/hook"
+mode = "POST"
+"#
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(c.auth.jwt.len(), 2);
+    // Tables first, then the JSON string.
+    assert_eq!(
+        c.auth.jwt[0].jwk_url.as_deref(),
+        Some("https://idp.example.com/.well-known/jwks.json")
+    );
+    assert!(c.auth.jwt[1].key.is_some());
+    let hook = c.auth.webhook.as_ref().unwrap();
+    assert_eq!(hook.url, "https://auth.example.com/hook");
+    assert!(c.auth.is_configured());
+    assert!(!parse(MINIMAL).unwrap().auth.is_configured());
+}
+
+#[test]
+fn auth_errors_name_the_line_and_the_field() {
+    let text = format!(
+        r#"{MINIMAL}
+[[auth.jwt]]
+type = "RS256"
+
+[[auth.jwt]]
+jwk_url = "http://idp.example.com/jwks"
+
+[auth.webhook]
+url = "http://auth.example.com/hook"
+"#
+    );
+    let found = issues(&text);
+    let base = MINIMAL.lines().count();
+    let at = |key: &str| {
+        found
+            .iter()
+            .find(|i| i.key.starts_with(key))
+            .unwrap_or_else(|| panic!("no issue for {key}: {found:?}"))
+            .clone()
+    };
+    // A type without a key, plain http to a remote JWKS, plain http to a remote webhook.
+    let first = at("auth.jwt[0]");
+    assert_eq!(first.line, Some(base + 2), "{first}");
+    let second = at("auth.jwt[1]");
+    assert_eq!(second.line, Some(base + 5), "{second}");
+    assert!(second.to_string().contains("jwk_url"), "{second}");
+    let hook = at("auth.webhook");
+    assert_eq!(hook.line, Some(base + 8), "{hook}");
+    assert!(hook.to_string().contains("loopback"), "{hook}");
+}
+
+#[test]
+fn a_jwt_secret_that_is_not_json_is_refused_without_quoting_it() {
+    let text = format!("{MINIMAL}\n[auth]\njwt_secret = 'type=HS256 key=super-secret-value'\n");
+    let found = issues(&text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].key, "auth.jwt_secret");
+    assert!(!found[0].to_string().contains("super-secret-value"));
+    let missing =
+        format!("{MINIMAL}\n[auth]\njwt_secret_env = \"GATEWAY_TEST_UNSET_JWT_SECRET_VAR\"\n");
+    let found = issues(&missing);
+    assert!(found[0].message.contains("is not set"), "{found:?}");
+}

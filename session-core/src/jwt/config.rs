@@ -325,10 +325,15 @@ impl JwtConfig {
                 KeySource::Static(StaticKey::parse(alg, key).map_err(|m| config_err("key", m))?)
             }
             (None, Some(url)) => {
-                if self.algorithm.is_some() {
+                // Hasura's configs often carry `type` beside `jwk_url` (it ignores it there);
+                // here it narrows the set's keys to that one algorithm, which is only stricter.
+                if matches!(
+                    self.algorithm,
+                    Some(JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512)
+                ) {
                     return Err(config_err(
                         "type",
-                        "`type` goes with `key`; with `jwk_url` each key's own `alg` applies",
+                        "an HMAC `type` needs `key`: a JWKS holds public keys",
                     ));
                 }
                 let uri: http::Uri = url

@@ -156,49 +156,53 @@ fn errors_name_the_field() {
         (r#"{"type": "HS256"}"#, "key"),
         (r#"{"key": "k"}"#, "type"),
         (
-            r#"{"type": "HS256", "key": "k", "jwk_url": "https://x/"}"#,
+            r#"{"type": "HS256", "key": "0123456789abcdef0123456789abcdef", "jwk_url": "https://x/"}"#,
             "key",
         ),
-        (r#"{"type": "RS256", "jwk_url": "https://x/"}"#, "type"),
+        (r#"{"type": "HS256", "jwk_url": "https://x/"}"#, "type"),
+        (
+            r#"{"type": "HS256", "key": "31-characters-is-one-too-short"}"#,
+            "key",
+        ),
         (r#"{"jwk_url": "not a url"}"#, "jwk_url"),
         (
-            r#"{"type": "HS256", "key": "k", "claims_namespace": "a", "claims_namespace_path": "$.a"}"#,
+            r#"{"type": "HS256", "key": "0123456789abcdef0123456789abcdef", "claims_namespace": "a", "claims_namespace_path": "$.a"}"#,
             "claims_namespace_path",
         ),
         (
-            r#"{"type": "HS256", "key": "k", "claims_namespace_path": "a.b"}"#,
+            r#"{"type": "HS256", "key": "0123456789abcdef0123456789abcdef", "claims_namespace_path": "a.b"}"#,
             "claims_namespace_path",
         ),
         (
-            r#"{"type": "HS256", "key": "k", "claims_map": {"x-hasura-default-role": "u"}}"#,
+            r#"{"type": "HS256", "key": "0123456789abcdef0123456789abcdef", "claims_map": {"x-hasura-default-role": "u"}}"#,
             "claims_map",
         ),
         (
-            r#"{"type": "HS256", "key": "k", "claims_map": {"x-hasura-allowed-roles": "u", "x-hasura-default-role": "u"}}"#,
+            r#"{"type": "HS256", "key": "0123456789abcdef0123456789abcdef", "claims_map": {"x-hasura-allowed-roles": "u", "x-hasura-default-role": "u"}}"#,
             "claims_map.x-hasura-allowed-roles",
         ),
         (
-            r#"{"type": "HS256", "key": "k", "claims_map": {"x-hasura-allowed-roles": ["u"], "x-hasura-default-role": "u", "org": "1"}}"#,
+            r#"{"type": "HS256", "key": "0123456789abcdef0123456789abcdef", "claims_map": {"x-hasura-allowed-roles": ["u"], "x-hasura-default-role": "u", "org": "1"}}"#,
             "claims_map.org",
         ),
         (
-            r#"{"type": "HS256", "key": "k", "claims_map": {"x-hasura-allowed-roles": ["u"], "x-hasura-default-role": "u", "x-hasura-o": {"path": "x"}}}"#,
+            r#"{"type": "HS256", "key": "0123456789abcdef0123456789abcdef", "claims_map": {"x-hasura-allowed-roles": ["u"], "x-hasura-default-role": "u", "x-hasura-o": {"path": "x"}}}"#,
             "claims_map.x-hasura-o",
         ),
         (
-            r#"{"type": "HS256", "key": "k", "audience": []}"#,
+            r#"{"type": "HS256", "key": "0123456789abcdef0123456789abcdef", "audience": []}"#,
             "audience",
         ),
         (
-            r#"{"type": "HS256", "key": "k", "header": {"type": "Cookie", "name": "a b"}}"#,
+            r#"{"type": "HS256", "key": "0123456789abcdef0123456789abcdef", "header": {"type": "Cookie", "name": "a b"}}"#,
             "header.name",
         ),
         (
-            r#"{"type": "HS256", "key": "k", "jwks_refresh_min": 0}"#,
+            r#"{"type": "HS256", "key": "0123456789abcdef0123456789abcdef", "jwks_refresh_min": 0}"#,
             "jwks_refresh_min",
         ),
         (
-            r#"{"type": "HS256", "key": "k", "jwks_refresh_min": 60, "jwks_refresh_max": 30}"#,
+            r#"{"type": "HS256", "key": "0123456789abcdef0123456789abcdef", "jwks_refresh_min": 60, "jwks_refresh_max": 30}"#,
             "jwks_refresh_max",
         ),
     ];
@@ -207,12 +211,12 @@ fn errors_name_the_field() {
     }
     // Shapes serde refuses: unknown keys, a cookie without a name, an unknown algorithm.
     for json in [
-        r#"{"type": "HS256", "key": "k", "claims_namespce": "x"}"#,
-        r#"{"type": "HS256", "key": "k", "header": {"type": "Cookie"}}"#,
-        r#"{"type": "HS256", "key": "k", "header": {"type": "CustomHeader", "name": "x"}}"#,
+        r#"{"type": "HS256", "key": "0123456789abcdef0123456789abcdef", "claims_namespce": "x"}"#,
+        r#"{"type": "HS256", "key": "0123456789abcdef0123456789abcdef", "header": {"type": "Cookie"}}"#,
+        r#"{"type": "HS256", "key": "0123456789abcdef0123456789abcdef", "header": {"type": "CustomHeader", "name": "x"}}"#,
         r#"{"type": "none", "key": "k"}"#,
-        r#"{"type": "HS256", "key": "k", "claims_format": "yaml"}"#,
-        r#"{"type": "HS256", "key": "k", "allowed_skew": "soon"}"#,
+        r#"{"type": "HS256", "key": "0123456789abcdef0123456789abcdef", "claims_format": "yaml"}"#,
+        r#"{"type": "HS256", "key": "0123456789abcdef0123456789abcdef", "allowed_skew": "soon"}"#,
     ] {
         assert!(JwtConfig::from_json(json).is_err(), "{json}");
     }

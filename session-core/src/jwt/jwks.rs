@@ -109,17 +109,32 @@ impl Jwks {
         let _ = rx.wait_for(|done| *done).await;
     }
 
-    /// Whether the rate limit lets a fetch start now.
+    /// Whether a request should wait for a fetch: the first one is still in flight, or the
+    /// rate limit lets an on-demand one start now.
     pub(crate) fn may_refetch(&self) -> bool {
-        self.last_attempt
-            .lock()
-            .is_none_or(|t| t.elapsed() >= self.settings.refetch_interval)
+        !self.is_settled()
+            || self
+                .last_attempt
+                .lock()
+                .is_none_or(|t| t.elapsed() >= self.settings.refetch_interval)
+    }
+
+    /// Whether the first fetch has ended (with a key set or an error).
+    fn is_settled(&self) -> bool {
+        *self.settled.borrow()
     }
 
     /// A fetch on demand (an unknown `kid`, no set held): waits for one in flight, and starts
     /// one only if no set newer than `seen` was installed meanwhile and the rate limit allows.
     /// Returns the set held afterwards.
     pub(crate) async fn refetch(&self, seen: Option<u64>) -> Option<Arc<KeySet>> {
+        if !self.is_settled() {
+            // The start-up fetch is in flight: a JWT sent as soon as the gateway listens waits
+            // for it (at most one fetch's timeout) instead of getting 503 for a key set that is
+            // a moment away.
+            let _ = tokio::time::timeout(self.settings.timeout, self.settled()).await;
+            return self.current();
+        }
         let _one = self.fetching.lock().await;
         let current = self.current();
         if current.as_ref().map(|s| s.generation) != seen {
@@ -146,7 +161,8 @@ impl Jwks {
     /// returns the delay before the next one.
     pub(crate) async fn scheduled_fetch(&self) -> Duration {
         let _one = self.fetching.lock().await;
-        *self.last_attempt.lock() = Some(Instant::now());
+        // The schedule does not take the on-demand slot: with a short max-age it would keep a
+        // new `kid` from ever triggering a fetch.
         let next = match self.fetch_and_install("scheduled").await {
             Ok(next) => next,
             Err(()) => self.settings.refetch_interval,

@@ -109,13 +109,20 @@ impl VerifyKey {
 /// The configured `key` for `type`.
 pub(crate) struct StaticKey(pub(crate) Arc<VerifyKey>);
 
+/// The shortest HMAC secret accepted (256 bits, as Hasura GraphQL Engine requires).
+pub(crate) const MIN_HMAC_KEY_LEN: usize = 32;
+
 impl StaticKey {
     /// Parses `key` for `alg`. The message never echoes the key.
     pub(crate) fn parse(alg: JwtAlgorithm, key: &str) -> Result<StaticKey, String> {
         let material = match alg {
             JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512 => {
-                if key.is_empty() {
-                    return Err("the HMAC secret is empty".into());
+                if key.len() < MIN_HMAC_KEY_LEN {
+                    // Hasura's rule too: a short shared secret can be found by brute force
+                    // from one token, and then anyone can mint tokens.
+                    return Err(format!(
+                        "the HMAC secret must be at least {MIN_HMAC_KEY_LEN} characters"
+                    ));
                 }
                 if key.contains("-----BEGIN") {
                     // A public key as an HMAC secret is the algorithm-confusion setup: anyone

@@ -198,7 +198,12 @@ impl JwtResolver {
                         client.clone(),
                     ));
                     spawn.push(Arc::downgrade(&jwks));
-                    (Keys::Jwks(jwks), JWKS_ALGORITHMS.to_vec())
+                    // With a `type`, only that algorithm; else any the keys' own `alg` allow.
+                    let algorithms = match cfg.algorithm {
+                        Some(alg) => vec![alg],
+                        None => JWKS_ALGORITHMS.to_vec(),
+                    };
+                    (Keys::Jwks(jwks), algorithms)
                 }
             };
             let validations = algorithms
