@@ -39,7 +39,7 @@ pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct JwtConfig {
     /// `type`: the one algorithm tokens must be signed with when `key` is set (`HS256`,
     /// `HS384`, `HS512`, `RS256`, `RS384`, `RS512`, `PS256`, `PS384`, `PS512`, `ES256`, `ES384`,
-    /// `Ed25519` / `EdDSA`). `ES512` parses but [`validate`](JwtConfig::validate) refuses it.
+    /// `ES512`, `Ed25519` / `EdDSA`).
     #[serde(rename = "type", default)]
     pub algorithm: Option<JwtAlgorithm>,
     /// The key: the raw shared secret for `HS*` (its UTF-8 bytes, as Hasura uses them), else a

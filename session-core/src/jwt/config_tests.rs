@@ -4,6 +4,7 @@ const RSA_PUB: &str = include_str!("../../tests/fixtures/jwt/rsa1.pub");
 const RSA_CERT: &str = include_str!("../../tests/fixtures/jwt/rsa1.crt");
 const ES256_PUB: &str = include_str!("../../tests/fixtures/jwt/es256.pub");
 const ES384_PUB: &str = include_str!("../../tests/fixtures/jwt/es384.pub");
+const ES512_PUB: &str = include_str!("../../tests/fixtures/jwt/es512.pub");
 const ED_PUB: &str = include_str!("../../tests/fixtures/jwt/ed25519.pub");
 
 fn field_of(json: &str) -> String {
@@ -92,25 +93,61 @@ fn type_and_key_examples() {
     ] {
         assert_eq!(field_of(&pem(alg, key)), "key", "{alg}");
     }
-    let es512 = JwtConfig::from_json(&pem("ES512", ES256_PUB)).unwrap();
-    let err = es512.validate().unwrap_err();
-    assert!(err.to_string().contains("ES512"), "{err}");
+    // ES512 (P-521, outside ring) needs a P-521 key.
+    JwtConfig::from_json(&pem("ES512", ES512_PUB))
+        .unwrap()
+        .validate()
+        .unwrap();
+    for key in [ES256_PUB, ES384_PUB, RSA_PUB] {
+        assert_eq!(field_of(&pem("ES512", key)), "key");
+    }
 }
 
 #[test]
 fn toml_uses_the_same_names() {
-    // gateway-bin reads `[[jwt]]` tables into this struct with the toml crate; serde_json's
-    // Value stands in here, with the same field names.
-    let v = serde_json::json!({
-        "type": "HS512", "key": "secret-secret-secret-secret-secret-secret-secret-secret-secret-x",
-        "claims_namespace": "hasura", "header": {"type": "authorization"},
-        "cache_ttl": "1m", "cache_entries": 5, "jwks_refresh_min": 10, "jwks_refresh_max": "2h",
-        "http_timeout": "2s", "issuer": "me"
-    });
-    let c: JwtConfig = serde_json::from_value(v).unwrap();
-    c.validate().unwrap();
-    assert_eq!(c.cache_ttl, Duration::from_secs(60));
-    assert_eq!(c.jwks_refresh_max, Duration::from_secs(7200));
+    // What gateway-bin reads from a `[[jwt]]` table, with durations as seconds or humantime.
+    #[derive(Deserialize)]
+    struct File {
+        jwt: Vec<JwtConfig>,
+    }
+    let text = r#"
+        [[jwt]]
+        type = "HS512"
+        key = "secret-secret-secret-secret-secret-secret-secret-secret-secret-x"
+        claims_namespace = "hasura"
+        header = { type = "authorization" }
+        cache_ttl = "1m"
+        cache_entries = 5
+        jwks_refresh_min = 10
+        jwks_refresh_max = "2h"
+        http_timeout = "2s"
+        issuer = "me"
+        allowed_skew = 5
+
+        [[jwt]]
+        jwk_url = "https://idp.example/.well-known/jwks.json"
+        audience = ["a", "b"]
+        header = { type = "Cookie", name = "id_token" }
+        [jwt.claims_map]
+        x-hasura-allowed-roles = { path = "$.roles", default = ["user"] }
+        x-hasura-default-role = "user"
+        x-hasura-user-id = { path = "$.sub" }
+    "#;
+    let file: File = toml::from_str(text).unwrap();
+    for c in &file.jwt {
+        c.validate().unwrap();
+    }
+    let [a, b] = &file.jwt[..] else { panic!() };
+    assert_eq!(a.cache_ttl, Duration::from_secs(60));
+    assert_eq!(a.jwks_refresh_min, Duration::from_secs(10));
+    assert_eq!(a.jwks_refresh_max, Duration::from_secs(7200));
+    assert_eq!(a.allowed_skew, Duration::from_secs(5));
+    assert_eq!(a.header, JwtHeader::Authorization);
+    assert_eq!(
+        b.audience,
+        Some(Audience::Many(vec!["a".into(), "b".into()]))
+    );
+    assert_eq!(b.claims_map.as_ref().map(BTreeMap::len), Some(3));
 }
 
 #[test]

@@ -188,12 +188,14 @@ impl Jwks {
                 );
                 *set = Some(Arc::new(KeySet { keys, generation }));
                 *self.last_error.write() = None;
+                metrics::counter!("gateway_jwks_fetches_total", "result" => "ok").increment(1);
                 Ok(next)
             }
             Err(e) => {
                 tracing::warn!(url = %self.settings.url, reason = why, error = %e,
                     "JWKS fetch failed; keeping the last key set");
                 *self.last_error.write() = Some(e);
+                metrics::counter!("gateway_jwks_fetches_total", "result" => "error").increment(1);
                 Err(())
             }
         }

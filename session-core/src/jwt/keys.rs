@@ -36,7 +36,7 @@ pub enum JwtAlgorithm {
     ES256,
     /// ECDSA P-384 with SHA-384.
     ES384,
-    /// ECDSA P-521 with SHA-512: not supported (ring has no P-521); `validate()` refuses it.
+    /// ECDSA P-521 with SHA-512 (verified with RustCrypto's `p521`: ring has no P-521).
     ES512,
     /// Ed25519 (`Ed25519`, Hasura's name, or `EdDSA`, the JOSE name).
     #[serde(alias = "Ed25519")]
@@ -44,7 +44,7 @@ pub enum JwtAlgorithm {
 }
 
 impl JwtAlgorithm {
-    /// The verifier's algorithm; `None` for ES512, which it lacks.
+    /// jsonwebtoken's algorithm; `None` for ES512, which it lacks (see [`Material::P521`]).
     pub(crate) fn verifier(self) -> Option<Algorithm> {
         Some(match self {
             JwtAlgorithm::HS256 => Algorithm::HS256,
@@ -64,21 +64,36 @@ impl JwtAlgorithm {
     }
 }
 
-const RSA_ALGS: &[Algorithm] = &[
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
+const RSA_ALGS: &[JwtAlgorithm] = &[
+    JwtAlgorithm::RS256,
+    JwtAlgorithm::RS384,
+    JwtAlgorithm::RS512,
+    JwtAlgorithm::PS256,
+    JwtAlgorithm::PS384,
+    JwtAlgorithm::PS512,
 ];
+
+/// The public key (or HMAC secret) itself.
+pub(crate) enum Material {
+    /// Every algorithm but ES512: verified by jsonwebtoken (ring).
+    Jwt(DecodingKey),
+    /// A P-521 key: ES512, verified with RustCrypto's `p521`.
+    P521(p521::ecdsa::VerifyingKey),
+}
+
+fn p521_key(sec1_point: &[u8]) -> Result<Material, String> {
+    // Parses only a point on P-521, so a key of another curve cannot pass.
+    p521::ecdsa::VerifyingKey::from_sec1_bytes(sec1_point)
+        .map(Material::P521)
+        .map_err(|_| "not a P-521 public key".to_owned())
+}
 
 /// A key that verifies tokens, and the one algorithm (or, for a JWK without `alg`, the
 /// algorithms of its key type) it accepts.
 pub(crate) struct VerifyKey {
     pub(crate) kid: Option<Arc<str>>,
-    pub(crate) algorithms: Vec<Algorithm>,
-    pub(crate) key: DecodingKey,
+    pub(crate) algorithms: Vec<JwtAlgorithm>,
+    pub(crate) key: Material,
     /// SHA-256 of the key material: a cached identity remembers the key that verified it, and
     /// is dropped once no key with this fingerprint is in the set (a rotated key reusing a
     /// `kid` is another key).
@@ -86,7 +101,7 @@ pub(crate) struct VerifyKey {
 }
 
 impl VerifyKey {
-    pub(crate) fn allows(&self, alg: Algorithm) -> bool {
+    pub(crate) fn allows(&self, alg: JwtAlgorithm) -> bool {
         self.algorithms.contains(&alg)
     }
 }
@@ -100,14 +115,7 @@ pub(crate) const MIN_HMAC_KEY_LEN: usize = 32;
 impl StaticKey {
     /// Parses `key` for `alg`. The message never echoes the key.
     pub(crate) fn parse(alg: JwtAlgorithm, key: &str) -> Result<StaticKey, String> {
-        let Some(verifier) = alg.verifier() else {
-            return Err(
-                "ES512 (P-521) is not supported: ring, the gateway's crypto \
-                        provider, has no P-521; use ES256, ES384, RS256 or EdDSA"
-                    .into(),
-            );
-        };
-        let decoding = match alg {
+        let material = match alg {
             JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512 => {
                 if key.len() < MIN_HMAC_KEY_LEN {
                     // Hasura's rule too: a short shared secret can be found by brute force
@@ -121,36 +129,33 @@ impl StaticKey {
                     // holding the public key could mint tokens.
                     return Err("an HS* key is a shared secret, not a PEM key".into());
                 }
-                DecodingKey::from_secret(key.as_bytes())
+                Material::Jwt(DecodingKey::from_secret(key.as_bytes()))
             }
             _ => public_key(alg, key)?,
         };
         let fingerprint = Sha256::digest(key.as_bytes()).into();
         Ok(StaticKey(Arc::new(VerifyKey {
             kid: None,
-            algorithms: vec![verifier],
-            key: decoding,
+            algorithms: vec![alg],
+            key: material,
             fingerprint,
         })))
     }
 }
 
+fn is_rsa(alg: JwtAlgorithm) -> bool {
+    RSA_ALGS.contains(&alg)
+}
+
 /// A PEM public key (`PUBLIC KEY`, `RSA PUBLIC KEY`) or certificate, checked against `alg`'s
 /// key type and curve.
-fn public_key(alg: JwtAlgorithm, pem_text: &str) -> Result<DecodingKey, String> {
+fn public_key(alg: JwtAlgorithm, pem_text: &str) -> Result<Material, String> {
     let (_, pem) = x509_parser::pem::parse_x509_pem(pem_text.trim().as_bytes())
         .map_err(|_| "not a PEM public key or certificate".to_owned())?;
-    let is_rsa = matches!(
-        alg,
-        JwtAlgorithm::RS256
-            | JwtAlgorithm::RS384
-            | JwtAlgorithm::RS512
-            | JwtAlgorithm::PS256
-            | JwtAlgorithm::PS384
-            | JwtAlgorithm::PS512
-    );
     match pem.label.as_str() {
-        "RSA PUBLIC KEY" if is_rsa => Ok(DecodingKey::from_rsa_der(&pem.contents)),
+        "RSA PUBLIC KEY" if is_rsa(alg) => {
+            Ok(Material::Jwt(DecodingKey::from_rsa_der(&pem.contents)))
+        }
         "RSA PUBLIC KEY" => Err(format!("an RSA key cannot verify {alg:?}")),
         "PUBLIC KEY" => {
             let (_, spki) = SubjectPublicKeyInfo::from_der(&pem.contents)
@@ -169,31 +174,27 @@ fn public_key(alg: JwtAlgorithm, pem_text: &str) -> Result<DecodingKey, String> 
     }
 }
 
-fn spki_key(alg: JwtAlgorithm, spki: &SubjectPublicKeyInfo<'_>) -> Result<DecodingKey, String> {
+fn spki_key(alg: JwtAlgorithm, spki: &SubjectPublicKeyInfo<'_>) -> Result<Material, String> {
     let parsed = spki
         .parsed()
         .map_err(|_| "the public key does not parse".to_owned())?;
     let raw = &spki.subject_public_key.data;
+    let jwt = |k: DecodingKey| Ok(Material::Jwt(k));
     match (alg, parsed) {
-        (
-            JwtAlgorithm::RS256
-            | JwtAlgorithm::RS384
-            | JwtAlgorithm::RS512
-            | JwtAlgorithm::PS256
-            | JwtAlgorithm::PS384
-            | JwtAlgorithm::PS512,
-            PublicKey::RSA(_),
-        ) => Ok(DecodingKey::from_rsa_der(raw)),
+        (alg, PublicKey::RSA(_)) if is_rsa(alg) => jwt(DecodingKey::from_rsa_der(raw)),
         (JwtAlgorithm::ES256, PublicKey::EC(p)) if p.key_size() == 256 => {
-            Ok(DecodingKey::from_ec_der(raw))
+            jwt(DecodingKey::from_ec_der(raw))
         }
         (JwtAlgorithm::ES384, PublicKey::EC(p)) if p.key_size() == 384 => {
-            Ok(DecodingKey::from_ec_der(raw))
+            jwt(DecodingKey::from_ec_der(raw))
+        }
+        (JwtAlgorithm::ES512, PublicKey::EC(_)) => {
+            p521_key(raw).map_err(|_| format!("the key's type or curve does not match {alg:?}"))
         }
         (JwtAlgorithm::EdDSA, PublicKey::Unknown(_))
             if spki.algorithm.algorithm == x509_parser::oid_registry::OID_SIG_ED25519 =>
         {
-            Ok(DecodingKey::from_ed_der(raw))
+            jwt(DecodingKey::from_ed_der(raw))
         }
         _ => Err(format!("the key's type or curve does not match {alg:?}")),
     }
@@ -242,6 +243,7 @@ pub(crate) fn parse_jwks(body: &[u8]) -> Result<(Vec<Arc<VerifyKey>>, Vec<String
 }
 
 fn jwk_key(value: &serde_json::Value) -> Result<VerifyKey, String> {
+    use base64::Engine as _;
     let jwk: RawJwk =
         serde_json::from_value(value.clone()).map_err(|e| format!("not a JWK: {e}"))?;
     let kid_note = jwk.kid.as_deref().unwrap_or("(no kid)");
@@ -252,9 +254,7 @@ fn jwk_key(value: &serde_json::Value) -> Result<VerifyKey, String> {
         None => None,
         Some(a) => Some(
             serde_json::from_value::<JwtAlgorithm>(serde_json::Value::String(a.to_owned()))
-                .ok()
-                .and_then(JwtAlgorithm::verifier)
-                .ok_or_else(|| format!("{kid_note}: unsupported alg {a:?}"))?,
+                .map_err(|_| format!("{kid_note}: unsupported alg {a:?}"))?,
         ),
     };
     let need = |v: &Option<String>, name: &str| {
@@ -262,26 +262,48 @@ fn jwk_key(value: &serde_json::Value) -> Result<VerifyKey, String> {
             .ok_or_else(|| format!("{kid_note}: missing `{name}`"))
     };
     let bad = |e: jsonwebtoken::errors::Error| format!("{kid_note}: bad key parameters: {e}");
-    let (key, family): (DecodingKey, Vec<Algorithm>) = match (jwk.kty.as_str(), jwk.crv.as_deref())
-    {
+    let jwt = Material::Jwt;
+    let (key, family) = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
         ("RSA", _) => (
-            DecodingKey::from_rsa_components(&need(&jwk.n, "n")?, &need(&jwk.e, "e")?)
-                .map_err(bad)?,
+            jwt(
+                DecodingKey::from_rsa_components(&need(&jwk.n, "n")?, &need(&jwk.e, "e")?)
+                    .map_err(bad)?,
+            ),
             RSA_ALGS.to_vec(),
         ),
         ("EC", Some("P-256")) => (
-            DecodingKey::from_ec_components(&need(&jwk.x, "x")?, &need(&jwk.y, "y")?)
-                .map_err(bad)?,
-            vec![Algorithm::ES256],
+            jwt(
+                DecodingKey::from_ec_components(&need(&jwk.x, "x")?, &need(&jwk.y, "y")?)
+                    .map_err(bad)?,
+            ),
+            vec![JwtAlgorithm::ES256],
         ),
         ("EC", Some("P-384")) => (
-            DecodingKey::from_ec_components(&need(&jwk.x, "x")?, &need(&jwk.y, "y")?)
-                .map_err(bad)?,
-            vec![Algorithm::ES384],
+            jwt(
+                DecodingKey::from_ec_components(&need(&jwk.x, "x")?, &need(&jwk.y, "y")?)
+                    .map_err(bad)?,
+            ),
+            vec![JwtAlgorithm::ES384],
         ),
+        ("EC", Some("P-521")) => {
+            let coord = |v: &Option<String>, name: &str| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(need(v, name)?)
+                    .ok()
+                    .filter(|b| b.len() == 66)
+                    .ok_or_else(|| format!("{kid_note}: `{name}` is not a P-521 coordinate"))
+            };
+            let mut point = vec![0x04];
+            point.extend(coord(&jwk.x, "x")?);
+            point.extend(coord(&jwk.y, "y")?);
+            (
+                p521_key(&point).map_err(|m| format!("{kid_note}: {m}"))?,
+                vec![JwtAlgorithm::ES512],
+            )
+        }
         ("OKP", Some("Ed25519")) => (
-            DecodingKey::from_ed_components(&need(&jwk.x, "x")?).map_err(bad)?,
-            vec![Algorithm::EdDSA],
+            jwt(DecodingKey::from_ed_components(&need(&jwk.x, "x")?).map_err(bad)?),
+            vec![JwtAlgorithm::EdDSA],
         ),
         (kty, crv) => {
             return Err(format!(

@@ -5,8 +5,10 @@
 //! # Verification
 //!
 //! - The algorithm must be exactly the configured `type`, or, with a JWKS, the key's `alg`
-//!   (the algorithms of its key type when it has none). `alg: none`, an algorithm of another
-//!   family (HS256 signed with an RSA public key as the secret) and ES512 are refused.
+//!   (the algorithms of its key type when it has none). `alg: none` and an algorithm of
+//!   another family (HS256 signed with an RSA public key as the secret) are refused. ES512
+//!   (P-521), which ring lacks, is verified with RustCrypto's `p521`; every other algorithm
+//!   with jsonwebtoken (ring).
 //! - `exp` is required, `nbf` honoured, both with `allowed_skew` as leeway; `aud` and `iss`
 //!   are required and checked when configured (a token without `aud` is refused when an
 //!   `audience` is set, which Hasura lets through).
@@ -32,7 +34,12 @@
 //! last good set and is retried after `jwks_refetch_interval`. A token whose `kid` is not in the
 //! set makes the set be fetched at once, at most once per `jwks_refetch_interval`: past that,
 //! such tokens are invalid (401), not 503. Keys that cannot verify (an encryption key, an
-//! unsupported type or curve such as P-521) are skipped with a warning.
+//! unsupported type or curve, such as `oct` or secp256k1) are skipped with a warning.
+//!
+//! # Metrics
+//!
+//! `gateway_jwt_refused_total{reason}` (a fixed reason: `expired`, `bad signature`,
+//! `unknown kid`, …) and `gateway_jwks_fetches_total{result="ok"|"error"}`.
 //!
 //! # Verified-token cache
 //!
@@ -84,7 +91,7 @@ pub use keys::JwtAlgorithm;
 use self::claims::ClaimsRules;
 use self::config::{config_err, KeySource};
 use self::jwks::{Jwks, JwksSettings, KeySet};
-use self::keys::VerifyKey;
+use self::keys::{Material, VerifyKey};
 use crate::cache::ExpiringCache;
 use crate::http_client::HttpClient;
 use crate::{BoxFuture, CredentialSource, Identity, ResolveError, ResolveRequest, Resolver};
@@ -109,8 +116,9 @@ struct Verifier {
     header: config::JwtHeader,
     issuer: Option<String>,
     keys: Keys,
-    /// The prebuilt validation for each algorithm this config accepts.
-    validations: Vec<(Algorithm, Validation)>,
+    /// The prebuilt validation for each algorithm this config accepts (for ES512, which
+    /// jsonwebtoken lacks, only its leeway, audiences and issuers are read).
+    validations: Vec<(JwtAlgorithm, Validation)>,
     claims: ClaimsRules,
     cache: ExpiringCache<[u8; 32], Cached>,
     cache_ttl: Duration,
@@ -140,16 +148,17 @@ enum Verdict {
 }
 
 /// The algorithms a JWKS key may have (never HS*: a public JWKS holds no shared secret).
-const JWKS_ALGORITHMS: &[Algorithm] = &[
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
+const JWKS_ALGORITHMS: &[JwtAlgorithm] = &[
+    JwtAlgorithm::RS256,
+    JwtAlgorithm::RS384,
+    JwtAlgorithm::RS512,
+    JwtAlgorithm::PS256,
+    JwtAlgorithm::PS384,
+    JwtAlgorithm::PS512,
+    JwtAlgorithm::ES256,
+    JwtAlgorithm::ES384,
+    JwtAlgorithm::ES512,
+    JwtAlgorithm::EdDSA,
 ];
 
 impl JwtResolver {
@@ -190,7 +199,7 @@ impl JwtResolver {
                     ));
                     spawn.push(Arc::downgrade(&jwks));
                     // With a `type`, only that algorithm; else any the keys' own `alg` allow.
-                    let algorithms = match cfg.algorithm.and_then(JwtAlgorithm::verifier) {
+                    let algorithms = match cfg.algorithm {
                         Some(alg) => vec![alg],
                         None => JWKS_ALGORITHMS.to_vec(),
                     };
@@ -328,6 +337,8 @@ impl JwtResolver {
                 Verdict::Valid(identity) => return Attempt::Done(Ok(Some(identity))),
                 Verdict::Invalid(reason) => {
                     tracing::debug!(config = v.index, reason, "JWT refused");
+                    // `reason` is one of a few fixed strings: a bounded label.
+                    metrics::counter!("gateway_jwt_refused_total", "reason" => reason).increment(1);
                 }
                 Verdict::Unavailable(why) => unavailable = Some(why),
                 Verdict::Refetch(seen) => refetch.push((v.index, seen)),
@@ -437,18 +448,17 @@ impl Verifier {
             }
             Keys::Static(_) => None,
         };
-        let header = match jsonwebtoken::decode_header(token) {
-            Ok(h) => h,
-            // `alg: none` and unknown algorithms fail here too.
-            Err(_) => return Verdict::Invalid("malformed token or unsupported alg"),
+        // `alg: none` and unknown algorithms fail here.
+        let Some((alg, kid)) = token_header(token) else {
+            return Verdict::Invalid("malformed token or unsupported alg");
         };
-        let Some((_, validation)) = self.validations.iter().find(|(a, _)| *a == header.alg) else {
+        let Some((_, validation)) = self.validations.iter().find(|(a, _)| *a == alg) else {
             return Verdict::Invalid("algorithm not allowed");
         };
         let outcome = match (&self.keys, &set) {
-            (Keys::Static(key), _) => check(token, key, validation),
+            (Keys::Static(key), _) => check(token, key, alg, validation),
             (Keys::Jwks(j), Some(set)) => {
-                let kid = header.kid.as_deref();
+                let kid = kid.as_deref();
                 if let Some(kid) = kid {
                     if !set.may_verify(kid) {
                         return if allow_refetch && j.may_refetch() {
@@ -459,8 +469,8 @@ impl Verifier {
                     }
                 }
                 let mut outcome = Err("no key for the token's algorithm");
-                for key in set.candidates(kid).filter(|k| k.allows(header.alg)) {
-                    outcome = check(token, key, validation);
+                for key in set.candidates(kid).filter(|k| k.allows(alg)) {
+                    outcome = check(token, key, alg, validation);
                     // Only another key can help after a bad signature; every other failure
                     // is about the token itself.
                     if !matches!(outcome, Err("bad signature")) {
@@ -515,13 +525,23 @@ impl Verifier {
     }
 }
 
-/// Verifies the signature and the registered claims with `key`.
+const MISSING_CLAIM: &str = "a required claim (exp, aud, iss) is missing";
+
+/// Verifies the signature (of algorithm `alg`) and the registered claims with `key`.
 fn check<'k>(
     token: &str,
     key: &'k Arc<VerifyKey>,
+    alg: JwtAlgorithm,
     validation: &Validation,
 ) -> Result<(Value, &'k Arc<VerifyKey>), &'static str> {
-    match jsonwebtoken::decode::<Value>(token, &key.key, validation) {
+    let decoding = match (&key.key, alg) {
+        (Material::P521(k), JwtAlgorithm::ES512) => {
+            return es512(token, k, validation).map(|v| (v, key))
+        }
+        (Material::Jwt(k), alg) if alg != JwtAlgorithm::ES512 => k,
+        _ => return Err("algorithm not allowed"),
+    };
+    match jsonwebtoken::decode::<Value>(token, decoding, validation) {
         Ok(data) => Ok((data.claims, key)),
         Err(e) => Err(match e.kind() {
             ErrorKind::InvalidSignature => "bad signature",
@@ -530,14 +550,104 @@ fn check<'k>(
             ErrorKind::InvalidAudience => "wrong audience",
             ErrorKind::InvalidIssuer => "wrong issuer",
             ErrorKind::InvalidAlgorithm => "algorithm not allowed",
-            ErrorKind::MissingRequiredClaim(_) => "a required claim (exp, aud, iss) is missing",
+            ErrorKind::MissingRequiredClaim(_) => MISSING_CLAIM,
             _ => "malformed token",
         }),
     }
 }
 
-fn validation(cfg: &JwtConfig, alg: Algorithm) -> Validation {
-    let mut v = Validation::new(alg);
+/// An ES512 token: the signature with `p521`, then the registered claims as jsonwebtoken checks
+/// them for the other algorithms (`validation`'s leeway, audiences and issuers).
+fn es512(
+    token: &str,
+    key: &p521::ecdsa::VerifyingKey,
+    validation: &Validation,
+) -> Result<Value, &'static str> {
+    use base64::Engine as _;
+    use p521::ecdsa::signature::Verifier as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (message, signature) = token.rsplit_once('.').ok_or("malformed token")?;
+    let signature = b64.decode(signature).map_err(|_| "malformed token")?;
+    let signature = p521::ecdsa::Signature::from_slice(&signature).map_err(|_| "bad signature")?;
+    key.verify(message.as_bytes(), &signature)
+        .map_err(|_| "bad signature")?;
+    let payload = message.split('.').nth(1).ok_or("malformed token")?;
+    let payload = b64.decode(payload).map_err(|_| "malformed token")?;
+    let payload: Value = serde_json::from_slice(&payload).map_err(|_| "malformed token")?;
+    registered_claims(&payload, validation)?;
+    Ok(payload)
+}
+
+/// `exp` (required), `nbf`, `aud` and `iss`, with the same rules and leeway as jsonwebtoken.
+fn registered_claims(payload: &Value, v: &Validation) -> Result<(), &'static str> {
+    let now = jsonwebtoken::get_current_timestamp() as f64;
+    let leeway = v.leeway as f64;
+    let number = |name: &str| {
+        payload
+            .get(name)
+            .map(|n| n.as_f64().ok_or("malformed token"))
+    };
+    let exp = number("exp").ok_or(MISSING_CLAIM)??;
+    if exp < now - leeway {
+        return Err("expired");
+    }
+    if let Some(nbf) = number("nbf") {
+        if nbf? > now + leeway {
+            return Err("not yet valid (nbf)");
+        }
+    }
+    if let Some(want) = &v.aud {
+        let ok = match payload.get("aud") {
+            None => return Err(MISSING_CLAIM),
+            Some(Value::String(a)) => want.contains(a),
+            Some(Value::Array(list)) => list
+                .iter()
+                .any(|a| a.as_str().is_some_and(|a| want.contains(a))),
+            Some(_) => return Err("malformed token"),
+        };
+        if !ok {
+            return Err("wrong audience");
+        }
+    }
+    if let Some(want) = &v.iss {
+        match payload.get("iss") {
+            None => return Err(MISSING_CLAIM),
+            Some(Value::String(i)) if want.contains(i) => {}
+            Some(_) => return Err("wrong issuer"),
+        }
+    }
+    Ok(())
+}
+
+/// The token's `alg` and `kid`, from its (unverified) header; `None` when the token is not
+/// three segments, its header does not parse, or the algorithm is unknown (`none` included).
+fn token_header(token: &str) -> Option<(JwtAlgorithm, Option<String>)> {
+    use base64::Engine as _;
+    #[derive(serde::Deserialize)]
+    struct RawHeader {
+        alg: String,
+        #[serde(default)]
+        kid: Option<String>,
+    }
+    let mut parts = token.split('.');
+    let (header, _, _, None) = (parts.next()?, parts.next()?, parts.next()?, parts.next()) else {
+        return None;
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()?;
+    let raw: RawHeader = serde_json::from_slice(&bytes).ok()?;
+    // Only JOSE names: `Ed25519` is our config's alias, not a JWS `alg`.
+    if raw.alg == "Ed25519" {
+        return None;
+    }
+    let alg = serde_json::from_value(Value::String(raw.alg)).ok()?;
+    Some((alg, raw.kid))
+}
+
+fn validation(cfg: &JwtConfig, alg: JwtAlgorithm) -> Validation {
+    // ES512 has no jsonwebtoken algorithm: its Validation only carries the claim rules.
+    let mut v = Validation::new(alg.verifier().unwrap_or(Algorithm::ES384));
     v.leeway = cfg.allowed_skew.as_secs();
     v.validate_exp = true;
     v.validate_nbf = true;
@@ -581,6 +691,7 @@ pub(crate) fn fuzz_claims(data: &[u8]) {
     use base64::Engine as _;
     let text = String::from_utf8_lossy(data);
     let _ = jsonwebtoken::decode_header(&text);
+    let _ = token_header(&text);
     let _ = unverified_issuer(&text);
     let _ = claims::JsonPath::parse(&text);
     let payload = text.split('.').nth(1).unwrap_or(&text);
