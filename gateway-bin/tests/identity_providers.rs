@@ -8,6 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "../../session-core/tests/support/https.rs"]
+mod https;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -192,37 +194,15 @@ impl Jwks {
     /// The CA, the certificate and the key set for a server on `port`, which listens only
     /// once [`listen`](Jwks::listen) is called.
     fn new(port: u16, keys: &[Value]) -> Jwks {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::default();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "identity provider test CA");
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::new(ca_params, ca_key);
-        let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".into()])
-            .unwrap()
-            .signed_by(&leaf_key, &issuer)
-            .unwrap();
-        let mut tls = rustls::ServerConfig::builder_with_provider(cert_core::crypto_provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![leaf.der().clone()],
-                rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap(),
-            )
-            .unwrap();
-        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let ca = https::private_ca("identity provider test CA");
         let dir = tempfile::tempdir().unwrap();
         let ca_file = dir.path().join("idp-ca.pem");
-        std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+        std::fs::write(&ca_file, &ca.ca_pem).unwrap();
         let jwks = Jwks {
             url: format!("https://127.0.0.1:{port}/jwks.json"),
             port,
             ca_file: ca_file.to_str().unwrap().to_owned(),
-            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
+            acceptor: ca.acceptor,
             state: Arc::new(JwksState {
                 body: Mutex::new(String::new()),
                 cache_control: Mutex::new("max-age=3600".into()),

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "../support/https.rs"]
+mod https;
 mod jwks;
 mod static_keys;
 mod support;
