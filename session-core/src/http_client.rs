@@ -184,6 +184,53 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The freshness directives of a `Cache-Control` value (several values may be given: HTTP
+/// allows the header to repeat). The JWKS refresh and the webhook's cache each apply their own
+/// rule to them; reading them is shared.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CacheDirectives {
+    /// `no-store` or `no-cache` is present.
+    pub(crate) no_cache: bool,
+    /// The first readable `max-age`, in seconds (quotes allowed).
+    pub(crate) max_age: Option<u64>,
+    /// A `max-age` that is not a number is present.
+    pub(crate) bad_max_age: bool,
+    /// The first readable `s-maxage`, in seconds.
+    pub(crate) s_maxage: Option<u64>,
+}
+
+impl CacheDirectives {
+    /// Reads every directive of `values`; names without case, unknown ones ignored.
+    pub(crate) fn parse<'a>(values: impl IntoIterator<Item = &'a str>) -> CacheDirectives {
+        let mut out = CacheDirectives::default();
+        for directive in values.into_iter().flat_map(|v| v.split(',')) {
+            let (name, arg) = match directive.split_once('=') {
+                Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
+                None => (directive.trim(), None),
+            };
+            let secs = || arg.and_then(|a| a.parse::<u64>().ok());
+            if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("no-cache") {
+                out.no_cache = true;
+            } else if name.eq_ignore_ascii_case("max-age") {
+                match secs() {
+                    Some(n) => out.max_age = out.max_age.or(Some(n)),
+                    None => out.bad_max_age = true,
+                }
+            } else if name.eq_ignore_ascii_case("s-maxage") {
+                out.s_maxage = out.s_maxage.or(secs());
+            }
+        }
+        out
+    }
+}
+
+/// The time from `now` until an `Expires` HTTP date: zero when it is past, `None` when it is
+/// not a date.
+pub(crate) fn expires_in(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let at = httpdate::parse_http_date(value.trim()).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
 fn parse_roots(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, HttpClientError> {
     let certs = rustls_pemfile::certs(&mut &pem[..])
         .collect::<Result<Vec<_>, _>>()
@@ -238,6 +285,30 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn cache_directives_and_expires() {
+        let d = CacheDirectives::parse(["public, max-age=\"120\", must-revalidate", "s-maxage=7"]);
+        assert_eq!(
+            d,
+            CacheDirectives {
+                no_cache: false,
+                max_age: Some(120),
+                bad_max_age: false,
+                s_maxage: Some(7),
+            }
+        );
+        let d = CacheDirectives::parse(["No-Store", "max-age=soon"]);
+        assert!(d.no_cache && d.bad_max_age && d.max_age.is_none());
+        assert_eq!(CacheDirectives::parse([]), CacheDirectives::default());
+
+        let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(90));
+        assert_eq!(expires_in(&later, now), Some(Duration::from_secs(90)));
+        assert_eq!(expires_in(&past, now), Some(Duration::ZERO));
+        assert_eq!(expires_in("tomorrow", now), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
 use super::keys::{parse_jwks, VerifyKey};
-use crate::http_client::HttpClient;
+use crate::http_client::{expires_in, CacheDirectives, HttpClient};
 
 /// The keys of one successful fetch.
 pub(crate) struct KeySet {
@@ -230,30 +230,19 @@ impl Jwks {
 /// How long the response may be cached: `Cache-Control: max-age` (or `s-maxage`), else
 /// `Expires` minus now; `None` when neither says (a `no-cache` / `no-store` says zero).
 pub(crate) fn refresh_after(headers: &http::HeaderMap, now: SystemTime) -> Option<Duration> {
-    let mut zero = false;
-    for value in headers.get_all(CACHE_CONTROL) {
-        let Ok(text) = value.to_str() else { continue };
-        for directive in text.split(',') {
-            let directive = directive.trim();
-            let (name, arg) = directive
-                .split_once('=')
-                .map_or((directive, None), |(n, a)| (n.trim(), Some(a.trim())));
-            if name.eq_ignore_ascii_case("max-age") || name.eq_ignore_ascii_case("s-maxage") {
-                if let Some(secs) = arg.and_then(|a| a.trim_matches('"').parse::<u64>().ok()) {
-                    return Some(Duration::from_secs(secs));
-                }
-            } else if name.eq_ignore_ascii_case("no-cache") || name.eq_ignore_ascii_case("no-store")
-            {
-                zero = true;
-            }
-        }
+    let cc = CacheDirectives::parse(
+        headers
+            .get_all(CACHE_CONTROL)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    if let Some(secs) = cc.max_age.or(cc.s_maxage) {
+        return Some(Duration::from_secs(secs));
     }
-    if zero {
+    if cc.no_cache {
         return Some(Duration::ZERO);
     }
-    let expires = headers.get(EXPIRES)?.to_str().ok()?;
-    let at = httpdate::parse_http_date(expires).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    expires_in(headers.get(EXPIRES)?.to_str().ok()?, now)
 }
 
 /// The background refresh loop: holds only a weak reference, so it ends when the resolver is

@@ -6,6 +6,7 @@ use http::header::{CACHE_CONTROL, EXPIRES};
 use http::HeaderMap;
 use serde_json::{Map, Value};
 
+use crate::http_client::{expires_in, CacheDirectives};
 use crate::identity::Identity;
 use crate::session::Variables;
 
@@ -143,37 +144,24 @@ pub(super) fn lifetime(
         .filter(|d| !d.is_zero())
 }
 
-/// `max-age` from a `Cache-Control` value; `None` for `no-store`/`no-cache` or none at all.
+/// `max-age` from a `Cache-Control` value; `None` for `no-store`/`no-cache`, an unreadable
+/// `max-age`, or none at all.
 fn max_age(value: &str) -> Option<Duration> {
-    let mut age = None;
-    for directive in value.split(',') {
-        let (name, arg) = match directive.split_once('=') {
-            Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
-            None => (directive.trim(), None),
-        };
-        if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("no-cache") {
-            return None;
-        }
-        if name.eq_ignore_ascii_case("max-age") {
-            match arg.and_then(|a| a.parse::<u64>().ok()) {
-                Some(secs) => age = Some(Duration::from_secs(secs)),
-                None => {
-                    tracing::debug!("auth webhook: unreadable Cache-Control max-age; not cached");
-                    return None;
-                }
-            }
-        }
+    let cc = CacheDirectives::parse([value]);
+    if cc.bad_max_age {
+        tracing::debug!("auth webhook: unreadable Cache-Control max-age; not cached");
     }
-    age
+    if cc.no_cache || cc.bad_max_age {
+        return None;
+    }
+    cc.max_age.map(Duration::from_secs)
 }
 
 /// The time left until an `Expires` HTTP date; `None` when unreadable or past.
 fn until(value: &str, now: SystemTime) -> Option<Duration> {
-    match httpdate::parse_http_date(value.trim()) {
-        Ok(at) => at.duration_since(now).ok(),
-        Err(_) => {
-            tracing::debug!("auth webhook: unreadable Expires; not cached");
-            None
-        }
+    let left = expires_in(value, now);
+    if left.is_none() {
+        tracing::debug!("auth webhook: unreadable Expires; not cached");
     }
+    left.filter(|d| !d.is_zero())
 }
