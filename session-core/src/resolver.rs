@@ -158,10 +158,11 @@ impl<'a> ResolveRequest<'a> {
         find_cookie(self.headers(), name)
     }
 
-    /// Whether the credential came from `Authorization: Bearer`.
-    pub fn is_bearer(&self) -> bool {
+    /// The token, when the credential came from `Authorization: Bearer`.
+    pub fn bearer_token(&self) -> Option<&'a Token> {
         self.credential
-            .is_some_and(|c| c.source == CredentialSource::Bearer)
+            .filter(|c| c.source == CredentialSource::Bearer)
+            .map(|c| &c.token)
     }
 }
 

@@ -94,7 +94,7 @@ use self::jwks::{Jwks, JwksSettings, KeySet};
 use self::keys::{Material, VerifyKey};
 use crate::cache::ExpiringCache;
 use crate::http_client::HttpClient;
-use crate::{BoxFuture, CredentialSource, Identity, ResolveError, ResolveRequest, Resolver};
+use crate::{BoxFuture, Identity, ResolveError, ResolveRequest, Resolver};
 
 /// Resolves JWTs to identities with one or more [`JwtConfig`]s. Cheap to clone (an `Arc`).
 #[derive(Clone)]
@@ -286,10 +286,7 @@ impl JwtResolver {
 
     /// One pass over the configs; `allow_refetch` = a `Refetch` verdict may be returned.
     fn attempt(&self, request: &ResolveRequest<'_>, allow_refetch: bool) -> Attempt {
-        let bearer = request
-            .credential()
-            .filter(|c| c.source == CredentialSource::Bearer)
-            .map(|c| c.token.expose());
+        let bearer = request.bearer_token().map(|t| t.expose());
         let mut unavailable = None;
         let mut refetch = Vec::new();
         let mut issuer_of: Option<(&str, Option<String>)> = None;
