@@ -137,8 +137,9 @@ impl ConnectionLike for RedisConn {
             Conn::Sentinel(s) => {
                 let s = s.clone();
                 Box::pin(async move {
-                    let (generation, mut conn) = s.connection().await?;
-                    let result = conn.req_packed_command(cmd).await;
+                    let deadline = s.deadline();
+                    let (generation, mut conn) = s.timed(deadline, s.connection()).await?;
+                    let result = s.timed(deadline, conn.req_packed_command(cmd)).await;
                     s.check(generation, result.as_ref().err());
                     result
                 })
@@ -161,8 +162,11 @@ impl ConnectionLike for RedisConn {
             Conn::Sentinel(s) => {
                 let s = s.clone();
                 Box::pin(async move {
-                    let (generation, mut conn) = s.connection().await?;
-                    let result = conn.req_packed_commands(pipeline, offset, count).await;
+                    let deadline = s.deadline();
+                    let (generation, mut conn) = s.timed(deadline, s.connection()).await?;
+                    let result = s
+                        .timed(deadline, conn.req_packed_commands(pipeline, offset, count))
+                        .await;
                     s.check(generation, result.as_ref().err());
                     result
                 })
@@ -267,6 +271,28 @@ impl SentinelConn {
             current: ArcSwapOption::empty(),
             connecting: tokio::sync::Mutex::new(0),
         })
+    }
+
+    /// When a command must have its answer: a little before the store's own timeout, so that
+    /// a master that stopped answering (frozen, partitioned) is noticed here, and dropped, before
+    /// the caller gives up on the command. Otherwise the caller's timeout would cancel the
+    /// command first, every time, and the dead connection would be used forever.
+    fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.timeout.mul_f64(0.9)
+    }
+
+    async fn timed<T>(
+        &self,
+        deadline: tokio::time::Instant,
+        call: impl std::future::Future<Output = RedisResult<T>>,
+    ) -> RedisResult<T> {
+        match tokio::time::timeout_at(deadline, call).await {
+            Ok(r) => r,
+            Err(_) => Err(RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the Redis master did not answer in time",
+            ))),
+        }
     }
 
     /// A client for the master the Sentinels name now (checked with `ROLE`).
