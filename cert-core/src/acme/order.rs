@@ -18,11 +18,11 @@ use crate::Error;
 
 /// Withdraws the challenge answers an order published, however the order ends.
 ///
-/// The local ones (the responder's tokens, the resolver's challenge certificates) go at once,
-/// in `drop`, including when the order timeout cancels the order. The copies in the shared
-/// store are removed by [`PendingChallenges::withdraw`] on the normal path; an order cancelled
-/// before that leaves them to a background task (and, failing that, to their expiry, which is
-/// the order timeout).
+/// On the normal path [`PendingChallenges::withdraw`] removes the copies in the shared store,
+/// then the local answers (the responder's tokens, the resolver's challenge certificates). An
+/// order cancelled before that (by the order timeout, or an error) drops this: the local
+/// answers go at once, and a background task removes the shared copies (failing that, they
+/// expire with the order timeout).
 struct PendingChallenges<'a> {
     manager: &'a ManagerState,
     tokens: Vec<String>,
@@ -34,10 +34,11 @@ struct PendingChallenges<'a> {
 }
 
 impl PendingChallenges<'_> {
-    /// Withdraws everything: the local answers now, then the shared copies, awaited so that
-    /// no replica answers a validation for an order that has ended.
+    /// Withdraws everything, awaited so that no replica answers a validation for an order
+    /// that has ended: the shared copies first, then the local answers (the other order
+    /// would leave a moment in which this replica's own listener, finding no local
+    /// challenge, served the shared copy).
     async fn withdraw(mut self) {
-        self.withdraw_local();
         let shared_tokens = std::mem::take(&mut self.shared_tokens);
         let shared_alpn_names = std::mem::take(&mut self.shared_alpn_names);
         remove_shared(
@@ -46,6 +47,7 @@ impl PendingChallenges<'_> {
             &shared_alpn_names,
         )
         .await;
+        self.withdraw_local();
     }
 
     fn withdraw_local(&mut self) {
