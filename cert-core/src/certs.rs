@@ -172,12 +172,17 @@ pub fn self_signed(names: &[String]) -> Result<Arc<CertifiedKey>, Error> {
     certified_key_from_der(vec![cert.der().clone()], key_der(&key))
 }
 
+/// id-pe-acmeIdentifier (RFC 8737 §6.1): the extension every TLS-ALPN-01 challenge
+/// certificate carries, and no other certificate does.
+const ACME_IDENTIFIER_OID: &str = "1.3.6.1.5.5.7.1.31";
+
 /// The TLS-ALPN-01 challenge certificate (RFC 8737 §3): self-signed, SAN = `name`, with the
-/// critical acmeIdentifier extension holding SHA-256(key authorization).
-pub(crate) fn tls_alpn_challenge_cert(
+/// critical acmeIdentifier extension holding SHA-256(key authorization). Returns it ready to
+/// serve, and as PEM for the shared store (so other replicas can serve it too).
+pub(crate) fn tls_alpn_challenge(
     name: &str,
     key_authorization_digest: &[u8],
-) -> Result<Arc<CertifiedKey>, Error> {
+) -> Result<(Arc<CertifiedKey>, StoredCert), Error> {
     let mut params = CertificateParams::new(vec![name.to_owned()])?;
     params.distinguished_name = DistinguishedName::new();
     params.custom_extensions = vec![CustomExtension::new_acme_identifier(
@@ -191,10 +196,62 @@ pub(crate) fn tls_alpn_challenge_cert(
     let signing_key = crate::tls::crypto_provider()
         .key_provider
         .load_private_key(key_der(&key))?;
-    Ok(Arc::new(CertifiedKey::new(
-        vec![cert.der().clone()],
-        signing_key,
-    )))
+    let stored = StoredCert {
+        chain_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    };
+    Ok((
+        Arc::new(CertifiedKey::new(vec![cert.der().clone()], signing_key)),
+        stored,
+    ))
+}
+
+/// Rebuilds a challenge certificate that another replica stored for `name`, refusing anything
+/// that is not one: a single certificate whose only DNS name is `name`, with the
+/// acmeIdentifier extension, signed by the key stored with it. A real certificate (or one for
+/// another name) in the challenge slot is never served on an `acme-tls/1` connection.
+pub(crate) fn tls_alpn_challenge_from_stored(
+    name: &str,
+    stored: &StoredCert,
+) -> Result<Arc<CertifiedKey>, Error> {
+    let chain = parse_chain(&stored.chain_pem)?;
+    let [leaf] = chain.as_slice() else {
+        return Err(Error::InvalidCert(
+            "a challenge certificate is a single certificate".into(),
+        ));
+    };
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|e| Error::InvalidCert(format!("x509: {e}")))?;
+    if !cert
+        .extensions()
+        .iter()
+        .any(|e| e.critical && e.oid.to_id_string() == ACME_IDENTIFIER_OID)
+    {
+        return Err(Error::InvalidCert(
+            "no acmeIdentifier extension in the challenge certificate".into(),
+        ));
+    }
+    let info = CertInfo::from_der(leaf)?;
+    if info.names != [name] {
+        return Err(Error::InvalidCert(format!(
+            "the challenge certificate for {name} names {:?}",
+            info.names
+        )));
+    }
+    // The consistency check `CertifiedKey::from_der` would make, without webpki (which
+    // rejects the critical extension): the stored key's public half is the certificate's.
+    let signing_key = crate::tls::crypto_provider()
+        .key_provider
+        .load_private_key(parse_key(&stored.key_pem)?)?;
+    let matches = signing_key
+        .public_key()
+        .is_some_and(|spki| spki.as_ref() == cert.tbs_certificate.subject_pki.raw);
+    if !matches {
+        return Err(Error::InvalidCert(
+            "the challenge key does not match its certificate".into(),
+        ));
+    }
+    Ok(Arc::new(CertifiedKey::new(chain, signing_key)))
 }
 
 /// A CSR for `name` with a fresh P-256 key; returns (CSR DER, key PEM).
@@ -226,6 +283,34 @@ mod tests {
         // A key that does not match the certificate is refused.
         let other = generate_key().unwrap();
         assert!(certified_key_from_pem(&stored.chain_pem, &other.serialize_pem()).is_err());
+    }
+
+    #[test]
+    fn challenge_round_trip_and_refusals() {
+        let name = "a.example.com";
+        let (key, stored) = tls_alpn_challenge(name, &[9u8; 32]).unwrap();
+        let back = tls_alpn_challenge_from_stored(name, &stored).unwrap();
+        assert_eq!(back.cert, key.cert);
+        // Another name's challenge is not served for this one.
+        assert!(tls_alpn_challenge_from_stored("b.example.com", &stored).is_err());
+        // A key that is not the certificate's.
+        let (_, other) = tls_alpn_challenge(name, &[9u8; 32]).unwrap();
+        let mixed = StoredCert {
+            chain_pem: stored.chain_pem.clone(),
+            key_pem: other.key_pem,
+        };
+        assert!(tls_alpn_challenge_from_stored(name, &mixed).is_err());
+        // A real certificate (no acmeIdentifier) in the challenge slot.
+        let key = generate_key().unwrap();
+        let cert = CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let real = StoredCert {
+            chain_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        };
+        assert!(tls_alpn_challenge_from_stored(name, &real).is_err());
     }
 
     #[test]

@@ -5,21 +5,26 @@
 //!
 //! - [`CertResolver`]: rustls `ResolvesServerCert`; SNI → prebuilt `Arc<CertifiedKey>`,
 //!   swapped atomically on issue/renew; wildcard fallback, then a self-signed placeholder;
-//!   serves TLS-ALPN-01 challenge certificates to `acme-tls/1` handshakes.
+//!   serves this process's TLS-ALPN-01 challenge certificates to `acme-tls/1` handshakes.
 //! - [`server_config`] + [`TlsConfig`]: TLS 1.2/1.3, ALPN, session cache and tickets, ring.
+//! - [`Acceptor`]: the HTTPS listener's acceptor (in place of `tokio_rustls::TlsAcceptor`);
+//!   with a shared store it also answers TLS-ALPN-01 validations for orders another replica
+//!   placed ([`AcmeManager::acceptor`]).
 //! - [`is_acme_tls_alpn`]: the listener closes such connections after the handshake.
 //! - [`ChallengeResponder`]: HTTP-01 answers for the plain listener; [`Http01Layer`] puts
 //!   them in front of its service.
 //! - [`AcmeManager`]: background ordering and renewal over ACME (instant-acme).
-//! - [`CertStore`] ([`DirStore`], [`MemoryStore`]): certificates, keys, ACME accounts,
-//!   pending challenges and order leases.
+//! - [`CertStore`] ([`DirStore`], [`MemoryStore`], `RedisCertStore` with the `redis`
+//!   feature): certificates, keys, ACME accounts, pending challenges and order leases.
 //! - [`FileCert`] and [`DevCa`]: the `files` and `dev-ca` sources.
 //!
 //! # Wiring it into listeners
 //!
 //! ```text
-//! TLS listener:   acceptor = TlsAcceptor::from(Arc::new(server_config(resolver, &tls)?))
-//!                 after the handshake: if is_acme_tls_alpn(stream.get_ref().1) { close }
+//! TLS listener:   acceptor = manager.acceptor(Arc::new(server_config(resolver, &tls)?))
+//!                 (Acceptor::new(config) without ACME)
+//!                 tls = timeout(handshake_timeout, acceptor.accept(tcp))
+//!                 after the handshake: if is_acme_tls_alpn(tls.get_ref().1) { close }
 //!                 else serve HTTP (h2 or http/1.1 by negotiated ALPN)
 //! plain listener: Http01Layer::new(responder).layer(service): GET/HEAD
 //!                   /.well-known/acme-challenge/{token} answered from the responder (200
@@ -27,6 +32,19 @@
 //!                   or route-core's HttpsRedirectLayer)
 //! ACME:           AcmeManager::builder(acme_cfg, store, resolver, names).build()?.spawn()
 //! ```
+//!
+//! # Several replicas
+//!
+//! Replicas that share one store (`RedisCertStore`) act as one: the order lease lets one of
+//! them order a name, the others install its certificate from the store, and any of them
+//! answers the validation, whichever the CA reaches. For HTTP-01 the ordering replica
+//! publishes the key authorization in the store and every plain listener's
+//! [`ChallengeResponder`] looks it up. For TLS-ALPN-01 it publishes the challenge certificate
+//! (and its throwaway key) in the store for the order's duration, and every HTTPS listener's
+//! [`Acceptor`] serves it to a validation handshake (ALPN exactly `acme-tls/1`, RFC 8737) for
+//! a managed name. Only those handshakes reach the store, at most one lookup per name per
+//! [`DEFAULT_LOOKUP_INTERVAL`]; every other handshake is untouched. Both answers are removed
+//! when the order ends and expire with the order timeout.
 //!
 //! # Example
 //!
@@ -44,20 +62,22 @@
 //! assert!(resolver.has_cert("app.localhost"));
 //!
 //! let config = server_config(resolver.clone(), &TlsConfig::default())?;
-//! let _acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+//! let _acceptor = cert_core::Acceptor::new(Arc::new(config));
 //! println!("{}", ca.trust_instructions());
 //! # Ok(())
 //! # }
 //! ```
 //!
-//! And with ACME, in the binary (names come from the route table):
+//! And with ACME, in the binary (names come from the route table). The HTTPS listener's
+//! acceptor comes from the manager, so the replica answers TLS-ALPN-01 validations for
+//! orders other replicas placed in the same store:
 //!
 //! ```no_run
 //! use std::sync::Arc;
 //! use cert_core::{server_config, AcmeConfig, AcmeManager, CertResolver, DirStore, NameSet, TlsConfig};
 //!
-//! # async fn run() -> Result<(), cert_core::Error> {
-//! let store = Arc::new(DirStore::open("/var/lib/gateway/certs")?);
+//! # async fn run(listener: tokio::net::TcpListener) -> Result<(), cert_core::Error> {
+//! let store = Arc::new(DirStore::open("/var/lib/gateway/certs")?); // or a RedisCertStore
 //! let resolver = Arc::new(CertResolver::new()?);
 //! let names = NameSet::new(["example.com", "api.example.com"])?;
 //! let manager = AcmeManager::builder(AcmeConfig::default(), store, resolver.clone(), Arc::new(names.clone()))
@@ -66,7 +86,16 @@
 //! let _task = manager.spawn();  // never blocks startup
 //! let responder = manager.challenge_responder(); // give to the plain listener
 //! let tls = TlsConfig { acme_tls_alpn: true, ..TlsConfig::default() };
-//! let _config = server_config(resolver, &tls)?;
+//! let acceptor = manager.acceptor(Arc::new(server_config(resolver, &tls)?));
+//!
+//! let (tcp, _) = listener.accept().await.map_err(|e| cert_core::Error::Config(e.to_string()))?;
+//! let handshake = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
+//! if let Ok(Ok(stream)) = handshake.await {
+//!     if cert_core::is_acme_tls_alpn(stream.get_ref().1) {
+//!         return Ok(()); // a validation: the handshake was the answer; no HTTP
+//!     }
+//!     // serve HTTP on `stream`
+//! }
 //! # let _ = responder; Ok(())
 //! # }
 //! ```
@@ -74,6 +103,7 @@
 #![deny(rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
+mod acceptor;
 mod acme;
 mod certs;
 mod challenge;
@@ -88,6 +118,7 @@ mod resolver;
 mod store;
 mod tls;
 
+pub use acceptor::{Acceptor, DEFAULT_LOOKUP_INTERVAL, DEFAULT_LOOKUP_TIMEOUT};
 pub use acme::{
     list_stored, AcmeConfig, AcmeManager, AcmeManagerBuilder, CertStatus, LETS_ENCRYPT_DIRECTORY,
 };

@@ -39,7 +39,9 @@ struct Table {
 /// TLS-ALPN-01 (RFC 8737): a ClientHello offering exactly the one ALPN protocol
 /// `acme-tls/1` is a validation handshake. It gets the challenge certificate while one is
 /// pending for its SNI, and otherwise the handshake is refused (no certificate). Such a
-/// connection must carry no HTTP: see [`crate::is_acme_tls_alpn`].
+/// connection must carry no HTTP: see [`crate::is_acme_tls_alpn`]. The resolver knows only
+/// the challenges this process published; [`crate::Acceptor`] answers the ones another
+/// replica published in a shared store.
 pub struct CertResolver {
     table: ArcSwap<Table>,
     challenges: ArcSwap<HashMap<String, Arc<CertifiedKey>>>,
@@ -158,13 +160,19 @@ impl CertResolver {
         name: &str,
         key_authorization_digest: &[u8],
     ) -> Result<(), Error> {
-        let cert = certs::tls_alpn_challenge_cert(name, key_authorization_digest)?;
+        let (cert, _) = certs::tls_alpn_challenge(name, key_authorization_digest)?;
+        self.set_tls_alpn_challenge_key(name, cert);
+        Ok(())
+    }
+
+    /// Publishes an already built challenge certificate for `name` (the manager builds it
+    /// once, serves it here and stores it for the other replicas).
+    pub(crate) fn set_tls_alpn_challenge_key(&self, name: &str, cert: Arc<CertifiedKey>) {
         self.challenges.rcu(|old| {
             let mut m = HashMap::clone(old);
             m.insert(name.to_owned(), cert.clone());
             m
         });
-        Ok(())
     }
 
     /// Withdraws the TLS-ALPN-01 challenge certificate for `name`.

@@ -145,3 +145,75 @@ async fn redis_down_is_a_store_error_without_the_url() {
     }
     assert!(start.elapsed() < Duration::from_secs(2));
 }
+
+/// The TLS-ALPN-01 challenge certificate under `<prefix>:alpn:<name>`, with its expiry, read
+/// by another replica; and the store over a connection of the caller's choosing.
+#[tokio::test]
+async fn tls_alpn_challenges_expire_and_any_connection_works() {
+    let Some(server) = RedisServer::start(Some("cert-pw"), &[]) else {
+        return;
+    };
+    let a = open(&server);
+    // Replica B brings its own connection (a multiplexed one here; RedisConn in the gateway).
+    let client = redis::Client::open(server.url()).unwrap();
+    let conn = client.get_multiplexed_async_connection().await.unwrap();
+    let b = RedisCertStore::with_connection(conn.clone(), "gw", Duration::from_secs(1));
+
+    let name = "a.example.test";
+    let first = StoredCert {
+        chain_pem: "CHALLENGE-CHAIN-1".into(),
+        key_pem: "CHALLENGE-KEY-1".into(),
+    };
+    assert_eq!(b.load_tls_alpn_challenge(name).await.unwrap(), None);
+    a.store_tls_alpn_challenge(name, &first, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.load_tls_alpn_challenge(name).await.unwrap(),
+        Some(first.clone())
+    );
+    // The documented key, with an expiry; not a certificate of the store.
+    let mut raw = conn.clone();
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg("gw:alpn:a.example.test")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(pttl > 0 && pttl <= 30_000, "{pttl}");
+    assert_eq!(b.load_cert(name).await.unwrap(), None);
+    assert!(b.list_names().await.unwrap().is_empty());
+
+    // Replaced as a pair, then removed.
+    let second = StoredCert {
+        chain_pem: "CHALLENGE-CHAIN-2".into(),
+        key_pem: "CHALLENGE-KEY-2".into(),
+    };
+    b.store_tls_alpn_challenge(name, &second, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(a.load_tls_alpn_challenge(name).await.unwrap(), Some(second));
+    a.remove_tls_alpn_challenge(name).await.unwrap();
+    assert_eq!(b.load_tls_alpn_challenge(name).await.unwrap(), None);
+
+    // It expires by itself (an order that died never removed it).
+    a.store_tls_alpn_challenge(name, &first, Duration::from_millis(200))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(b.load_tls_alpn_challenge(name).await.unwrap(), None);
+
+    // The generic store does everything the default one does: certificates (hash, then the
+    // set) and leases (the scripts, loaded into this fresh connection on first use).
+    let cert = StoredCert {
+        chain_pem: "CHAIN".into(),
+        key_pem: "KEY".into(),
+    };
+    b.store_cert(name, &cert).await.unwrap();
+    assert_eq!(a.load_cert(name).await.unwrap(), Some(cert));
+    assert_eq!(a.list_names().await.unwrap(), vec![name]);
+    let ttl = Duration::from_secs(30);
+    assert!(b.try_lease(name, "replica-b", ttl).await.unwrap());
+    assert!(!a.try_lease(name, "replica-a", ttl).await.unwrap());
+    b.release(name, "replica-b").await.unwrap();
+    assert!(a.try_lease(name, "replica-a", ttl).await.unwrap());
+}

@@ -5,14 +5,13 @@
 use std::sync::Arc;
 
 use cert_core::{
-    AcmeConfig, AcmeManager, CertResolver, ChallengeResponder, DevCa, DirStore, FileCert, NameSet,
-    TlsConfig,
+    Acceptor, AcmeConfig, AcmeManager, CertResolver, ChallengeResponder, DevCa, DirStore, FileCert,
+    NameSet, TlsConfig,
 };
 use http::Request;
 use hyper::body::Incoming;
 use route_core::ConnectionInfo;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
 use crate::config::{Config, TlsMode};
@@ -55,8 +54,9 @@ pub fn certificate_names(config: &Config) -> Vec<String> {
 
 /// The running TLS state.
 pub struct TlsRuntime {
-    /// The acceptor for the HTTPS listener.
-    pub acceptor: TlsAcceptor,
+    /// The acceptor for the HTTPS listener. With ACME and TLS-ALPN-01 it also answers
+    /// validations for orders another replica placed, from the shared certificate store.
+    pub acceptor: Acceptor,
     /// The SNI resolver certificates are installed into.
     pub resolver: Arc<CertResolver>,
     /// HTTP-01 answers (ACME only).
@@ -81,10 +81,7 @@ impl TlsRuntime {
         let names = NameSet::new(Vec::<String>::new())?;
         let mut tls = TlsConfig::default();
         let mut rt = TlsRuntime {
-            acceptor: TlsAcceptor::from(Arc::new(cert_core::server_config(
-                resolver.clone(),
-                &tls,
-            )?)),
+            acceptor: Acceptor::new(Arc::new(cert_core::server_config(resolver.clone(), &tls)?)),
             resolver: resolver.clone(),
             responder: None,
             acme: None,
@@ -148,10 +145,11 @@ impl TlsRuntime {
                 }
                 manager.spawn();
                 rt.responder = Some(manager.challenge_responder());
-                rt.acme = Some(manager);
                 tls.acme_tls_alpn = *tls_alpn01;
-                rt.acceptor =
-                    TlsAcceptor::from(Arc::new(cert_core::server_config(resolver, &tls)?));
+                // Any replica answers a TLS-ALPN-01 validation: the acceptor finds another
+                // replica's challenge in the shared store.
+                rt.acceptor = manager.acceptor(Arc::new(cert_core::server_config(resolver, &tls)?));
+                rt.acme = Some(manager);
             }
         }
         Ok(Some(Arc::new(rt)))
@@ -251,7 +249,7 @@ impl TlsRuntime {
 }
 
 /// The shared certificate store: every replica serves the same certificates, answers any
-/// replica's HTTP-01 challenges, and takes the per-name order lease there.
+/// replica's HTTP-01 and TLS-ALPN-01 challenges, and takes the per-name order lease there.
 fn redis_cert_store(config: &Config) -> Result<Arc<dyn cert_core::CertStore>, TlsError> {
     let crate::config::StoreKind::Redis(r) = &config.sessions.store else {
         return Err(TlsError::Config(
@@ -278,11 +276,12 @@ fn acme_names(config: &Config) -> Vec<String> {
         .collect()
 }
 
-/// Accepts TLS connections until shutdown: a handshake timeout, SNI into [`ConnectionInfo`],
-/// and no HTTP on an `acme-tls/1` validation connection (SECURITY-CASES 27).
+/// Accepts TLS connections until shutdown: a handshake timeout (which also bounds the
+/// acceptor's store lookup for a TLS-ALPN-01 validation), SNI into [`ConnectionInfo`], and no
+/// HTTP on an `acme-tls/1` validation connection (SECURITY-CASES 27).
 pub async fn serve_tls<M>(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    acceptor: Acceptor,
     make: M,
     settings: ConnSettings,
 ) where

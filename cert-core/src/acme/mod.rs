@@ -25,7 +25,7 @@ use crate::certs::CertInfo;
 use crate::clock::{Clock, SystemClock};
 use crate::names::{normalize_name, ManagedNames};
 use crate::store::CertStore;
-use crate::{CertResolver, ChallengeResponder, Error};
+use crate::{Acceptor, CertResolver, ChallengeResponder, Error};
 
 mod account;
 mod backoff;
@@ -145,6 +145,9 @@ pub async fn list_stored(
 /// - One order per name (SAN = that name), with a fresh ECDSA P-256 key; wildcard names are
 ///   skipped (they need DNS-01).
 /// - HTTP-01 through its [`ChallengeResponder`], TLS-ALPN-01 through the [`CertResolver`].
+///   Both answers are also published in the store for the order's duration, so a replica
+///   sharing the store answers the validation too (its [`ChallengeResponder`] and its
+///   [`Acceptor`]), and withdrawn when the order ends.
 /// - Renews when [`AcmeConfig::renew_remaining_fraction`] of the lifetime is left, judged by
 ///   an injectable [`Clock`]. While renewing or retrying, the old certificate stays served.
 /// - Failures back off exponentially with jitter, honour `Retry-After` and rate limits,
@@ -294,6 +297,22 @@ impl AcmeManager {
     /// The resolver certificates are installed into.
     pub fn resolver(&self) -> Arc<CertResolver> {
         self.inner.resolver.clone()
+    }
+
+    /// The acceptor for the HTTPS listener: handshakes with `config` (built by
+    /// [`crate::server_config`] over this manager's resolver), and, when TLS-ALPN-01 is on,
+    /// validations for another replica's orders answered from this manager's store, for this
+    /// manager's names (see [`Acceptor`]).
+    pub fn acceptor(&self, config: Arc<rustls::ServerConfig>) -> Acceptor {
+        let acceptor = Acceptor::new(config);
+        if !self.inner.cfg.tls_alpn01 {
+            return acceptor;
+        }
+        acceptor.with_shared_challenges(
+            self.inner.store.clone(),
+            self.inner.names.clone(),
+            self.inner.resolver.clone(),
+        )
     }
 
     /// Runs [`run`](Self::run) on the current tokio runtime and returns at once.

@@ -12,25 +12,79 @@ use instant_acme::{
 };
 
 use super::ManagerState;
-use crate::certs::{csr_for, LoadedCert};
+use crate::certs::{self, csr_for, LoadedCert};
 use crate::store::StoredCert;
 use crate::Error;
 
-/// Removes locally published challenge answers when the order ends, however it ends
-/// (including cancellation by the order timeout).
+/// Withdraws the challenge answers an order published, however the order ends.
+///
+/// On the normal path [`PendingChallenges::withdraw`] removes the copies in the shared store,
+/// then the local answers (the responder's tokens, the resolver's challenge certificates). An
+/// order cancelled before that (by the order timeout, or an error) drops this: the local
+/// answers go at once, and a background task removes the shared copies (failing that, they
+/// expire with the order timeout).
 struct PendingChallenges<'a> {
     manager: &'a ManagerState,
     tokens: Vec<String>,
     alpn_names: Vec<String>,
+    /// HTTP-01 tokens published in the store.
+    shared_tokens: Vec<String>,
+    /// Names whose TLS-ALPN-01 certificate is published in the store.
+    shared_alpn_names: Vec<String>,
+}
+
+impl PendingChallenges<'_> {
+    /// Withdraws everything, awaited so that no replica answers a validation for an order
+    /// that has ended: the shared copies first, then the local answers (the other order
+    /// would leave a moment in which this replica's own listener, finding no local
+    /// challenge, served the shared copy).
+    async fn withdraw(mut self) {
+        let shared_tokens = std::mem::take(&mut self.shared_tokens);
+        let shared_alpn_names = std::mem::take(&mut self.shared_alpn_names);
+        remove_shared(
+            self.manager.store.as_ref(),
+            &shared_tokens,
+            &shared_alpn_names,
+        )
+        .await;
+        self.withdraw_local();
+    }
+
+    fn withdraw_local(&mut self) {
+        for token in self.tokens.drain(..) {
+            self.manager.responder.remove(&token);
+        }
+        for name in self.alpn_names.drain(..) {
+            self.manager.resolver.clear_tls_alpn_challenge(&name);
+        }
+    }
 }
 
 impl Drop for PendingChallenges<'_> {
     fn drop(&mut self) {
-        for token in &self.tokens {
-            self.manager.responder.remove(token);
+        self.withdraw_local();
+        if self.shared_tokens.is_empty() && self.shared_alpn_names.is_empty() {
+            return;
         }
-        for name in &self.alpn_names {
-            self.manager.resolver.clear_tls_alpn_challenge(name);
+        // Cancelled before `withdraw`: drop cannot await, so a task removes the shared copies.
+        let store = self.manager.store.clone();
+        let tokens = std::mem::take(&mut self.shared_tokens);
+        let names = std::mem::take(&mut self.shared_alpn_names);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { remove_shared(store.as_ref(), &tokens, &names).await });
+        }
+    }
+}
+
+async fn remove_shared(store: &dyn crate::CertStore, tokens: &[String], alpn_names: &[String]) {
+    for token in tokens {
+        if let Err(e) = store.remove_challenge(token).await {
+            tracing::debug!(error = %e, "removing a shared challenge failed");
+        }
+    }
+    for name in alpn_names {
+        if let Err(e) = store.remove_tls_alpn_challenge(name).await {
+            tracing::debug!(name, error = %e, "removing a shared TLS-ALPN-01 challenge failed");
         }
     }
 }
@@ -51,8 +105,9 @@ impl ManagerState {
             manager: self,
             tokens: Vec::new(),
             alpn_names: Vec::new(),
+            shared_tokens: Vec::new(),
+            shared_alpn_names: Vec::new(),
         };
-        let mut published_tokens = Vec::new();
         {
             let mut authorizations = order.authorizations();
             while let Some(authz) = authorizations.next().await {
@@ -90,9 +145,23 @@ impl ManagerState {
                 let key_auth = challenge.key_authorization();
                 match kind {
                     ChallengeType::TlsAlpn01 => {
-                        self.resolver
-                            .set_tls_alpn_challenge(name, key_auth.digest().as_ref())?;
+                        let (cert, stored) =
+                            certs::tls_alpn_challenge(name, key_auth.digest().as_ref())?;
+                        self.resolver.set_tls_alpn_challenge_key(name, cert);
                         pending.alpn_names.push(name.to_owned());
+                        // Published before `set_ready`, so whichever replica the CA's
+                        // validation connection reaches can answer it (crate::Acceptor);
+                        // failing that, this one still can.
+                        match self
+                            .store
+                            .store_tls_alpn_challenge(name, &stored, self.cfg.order_timeout)
+                            .await
+                        {
+                            Ok(()) => pending.shared_alpn_names.push(name.to_owned()),
+                            Err(e) => {
+                                tracing::warn!(name, error = %e, "publishing the TLS-ALPN-01 challenge failed")
+                            }
+                        }
                     }
                     _ => {
                         let token = challenge.token.clone();
@@ -104,7 +173,7 @@ impl ManagerState {
                             .store_challenge(&token, key_auth.as_str(), self.cfg.order_timeout)
                             .await
                         {
-                            Ok(()) => published_tokens.push(token),
+                            Ok(()) => pending.shared_tokens.push(token),
                             Err(e) => {
                                 tracing::warn!(name, error = %e, "publishing the challenge failed")
                             }
@@ -121,12 +190,7 @@ impl ManagerState {
             .backoff(1.5)
             .timeout(self.cfg.order_timeout);
         let status = order.poll_ready(&retry).await;
-        drop(pending);
-        for token in &published_tokens {
-            if let Err(e) = self.store.remove_challenge(token).await {
-                tracing::debug!(error = %e, "removing a shared challenge failed");
-            }
-        }
+        pending.withdraw().await;
         match status? {
             OrderStatus::Ready => {}
             other => {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::{BoxFuture, CertStore, LocalLeases, StoredCert};
+use super::{BoxFuture, CertStore, Expiring, LocalLeases, StoredCert};
 use crate::Error;
 
 /// File mode of every file the store writes: owner read/write only.
@@ -33,20 +33,23 @@ pub const DIR_MODE: u32 = 0o700;
 /// is fsynced: a crash leaves the old or the new file, and no moment exists at which the
 /// secret is readable by another user (security case 30).
 ///
-/// Leases are kept in process memory: they coordinate managers within one process. Several
-/// gateways sharing one directory (over NFS, say) are not coordinated; use a shared store
-/// such as Redis for replicas.
+/// Leases and pending TLS-ALPN-01 challenge certificates are kept in process memory: they
+/// coordinate managers and listeners within one process (a challenge key is a throwaway that
+/// is useless once the order ends, so it is never written to disk). Several gateways sharing
+/// one directory (over NFS, say) are not coordinated; use a shared store such as Redis for
+/// replicas.
 #[derive(Debug, Clone)]
 pub struct DirStore {
     inner: Arc<DirStoreState>,
 }
 
-/// Behind one `Arc` so that clones of a [`DirStore`] share its in-process leases; a copy
-/// would lease on its own.
+/// Behind one `Arc` so that clones of a [`DirStore`] share its in-process leases and
+/// challenges; a copy would lease on its own.
 #[derive(Debug)]
 struct DirStoreState {
     root: PathBuf,
     leases: LocalLeases,
+    tls_alpn_challenges: Expiring<StoredCert>,
 }
 
 impl DirStore {
@@ -61,6 +64,7 @@ impl DirStore {
             inner: Arc::new(DirStoreState {
                 root,
                 leases: LocalLeases::default(),
+                tls_alpn_challenges: Expiring::default(),
             }),
         })
     }
@@ -193,6 +197,31 @@ impl CertStore for DirStore {
 
     fn release<'a>(&'a self, name: &'a str, owner: &'a str) -> BoxFuture<'a, Result<(), Error>> {
         self.inner.leases.release(name, owner);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn store_tls_alpn_challenge<'a>(
+        &'a self,
+        name: &'a str,
+        cert: &'a StoredCert,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        self.inner
+            .tls_alpn_challenges
+            .insert(name, cert.clone(), ttl);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn load_tls_alpn_challenge<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StoredCert>, Error>> {
+        let found = self.inner.tls_alpn_challenges.get(name);
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn remove_tls_alpn_challenge<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        self.inner.tls_alpn_challenges.remove(name);
         Box::pin(async { Ok(()) })
     }
 }
@@ -351,5 +380,43 @@ mod tests {
             .await
             .unwrap());
         assert!(store.try_lease("b", "two", ttl).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn tls_alpn_challenges_are_shared_by_clones_and_never_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = DirStore::open(tmp.path()).unwrap();
+        let other = store.clone();
+        let cert = StoredCert {
+            chain_pem: "CHAIN".into(),
+            key_pem: "KEY".into(),
+        };
+        let name = "a.example.com";
+        store
+            .store_tls_alpn_challenge(name, &cert, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(
+            other.load_tls_alpn_challenge(name).await.unwrap(),
+            Some(cert.clone())
+        );
+        assert_eq!(
+            other
+                .load_tls_alpn_challenge("b.example.com")
+                .await
+                .unwrap(),
+            None
+        );
+        // Not a certificate of the store: nothing on disk, not listed.
+        assert!(store.list_names().await.unwrap().is_empty());
+        assert_eq!(store.load_cert(name).await.unwrap(), None);
+        other.remove_tls_alpn_challenge(name).await.unwrap();
+        assert_eq!(store.load_tls_alpn_challenge(name).await.unwrap(), None);
+        store
+            .store_tls_alpn_challenge(name, &cert, Duration::from_millis(30))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(other.load_tls_alpn_challenge(name).await.unwrap(), None);
     }
 }

@@ -1,11 +1,11 @@
 //! An in-memory [`CertStore`].
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::{BoxFuture, CertStore, LocalLeases, StoredCert};
+use super::{BoxFuture, CertStore, Expiring, LocalLeases, StoredCert};
 use crate::Error;
 
 /// Keeps everything in process memory; nothing survives a restart.
@@ -17,7 +17,8 @@ use crate::Error;
 pub struct MemoryStore {
     certs: Mutex<HashMap<String, StoredCert>>,
     accounts: Mutex<HashMap<String, Vec<u8>>>,
-    challenges: Mutex<HashMap<String, (String, Instant)>>,
+    challenges: Expiring<String>,
+    tls_alpn_challenges: Expiring<StoredCert>,
     leases: LocalLeases,
 }
 
@@ -89,10 +90,8 @@ impl CertStore for MemoryStore {
         key_authorization: &'a str,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), Error>> {
-        self.challenges.lock().insert(
-            token.to_owned(),
-            (key_authorization.to_owned(), Instant::now() + ttl),
-        );
+        self.challenges
+            .insert(token, key_authorization.to_owned(), ttl);
         Box::pin(async { Ok(()) })
     }
 
@@ -100,17 +99,86 @@ impl CertStore for MemoryStore {
         &'a self,
         token: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, Error>> {
-        let found = self
-            .challenges
-            .lock()
-            .get(token)
-            .filter(|(_, until)| *until > Instant::now())
-            .map(|(ka, _)| ka.clone());
+        let found = self.challenges.get(token);
         Box::pin(async move { Ok(found) })
     }
 
     fn remove_challenge<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<(), Error>> {
-        self.challenges.lock().remove(token);
+        self.challenges.remove(token);
         Box::pin(async { Ok(()) })
+    }
+
+    fn store_tls_alpn_challenge<'a>(
+        &'a self,
+        name: &'a str,
+        cert: &'a StoredCert,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        self.tls_alpn_challenges.insert(name, cert.clone(), ttl);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn load_tls_alpn_challenge<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StoredCert>, Error>> {
+        let found = self.tls_alpn_challenges.get(name);
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn remove_tls_alpn_challenge<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        self.tls_alpn_challenges.remove(name);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pending_challenges_expire_and_are_removed() {
+        let store = MemoryStore::new();
+        let cert = StoredCert {
+            chain_pem: "CHAIN".into(),
+            key_pem: "KEY".into(),
+        };
+        let name = "a.example.com";
+        assert_eq!(store.load_tls_alpn_challenge(name).await.unwrap(), None);
+        store
+            .store_tls_alpn_challenge(name, &cert, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.load_tls_alpn_challenge(name).await.unwrap(),
+            Some(cert.clone())
+        );
+        // By name: neither another name nor the HTTP-01 table sees it.
+        assert_eq!(
+            store
+                .load_tls_alpn_challenge("b.example.com")
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(store.load_challenge(name).await.unwrap(), None);
+        store.remove_tls_alpn_challenge(name).await.unwrap();
+        assert_eq!(store.load_tls_alpn_challenge(name).await.unwrap(), None);
+
+        store
+            .store_tls_alpn_challenge(name, &cert, Duration::from_millis(30))
+            .await
+            .unwrap();
+        store
+            .store_challenge("tok", "tok.ka", Duration::from_millis(30))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.load_challenge("tok").await.unwrap().as_deref(),
+            Some("tok.ka")
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(store.load_tls_alpn_challenge(name).await.unwrap(), None);
+        assert_eq!(store.load_challenge("tok").await.unwrap(), None);
     }
 }

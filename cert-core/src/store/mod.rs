@@ -1,8 +1,8 @@
 //! Where certificates, keys, ACME accounts, pending challenges and order leases live.
 //!
-//! [`CertStore`] is object-safe and async (boxed futures) so a Redis backend can implement it
-//! later without touching the manager. [`DirStore`] is the default; [`MemoryStore`] keeps
-//! everything in memory (tests, ephemeral setups).
+//! [`CertStore`] is object-safe and async (boxed futures), so backends plug in without touching
+//! the manager. [`DirStore`] is the default; [`MemoryStore`] keeps everything in memory (tests,
+//! ephemeral setups); `RedisCertStore` (feature `redis`) is shared by replicas.
 
 use std::fmt;
 use std::future::Future;
@@ -54,9 +54,11 @@ impl fmt::Debug for StoredCert {
 /// The lease methods let several replicas sharing one store place a single ACME order per
 /// name. A store used by one process only may implement them as always granted.
 ///
-/// The pending-challenge methods let any replica answer an HTTP-01 validation for an order
-/// placed by another. They default to doing nothing, which is right for a single process
-/// (the local [`crate::ChallengeResponder`] already holds the answer).
+/// The pending-challenge methods let any replica answer a validation for an order placed by
+/// another: HTTP-01 key authorizations by token (answered by [`crate::ChallengeResponder`]),
+/// and TLS-ALPN-01 challenge certificates by name (answered by [`crate::Acceptor`]). They
+/// default to doing nothing, which is right for a single process (the local responder and
+/// [`crate::CertResolver`] already hold the answers).
 pub trait CertStore: Send + Sync + 'static {
     /// Loads the certificate and key stored for `name`, if any.
     fn load_cert<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<StoredCert>, Error>>;
@@ -123,6 +125,74 @@ pub trait CertStore: Send + Sync + 'static {
     fn remove_challenge<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<(), Error>> {
         let _ = token;
         Box::pin(async { Ok(()) })
+    }
+
+    /// Publishes the pending TLS-ALPN-01 challenge certificate for `name` (the self-signed
+    /// certificate with the acmeIdentifier extension, and its throwaway key) for other
+    /// replicas, valid for `ttl`, replacing any earlier one for `name`. Default: does nothing.
+    fn store_tls_alpn_challenge<'a>(
+        &'a self,
+        name: &'a str,
+        cert: &'a StoredCert,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        let _ = (name, cert, ttl);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Looks up the pending TLS-ALPN-01 challenge certificate for `name` published by any
+    /// replica; `None` once removed or expired. Default: none.
+    fn load_tls_alpn_challenge<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StoredCert>, Error>> {
+        let _ = name;
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Removes the pending TLS-ALPN-01 challenge certificate for `name`. Default: does
+    /// nothing.
+    fn remove_tls_alpn_challenge<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        let _ = name;
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// In-process table of values that expire, shared by the built-in stores for pending
+/// challenges.
+#[derive(Debug)]
+struct Expiring<V> {
+    entries: parking_lot::Mutex<std::collections::HashMap<String, (V, std::time::Instant)>>,
+}
+
+impl<V> Default for Expiring<V> {
+    fn default() -> Self {
+        Self {
+            entries: parking_lot::Mutex::default(),
+        }
+    }
+}
+
+impl<V: Clone> Expiring<V> {
+    fn insert(&self, key: &str, value: V, ttl: Duration) {
+        let now = std::time::Instant::now();
+        let mut entries = self.entries.lock();
+        // Dropped here rather than on a timer: the table only grows when something is
+        // published, so this keeps it as small as the pending set.
+        entries.retain(|_, (_, until)| *until > now);
+        entries.insert(key.to_owned(), (value, now + ttl));
+    }
+
+    fn get(&self, key: &str) -> Option<V> {
+        self.entries
+            .lock()
+            .get(key)
+            .filter(|(_, until)| *until > std::time::Instant::now())
+            .map(|(v, _)| v.clone())
+    }
+
+    fn remove(&self, key: &str) {
+        self.entries.lock().remove(key);
     }
 }
 

@@ -10,20 +10,37 @@
 //! | `<prefix>:account:<sha256 hex of the directory URL>` | string | the serialised ACME account credentials |
 //! | `<prefix>:lease:<name>` | string, with expiry | the owner id of the order lease (`SET NX PX`) |
 //! | `<prefix>:challenge:<token>` | string, with expiry | the HTTP-01 key authorization |
+//! | `<prefix>:alpn:<name>` | hash, with expiry | the pending TLS-ALPN-01 challenge certificate: `chain_pem`, `key_pem` |
 //!
-//! A certificate and its key are written by one `HSET` (with the `SADD` in the same
-//! `MULTI`/`EXEC`), so a reader sees the old pair or the new pair, never a mix. A lease is
-//! taken with `SET NX PX`, extended only by its owner and released with a compare-and-delete
-//! script, so a replica whose lease expired can never release another's.
+//! # One key per command (Redis Cluster)
+//!
+//! Every command and script touches exactly one key, so the store works unchanged against a
+//! Redis Cluster (any connection given to [`RedisCertStore::with_connection`], such as
+//! session-core's `RedisConn`) with the key names above: no hash tags, no migration.
+//!
+//! A certificate and its key are written by one `HSET` of one hash, so a reader sees the old
+//! pair or the new pair, never a mix. The name is added to `<prefix>:certs` by a second
+//! command, *after* the hash is written (the two keys may live on different Cluster nodes, so
+//! they cannot share a `MULTI`). That order is safe: a name is listed only once its
+//! certificate can be read, and a crash between the two leaves a certificate that is served
+//! (the manager loads certificates by managed name, not from the set) but missing from
+//! `gateway cert list` until its next renewal writes both again. The opposite order could
+//! list a name with no certificate.
+//!
+//! A lease is taken with `SET NX PX`, extended only by its owner and released with a
+//! compare-and-delete script, so a replica whose lease expired can never release another's.
+//! A TLS-ALPN-01 challenge is written with its expiry by one script, so no crash can leave a
+//! challenge certificate without one.
 //!
 //! Everything stored here is secret (private keys, account keys): protect the Redis with
 //! AUTH/ACL and TLS. Every Redis failure or timeout is [`Error::Store`]; the message never
 //! contains the URL.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Script};
 use sha2::{Digest, Sha256};
 
@@ -32,19 +49,42 @@ use crate::Error;
 
 /// A [`CertStore`] in Redis (key schema in the module docs). Cloning is cheap; clones share the
 /// connection.
+///
+/// `C` is the connection: by default a single node's [`ConnectionManager`] (see
+/// [`open`](Self::open)); [`with_connection`](Self::with_connection) takes any other, such as
+/// one that follows a Sentinel failover or speaks to a Redis Cluster.
 #[derive(Clone)]
-pub struct RedisCertStore {
-    conn: ConnectionManager,
+pub struct RedisCertStore<C = ConnectionManager> {
+    conn: C,
     prefix: String,
     timeout: Duration,
+    scripts: Arc<Scripts>,
 }
 
-impl std::fmt::Debug for RedisCertStore {
+impl<C> std::fmt::Debug for RedisCertStore<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisCertStore")
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
+    }
+}
+
+/// The Lua scripts, hashed once per store rather than per call (`Script::new` computes the
+/// SHA-1 that `EVALSHA` sends).
+struct Scripts {
+    try_lease: Script,
+    release: Script,
+    store_tls_alpn: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            try_lease: Script::new(TRY_LEASE),
+            release: Script::new(RELEASE),
+            store_tls_alpn: Script::new(STORE_TLS_ALPN),
+        }
     }
 }
 
@@ -60,10 +100,17 @@ const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n\
     return redis.call('DEL', KEYS[1]) end\n\
     return 0\n";
 
+/// KEYS: the challenge hash. ARGV: chain PEM, key PEM, ttl ms. Replaces the hash and sets its
+/// expiry in one step.
+const STORE_TLS_ALPN: &str = "redis.call('DEL', KEYS[1])\n\
+    redis.call('HSET', KEYS[1], 'chain_pem', ARGV[1], 'key_pem', ARGV[2])\n\
+    redis.call('PEXPIRE', KEYS[1], ARGV[3])\n\
+    return 1\n";
+
 impl RedisCertStore {
-    /// A store for the Redis at `url` (`redis://`, with AUTH/ACL credentials in the URL), keys
-    /// under `prefix`, every command bounded by `timeout`. Connects lazily and reconnects by
-    /// itself; must be called within a tokio runtime.
+    /// A store for the single Redis at `url` (`redis://`, with AUTH/ACL credentials in the
+    /// URL), keys under `prefix`, every command bounded by `timeout`. Connects lazily and
+    /// reconnects by itself; must be called within a tokio runtime.
     pub fn open(url: &str, prefix: &str, timeout: Duration) -> Result<RedisCertStore, Error> {
         let client = redis::Client::open(url)
             .map_err(|e| Error::Store(format!("invalid Redis URL ({:?})", e.kind())))?;
@@ -73,11 +120,24 @@ impl RedisCertStore {
             .set_number_of_retries(1);
         let conn = ConnectionManager::new_lazy_with_config(client, cfg)
             .map_err(|e| Error::Store(format!("cannot set up the Redis connection: {e}")))?;
-        Ok(RedisCertStore {
+        Ok(RedisCertStore::with_connection(conn, prefix, timeout))
+    }
+}
+
+impl<C> RedisCertStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    /// A store over an existing connection (a Sentinel-following or Cluster connection, say),
+    /// keys under `prefix`, every command bounded by `timeout`. The connection must reconnect
+    /// by itself; the store only clones it per command.
+    pub fn with_connection(conn: C, prefix: &str, timeout: Duration) -> RedisCertStore<C> {
+        RedisCertStore {
             conn,
             prefix: prefix.to_owned(),
             timeout,
-        })
+            scripts: Arc::new(Scripts::new()),
+        }
     }
 
     async fn run<T>(
@@ -98,32 +158,51 @@ impl RedisCertStore {
     fn key(&self, kind: &str, id: &str) -> String {
         format!("{}:{kind}:{id}", self.prefix)
     }
+
+    /// `HMGET key chain_pem key_pem`: both fields, or `None`.
+    async fn load_pair(
+        &self,
+        what: &'static str,
+        key: String,
+    ) -> Result<Option<StoredCert>, Error> {
+        let mut c = self.conn.clone();
+        let (chain, key_pem): (Option<String>, Option<String>) = self
+            .run(what, async move {
+                redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg("chain_pem")
+                    .arg("key_pem")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(match (chain, key_pem) {
+            (Some(chain_pem), Some(key_pem)) => Some(StoredCert { chain_pem, key_pem }),
+            _ => None,
+        })
+    }
+
+    /// `DEL key`.
+    async fn delete(&self, key: String) -> Result<(), Error> {
+        let mut c = self.conn.clone();
+        self.run("DEL", async move {
+            redis::cmd("DEL").arg(&key).query_async::<i64>(&mut c).await
+        })
+        .await
+        .map(|_| ())
+    }
 }
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-impl CertStore for RedisCertStore {
+impl<C> CertStore for RedisCertStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
     fn load_cert<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<StoredCert>, Error>> {
-        Box::pin(async move {
-            let mut c = self.conn.clone();
-            let key = self.key("cert", name);
-            let (chain, key_pem): (Option<String>, Option<String>) = self
-                .run("HMGET", async move {
-                    redis::cmd("HMGET")
-                        .arg(&key)
-                        .arg("chain_pem")
-                        .arg("key_pem")
-                        .query_async(&mut c)
-                        .await
-                })
-                .await?;
-            Ok(match (chain, key_pem) {
-                (Some(chain_pem), Some(key_pem)) => Some(StoredCert { chain_pem, key_pem }),
-                _ => None,
-            })
-        })
+        Box::pin(self.load_pair("HMGET", self.key("cert", name)))
     }
 
     fn store_cert<'a>(
@@ -132,24 +211,30 @@ impl CertStore for RedisCertStore {
         cert: &'a StoredCert,
     ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
+            // Two keys, so two commands (they may be on different Cluster nodes): the hash
+            // first, then the name into the set. Why that order is safe: the module docs.
             let mut c = self.conn.clone();
-            let mut p = redis::pipe();
-            p.atomic()
-                .cmd("HSET")
-                .arg(self.key("cert", name))
-                .arg("chain_pem")
-                .arg(&cert.chain_pem)
-                .arg("key_pem")
-                .arg(&cert.key_pem)
-                .ignore()
-                .cmd("SADD")
-                .arg(format!("{}:certs", self.prefix))
-                .arg(name)
-                .ignore();
-            self.run(
-                "store_cert",
-                async move { p.query_async::<()>(&mut c).await },
-            )
+            let key = self.key("cert", name);
+            self.run("HSET", async move {
+                redis::cmd("HSET")
+                    .arg(&key)
+                    .arg("chain_pem")
+                    .arg(&cert.chain_pem)
+                    .arg("key_pem")
+                    .arg(&cert.key_pem)
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await?;
+            let mut c = self.conn.clone();
+            let set = format!("{}:certs", self.prefix);
+            self.run("SADD", async move {
+                redis::cmd("SADD")
+                    .arg(&set)
+                    .arg(name)
+                    .query_async::<()>(&mut c)
+                    .await
+            })
             .await
         })
     }
@@ -209,8 +294,7 @@ impl CertStore for RedisCertStore {
     ) -> BoxFuture<'a, Result<bool, Error>> {
         Box::pin(async move {
             let mut c = self.conn.clone();
-            let script = Script::new(TRY_LEASE);
-            let mut inv = script.key(self.key("lease", name));
+            let mut inv = self.scripts.try_lease.key(self.key("lease", name));
             inv.arg(owner).arg(millis(ttl));
             let got: i64 = self
                 .run("try_lease", async move { inv.invoke_async(&mut c).await })
@@ -222,8 +306,7 @@ impl CertStore for RedisCertStore {
     fn release<'a>(&'a self, name: &'a str, owner: &'a str) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let mut c = self.conn.clone();
-            let script = Script::new(RELEASE);
-            let mut inv = script.key(self.key("lease", name));
+            let mut inv = self.scripts.release.key(self.key("lease", name));
             inv.arg(owner);
             self.run(
                 "release",
@@ -271,14 +354,35 @@ impl CertStore for RedisCertStore {
     }
 
     fn remove_challenge<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(self.delete(self.key("challenge", token)))
+    }
+
+    fn store_tls_alpn_challenge<'a>(
+        &'a self,
+        name: &'a str,
+        cert: &'a StoredCert,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let mut c = self.conn.clone();
-            let key = self.key("challenge", token);
-            self.run("DEL", async move {
-                redis::cmd("DEL").arg(&key).query_async::<i64>(&mut c).await
+            let mut inv = self.scripts.store_tls_alpn.key(self.key("alpn", name));
+            inv.arg(&cert.chain_pem).arg(&cert.key_pem).arg(millis(ttl));
+            self.run("store_tls_alpn_challenge", async move {
+                inv.invoke_async::<i64>(&mut c).await
             })
             .await
             .map(|_| ())
         })
+    }
+
+    fn load_tls_alpn_challenge<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StoredCert>, Error>> {
+        Box::pin(self.load_pair("HMGET", self.key("alpn", name)))
+    }
+
+    fn remove_tls_alpn_challenge<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(self.delete(self.key("alpn", name)))
     }
 }

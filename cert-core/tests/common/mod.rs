@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use cert_core::rustls;
 use cert_core::{
-    is_acme_tls_alpn, server_config, CertResolver, ChallengeResponder, Clock, TlsConfig,
+    is_acme_tls_alpn, server_config, Acceptor, CertResolver, ChallengeResponder, Clock, TlsConfig,
 };
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
@@ -33,7 +33,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsConnector;
 
 /// A clock tests can set: real time until [`TestClock::freeze_at`], then that instant.
 #[derive(Debug, Default)]
@@ -321,19 +321,28 @@ impl Drop for TestServer {
     }
 }
 
+/// The server config the test servers use: the resolver, with `acme-tls/1` offered.
+pub fn test_server_config(resolver: Arc<CertResolver>) -> Arc<rustls::ServerConfig> {
+    let tls_cfg = TlsConfig {
+        acme_tls_alpn: true,
+        ..TlsConfig::default()
+    };
+    Arc::new(server_config(resolver, &tls_cfg).expect("server config"))
+}
+
 impl TestServer {
+    /// A server whose TLS listener answers only what `resolver` holds (no shared store).
     pub async fn start(resolver: Arc<CertResolver>, responder: ChallengeResponder) -> TestServer {
+        Self::start_with(Acceptor::new(test_server_config(resolver)), responder).await
+    }
+
+    /// A server whose TLS listener uses `acceptor` (which may answer TLS-ALPN-01 validations
+    /// from a shared store), as the gateway's listener does.
+    pub async fn start_with(acceptor: Acceptor, responder: ChallengeResponder) -> TestServer {
         let plain = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let tls = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let http_port = plain.local_addr().expect("addr").port();
         let tls_port = tls.local_addr().expect("addr").port();
-        let tls_cfg = TlsConfig {
-            acme_tls_alpn: true,
-            ..TlsConfig::default()
-        };
-        let acceptor = TlsAcceptor::from(Arc::new(
-            server_config(resolver, &tls_cfg).expect("server config"),
-        ));
         let acme_tls_conns = Arc::new(AtomicUsize::new(0));
         let https_requests = Arc::new(AtomicUsize::new(0));
         let http01_requests = Arc::new(AtomicUsize::new(0));
