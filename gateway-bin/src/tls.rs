@@ -263,9 +263,14 @@ fn redis_cert_store(config: &Config) -> Result<Arc<dyn cert_core::CertStore>, Tl
             r.url_env
         ))
     })?;
-    Ok(Arc::new(cert_core::RedisCertStore::open(
-        &url, &r.prefix, r.timeout,
-    )?))
+    // Any URL form (one server, Sentinel, Cluster), through the same connection layer as the
+    // sessions: the certificate store follows a failover as they do.
+    let conn = session_core::RedisTarget::parse(&url)
+        .and_then(|target| session_core::RedisConn::open(&target, r.timeout))
+        .map_err(|e| TlsError::Config(format!("tls.store = \"redis\": {e}")))?;
+    Ok(Arc::new(cert_core::RedisCertStore::with_connection(
+        conn, &r.prefix, r.timeout,
+    )))
 }
 
 /// ACME can only prove control of exact names over HTTP-01 and TLS-ALPN-01.
