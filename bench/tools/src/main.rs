@@ -14,6 +14,7 @@ mod mix;
 mod proc;
 mod rate;
 mod report;
+mod revocations;
 mod tls;
 
 use std::net::SocketAddr;
@@ -204,6 +205,59 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Warms sessions into every replica's cache, revokes them at a fixed rate through the
+    /// admin API, and prints a JSON report (µs); for `bench/revocations`.
+    Revocations {
+        /// The replicas' request listeners, comma-separated, in order.
+        #[arg(long, value_delimiter = ',', required = true)]
+        http: Vec<SocketAddr>,
+        /// Their admin listeners, in the same order.
+        #[arg(long, value_delimiter = ',', required = true)]
+        admin: Vec<SocketAddr>,
+        /// The admin secret (default: $GATEWAY_ADMIN_SECRET).
+        #[arg(long, env = "GATEWAY_ADMIN_SECRET", hide_env_values = true)]
+        secret: String,
+        /// The token file written by `mint`.
+        #[arg(long)]
+        tokens: PathBuf,
+        /// Host of a service that refuses anonymous requests.
+        #[arg(long)]
+        host: String,
+        /// How many revocations.
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        /// Revocations per second.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Which replica revokes each session.
+        #[arg(long, value_enum, default_value = "alternate")]
+        via: revocations::Via,
+        /// After each revocation, poll the other replica until it answers 401 (timed from the
+        /// revoking answer; this load perturbs what it measures).
+        #[arg(long)]
+        outside: bool,
+        /// A Redis to subscribe to, timestamping each revocation message on arrival.
+        #[arg(long)]
+        redis: Option<SocketAddr>,
+        /// The revocation channel.
+        #[arg(long, default_value = "gateway:revocations")]
+        channel: String,
+    },
+    /// A minimal upstream that answers every request `200 ok` (for `bench/revocations`).
+    Upstream {
+        /// Listen address.
+        #[arg(long)]
+        addr: SocketAddr,
+    },
+    /// Prints a markdown table of one Prometheus histogram (p50/p99/max at bucket resolution)
+    /// for each `LABEL=FILE` of `/metrics` text, and for all of them combined.
+    Histogram {
+        /// The histogram's name.
+        #[arg(long)]
+        name: String,
+        /// `LABEL=FILE` pairs.
+        inputs: Vec<String>,
+    },
     /// Prints one field of the JSON object on stdin (`a.b` for nesting).
     Field {
         /// The key.
@@ -344,6 +398,37 @@ fn run(cmd: Cmd) -> Res<()> {
             println!("{r}");
             Ok(())
         }
+        Cmd::Revocations {
+            http,
+            admin,
+            secret,
+            tokens,
+            host,
+            count,
+            rate,
+            via,
+            outside,
+            redis,
+            channel,
+        } => {
+            let r = runtime()?.block_on(revocations::run(revocations::Opts {
+                http,
+                admin,
+                secret,
+                tokens,
+                host,
+                count,
+                rate,
+                via,
+                outside,
+                redis,
+                channel,
+            }))?;
+            println!("{r}");
+            Ok(())
+        }
+        Cmd::Upstream { addr } => runtime()?.block_on(revocations::upstream(addr)),
+        Cmd::Histogram { name, inputs } => revocations::histogram_table(&name, &inputs),
         Cmd::Report { samples, meta, out } => report::run(&samples, &meta, &out),
         Cmd::Field { key } => report::field(&key),
         Cmd::Cpu { pids } => {
