@@ -296,10 +296,15 @@ impl RedisStore {
         target: &RedisTarget,
         config: RedisConfig,
     ) -> Result<RedisStore, StoreError> {
-        let conn = RedisConn::open(target, config.command_timeout)?;
         let replicas = config
             .wait_replicas
             .unwrap_or(usize::from(matches!(target, RedisTarget::Sentinel(_))));
+        let slack = if replicas > 0 {
+            config.wait_timeout
+        } else {
+            Duration::ZERO
+        };
+        let conn = RedisConn::open_with_slack(target, config.command_timeout, slack)?;
         let p = &config.prefix;
         Ok(RedisStore {
             inner: Arc::new(StoreConnection {

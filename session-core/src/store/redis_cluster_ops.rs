@@ -87,11 +87,15 @@ impl RedisStore {
             }
         }
         let excess = live.len().saturating_sub(self.max_per_user());
+        // The oldest beyond the bound, except `keep`: when logins race, the one just made
+        // may already be among the oldest in this snapshot. Skipping it without taking the
+        // next one instead is what keeps concurrent trims from evicting one too many: a later
+        // login, whose snapshot includes this one, evicts it.
         let victims: Vec<&str> = live
             .iter()
             .copied()
-            .filter(|h| *h != keep)
             .take(excess)
+            .filter(|h| *h != keep)
             .collect();
         let results = join_all(victims.iter().map(|hex| self.cluster_revoke_session(hex))).await;
         let mut gone = dead;

@@ -70,6 +70,18 @@ impl RedisConn {
     /// Connects lazily. Must be called within a tokio runtime. Fails only on a target that
     /// cannot be used (the message never contains a password).
     pub fn open(target: &RedisTarget, timeout: Duration) -> Result<RedisConn, StoreError> {
+        RedisConn::open_with_slack(target, timeout, Duration::ZERO)
+    }
+
+    /// As [`RedisConn::open`], with `slack` more for a pipeline: the time a `WAIT` inside one
+    /// may take on top of the commands' own.
+    pub(crate) fn open_with_slack(
+        target: &RedisTarget,
+        timeout: Duration,
+        slack: Duration,
+    ) -> Result<RedisConn, StoreError> {
+        // An answer to a pipeline ending in `WAIT` may legitimately take `slack` longer.
+        let answer_timeout = timeout + slack;
         let inner = match target {
             RedisTarget::Single(url) => {
                 let client = Client::open(url.as_str()).map_err(|e| {
@@ -77,7 +89,7 @@ impl RedisConn {
                 })?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout))
+                    .set_response_timeout(Some(answer_timeout))
                     // Few, quick retries: requests wait at most `timeout` anyway, and every
                     // later command starts a new attempt.
                     .set_number_of_retries(1)
@@ -92,8 +104,12 @@ impl RedisConn {
                     manager,
                 }
             }
-            RedisTarget::Sentinel(s) => Conn::Sentinel(Arc::new(SentinelConn::new(s, timeout)?)),
-            RedisTarget::Cluster(c) => Conn::Cluster(Arc::new(ClusterConn::new(c, timeout)?)),
+            RedisTarget::Sentinel(s) => {
+                Conn::Sentinel(Arc::new(SentinelConn::new(s, timeout, slack)?))
+            }
+            RedisTarget::Cluster(c) => {
+                Conn::Cluster(Arc::new(ClusterConn::new(c, timeout, answer_timeout)?))
+            }
         };
         Ok(RedisConn { inner })
     }
@@ -162,7 +178,7 @@ impl ConnectionLike for RedisConn {
             Conn::Sentinel(s) => {
                 let s = s.clone();
                 Box::pin(async move {
-                    let deadline = s.deadline();
+                    let deadline = s.deadline() + s.slack;
                     let (generation, mut conn) = s.timed(deadline, s.connection()).await?;
                     let result = s
                         .timed(deadline, conn.req_packed_commands(pipeline, offset, count))
@@ -233,6 +249,8 @@ struct SentinelConn {
     db: i64,
     config: AsyncConnectionConfig,
     timeout: Duration,
+    /// The extra time a pipeline may take (a `WAIT` in it).
+    slack: Duration,
     /// The connection in use and its generation; `None` until connected or after a failure.
     current: ArcSwapOption<(u64, MultiplexedConnection)>,
     /// Serialises reconnections, so that a burst of requests after a failover makes one.
@@ -240,7 +258,11 @@ struct SentinelConn {
 }
 
 impl SentinelConn {
-    fn new(target: &SentinelTarget, timeout: Duration) -> Result<SentinelConn, StoreError> {
+    fn new(
+        target: &SentinelTarget,
+        timeout: Duration,
+        slack: Duration,
+    ) -> Result<SentinelConn, StoreError> {
         if target.sentinels.is_empty() {
             return Err(StoreError::Unavailable(
                 "a Sentinel target needs at least one sentinel".into(),
@@ -266,8 +288,9 @@ impl SentinelConn {
             db: target.db,
             config: AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(timeout)),
+                .set_response_timeout(Some(timeout + slack)),
             timeout,
+            slack,
             current: ArcSwapOption::empty(),
             connecting: tokio::sync::Mutex::new(0),
         })
@@ -366,7 +389,11 @@ struct ClusterConn {
 }
 
 impl ClusterConn {
-    fn new(target: &ClusterTarget, timeout: Duration) -> Result<ClusterConn, StoreError> {
+    fn new(
+        target: &ClusterTarget,
+        timeout: Duration,
+        answer_timeout: Duration,
+    ) -> Result<ClusterConn, StoreError> {
         if target.nodes.is_empty() {
             return Err(StoreError::Unavailable(
                 "a Cluster target needs at least one node".into(),
@@ -380,7 +407,7 @@ impl ClusterConn {
             .map_err(|e| unusable("a cluster node address cannot be used", &e))?;
         let client = ClusterClient::builder(seeds.clone())
             .connection_timeout(timeout)
-            .response_timeout(timeout)
+            .response_timeout(answer_timeout)
             // Every call is bounded by the store's command timeout anyway; a few retries
             // follow a MOVED after a failover within it.
             .retries(2)
