@@ -2,8 +2,9 @@
 //! `redis-sentinel` processes) and a Redis Cluster (three masters), all on free 127.0.0.1 ports,
 //! without persistence, their config files in a temporary directory, every process killed on
 //! drop. Included with `#[path]` by session-core's redis_sentinel.rs and redis_cluster.rs and by
-//! gateway-bin's redis_failover.rs; it depends on the `redis` crate only (sync connections), never
-//! on session-core.
+//! gateway-bin's redis_failover.rs. It talks to the nodes with a tiny RESP client of its own
+//! ([`command`]): gateway-bin has no `redis` dependency, and this file must not depend on
+//! session-core either.
 //!
 //! Without `redis-server`, `redis-sentinel` or `redis-cli` on the PATH, `start` prints a loud skip
 //! message and returns `None`, except on CI (`CI=true`) where it panics: under CI none of these
@@ -167,16 +168,108 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
-/// A sync connection to 127.0.0.1:`port`, authenticated with `password`, with short timeouts.
-pub(crate) fn connect(port: u16, password: Option<&str>) -> redis::RedisResult<redis::Connection> {
-    let url = match password {
-        Some(pw) => format!("redis://:{pw}@127.0.0.1:{port}"),
-        None => format!("redis://127.0.0.1:{port}"),
+/// A RESP reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Resp {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    /// A bulk string; `None` is the null reply.
+    Bulk(Option<String>),
+    /// An array; `None` is the null array.
+    Array(Option<Vec<Resp>>),
+}
+
+impl Resp {
+    /// The text of a simple or bulk string.
+    pub(crate) fn text(&self) -> Option<&str> {
+        match self {
+            Resp::Simple(s) | Resp::Bulk(Some(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn items(&self) -> &[Resp] {
+        match self {
+            Resp::Array(Some(v)) => v,
+            _ => &[],
+        }
+    }
+
+    /// A flat `[k1, v1, k2, v2, …]` array (`SENTINEL MASTER`) as a map.
+    fn pairs(&self) -> std::collections::HashMap<String, String> {
+        self.items()
+            .chunks(2)
+            .filter_map(|kv| {
+                Some((
+                    kv.first()?.text()?.to_owned(),
+                    kv.get(1)?.text()?.to_owned(),
+                ))
+            })
+            .collect()
+    }
+}
+
+fn read_reply(r: &mut impl std::io::BufRead) -> std::io::Result<Resp> {
+    use std::io::{Error, ErrorKind};
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        return Err(Error::new(ErrorKind::UnexpectedEof, "connection closed"));
+    }
+    let line = line.trim_end_matches(['\r', '\n']);
+    let bad = || Error::new(ErrorKind::InvalidData, format!("bad reply line {line:?}"));
+    let (kind, rest) = line.split_at_checked(1).ok_or_else(bad)?;
+    let n = || rest.parse::<i64>().map_err(|_| bad());
+    Ok(match kind {
+        "+" => Resp::Simple(rest.to_owned()),
+        "-" => Resp::Error(rest.to_owned()),
+        ":" => Resp::Int(n()?),
+        "$" if n()? < 0 => Resp::Bulk(None),
+        "$" => {
+            let mut buf = vec![0u8; usize::try_from(n()?).map_err(|_| bad())? + 2];
+            r.read_exact(&mut buf)?;
+            buf.truncate(buf.len() - 2);
+            Resp::Bulk(Some(String::from_utf8_lossy(&buf).into_owned()))
+        }
+        "*" if n()? < 0 => Resp::Array(None),
+        "*" => Resp::Array(Some(
+            (0..n()?).map(|_| read_reply(r)).collect::<Result<_, _>>()?,
+        )),
+        _ => return Err(bad()),
+    })
+}
+
+/// Sends one command to 127.0.0.1:`port` on a fresh connection (after `AUTH password` when
+/// given), with short timeouts. A Redis error reply is an `Err` too.
+pub(crate) fn command(port: u16, password: Option<&str>, args: &[&str]) -> Result<Resp, String> {
+    use std::io::Write;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let stream =
+        TcpStream::connect_timeout(&addr, Duration::from_millis(500)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(1_000)))
+        .map_err(|e| e.to_string())?;
+    let mut w = stream.try_clone().map_err(|e| e.to_string())?;
+    let mut r = std::io::BufReader::new(stream);
+    let encode = |args: &[&str]| {
+        let mut out = format!("*{}\r\n", args.len());
+        for a in args {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        out
     };
-    let c = redis::Client::open(url)?.get_connection_with_timeout(Duration::from_millis(500))?;
-    c.set_read_timeout(Some(Duration::from_millis(1_000)))?;
-    c.set_write_timeout(Some(Duration::from_millis(1_000)))?;
-    Ok(c)
+    let mut send = |args: &[&str]| -> Result<Resp, String> {
+        w.write_all(encode(args).as_bytes())
+            .map_err(|e| e.to_string())?;
+        match read_reply(&mut r).map_err(|e| e.to_string())? {
+            Resp::Error(e) => Err(e),
+            ok => Ok(ok),
+        }
+    };
+    if let Some(pw) = password {
+        send(&["AUTH", pw])?;
+    }
+    send(args)
 }
 
 /// `INFO <section>` as `field -> value`.
@@ -184,10 +277,11 @@ fn info(
     port: u16,
     password: Option<&str>,
     section: &str,
-) -> redis::RedisResult<std::collections::HashMap<String, String>> {
-    let mut c = connect(port, password)?;
-    let text: String = redis::cmd("INFO").arg(section).query(&mut c)?;
+) -> Result<std::collections::HashMap<String, String>, String> {
+    let text = command(port, password, &["INFO", section])?;
     Ok(text
+        .text()
+        .unwrap_or_default()
         .lines()
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
@@ -352,23 +446,18 @@ impl SentinelSet {
             limit,
             || {
                 self.sentinels.iter().all(|s| {
-                    let Ok(mut c) = connect(s.port, self.opts.sentinel_password.as_deref()) else {
+                    let ask = |what: &str| {
+                        command(
+                            s.port,
+                            self.opts.sentinel_password.as_deref(),
+                            &["SENTINEL", what, &self.opts.master_name],
+                        )
+                    };
+                    let Ok(m) = ask("MASTER").map(|m| m.pairs()) else {
                         return false;
                     };
-                    let m: redis::RedisResult<std::collections::HashMap<String, String>> =
-                        redis::cmd("SENTINEL")
-                            .arg("MASTER")
-                            .arg(&self.opts.master_name)
-                            .query(&mut c);
-                    let Ok(m) = m else { return false };
-                    let replicas: redis::RedisResult<
-                        Vec<std::collections::HashMap<String, String>>,
-                    > = redis::cmd("SENTINEL")
-                        .arg("REPLICAS")
-                        .arg(&self.opts.master_name)
-                        .query(&mut c);
-                    let good_replica = replicas.is_ok_and(|rs| {
-                        rs.iter().any(|r| {
+                    let good_replica = ask("REPLICAS").is_ok_and(|rs| {
+                        rs.items().iter().map(Resp::pairs).any(|r| {
                             r.get("flags").is_some_and(|f| f == "slave")
                                 && r.get("master-link-status").is_some_and(|s| s == "ok")
                         })
@@ -446,25 +535,30 @@ impl SentinelSet {
     }
 
     fn sentinel_master(&self) -> Option<u16> {
-        self.sentinels.iter().find_map(|s| {
-            let mut c = connect(s.port, self.opts.sentinel_password.as_deref()).ok()?;
-            let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
-                .arg("get-master-addr-by-name")
-                .arg(&self.opts.master_name)
-                .query(&mut c)
-                .ok()?;
-            addr.map(|(_, p)| p)
-        })
+        self.sentinels
+            .iter()
+            .find_map(|s| self.master_seen_by(s.port))
+    }
+
+    /// `SENTINEL get-master-addr-by-name` on the sentinel on `port`.
+    fn master_seen_by(&self, port: u16) -> Option<u16> {
+        let addr = command(
+            port,
+            self.opts.sentinel_password.as_deref(),
+            &[
+                "SENTINEL",
+                "get-master-addr-by-name",
+                &self.opts.master_name,
+            ],
+        )
+        .ok()?;
+        addr.items().get(1)?.text()?.parse().ok()
     }
 
     /// The node on `port` answers `ROLE` with `master`.
     fn is_master(&self, port: u16) -> bool {
-        let Ok(mut c) = connect(port, self.opts.master_password.as_deref()) else {
-            return false;
-        };
-        let role: redis::RedisResult<redis::Value> = redis::cmd("ROLE").query(&mut c);
-        matches!(role, Ok(redis::Value::Array(v)) if matches!(v.first(),
-            Some(redis::Value::BulkString(b)) if b == b"master"))
+        command(port, self.opts.master_password.as_deref(), &["ROLE"])
+            .is_ok_and(|r| r.items().first().and_then(Resp::text) == Some("master"))
     }
 
     /// SIGKILLs the current master; returns its port. [`SentinelSet::wait_failover`] measures
@@ -490,19 +584,10 @@ impl SentinelSet {
             "the failover",
             limit.saturating_sub(at.elapsed()),
             || {
-                let agreed = self.sentinels.iter().all(|s| {
-                    connect(s.port, self.opts.sentinel_password.as_deref())
-                        .ok()
-                        .and_then(|mut c| {
-                            redis::cmd("SENTINEL")
-                                .arg("get-master-addr-by-name")
-                                .arg(&self.opts.master_name)
-                                .query::<Option<(String, u16)>>(&mut c)
-                                .ok()
-                                .flatten()
-                        })
-                        .is_some_and(|(_, p)| p != old)
-                });
+                let agreed = self
+                    .sentinels
+                    .iter()
+                    .all(|s| self.master_seen_by(s.port).is_some_and(|p| p != old));
                 agreed && self.sentinel_master().is_some_and(|p| self.is_master(p))
             },
             || self.logs(),
@@ -639,11 +724,10 @@ impl ClusterSet {
             Duration::from_secs(20),
             || {
                 set.nodes.iter().all(|n| {
-                    connect(n.port, None)
-                        .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c))
-                        .is_ok_and(|i| {
-                            i.contains("cluster_state:ok") && i.contains("cluster_known_nodes:3")
-                        })
+                    command(n.port, None, &["CLUSTER", "INFO"]).is_ok_and(|i| {
+                        let i = i.text().unwrap_or_default();
+                        i.contains("cluster_state:ok") && i.contains("cluster_known_nodes:3")
+                    })
                 })
             },
             || set.logs(),
@@ -667,37 +751,23 @@ impl ClusterSet {
 
     /// The port of the node that serves `key` (`CLUSTER KEYSLOT`, then `CLUSTER SLOTS`).
     pub(crate) fn port_of_key(&self, key: &str) -> u16 {
-        let mut c = connect(self.nodes[0].port, None).unwrap();
-        let slot: i64 = redis::cmd("CLUSTER")
-            .arg("KEYSLOT")
-            .arg(key)
-            .query(&mut c)
-            .unwrap();
-        let slots: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut c).unwrap();
-        for range in slots {
-            let redis::Value::Array(r) = range else {
-                continue;
-            };
-            let (
-                Some(redis::Value::Int(lo)),
-                Some(redis::Value::Int(hi)),
-                Some(redis::Value::Array(m)),
-            ) = (r.first(), r.get(1), r.get(2))
+        let port = self.nodes.iter().find(|n| n.running()).unwrap().port;
+        let Resp::Int(slot) = command(port, None, &["CLUSTER", "KEYSLOT", key]).unwrap() else {
+            panic!("CLUSTER KEYSLOT answered no integer");
+        };
+        let slots = command(port, None, &["CLUSTER", "SLOTS"]).unwrap();
+        for range in slots.items() {
+            let r = range.items();
+            let (Some(Resp::Int(lo)), Some(Resp::Int(hi)), Some(Resp::Int(p))) =
+                (r.first(), r.get(1), r.get(2).and_then(|m| m.items().get(1)))
             else {
                 continue;
             };
             if (*lo..=*hi).contains(&slot) {
-                if let Some(redis::Value::Int(port)) = m.get(1) {
-                    return u16::try_from(*port).unwrap();
-                }
+                return u16::try_from(*p).unwrap();
             }
         }
         panic!("no node serves slot {slot} of {key}");
-    }
-
-    /// A sync connection to one node (not cluster-aware: for keys that node serves).
-    pub(crate) fn node(&self, port: u16) -> redis::Connection {
-        connect(port, None).unwrap()
     }
 
     /// SIGKILLs the node on `port` (a shard failure).
