@@ -69,6 +69,8 @@ impl RedisSessions {
                 prefix: settings.prefix.clone(),
                 command_timeout: settings.timeout,
                 max_per_user,
+                wait_replicas: settings.wait_replicas,
+                wait_timeout: settings.wait_timeout,
             },
         )
         .map_err(|e| RedisSetupError::Store(e.to_string()))?;
@@ -90,6 +92,11 @@ impl RedisSessions {
             "sessions in Redis"
         );
         Ok(RedisSessions { store, resolver })
+    }
+
+    /// The Redis connection, shared with the certificate store.
+    pub fn connection(&self) -> &session_core::RedisConn {
+        self.store.connection()
     }
 
     /// The session store.

@@ -41,10 +41,21 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 10.0,
             ];
+            // Revocations travel in well under a millisecond when all is well: the buckets
+            // resolve that range, up to the second a stalled subscription could take.
+            let propagation = [
+                0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01,
+                0.02, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ];
             let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Full("gateway_request_duration_seconds".into()),
                     &buckets,
+                )
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full(session_core::PROPAGATION_METRIC.into()),
+                    &propagation,
                 )
                 .ok()?
                 .install_recorder()

@@ -170,7 +170,10 @@ pub use session::{
 pub use session_layer::{SessionLayer, SessionService};
 pub use set_cookie::{parse_set_cookie, sets_session_cookie, CookieConfig, SameSite};
 #[cfg(feature = "redis")]
-pub use store::{CacheConfig, CachingResolver, RedisConfig, RedisStore};
+pub use store::{
+    CacheConfig, CachingResolver, ClusterTarget, RedisAuth, RedisConfig, RedisConn, RedisNode,
+    RedisStore, RedisTarget, SentinelTarget, PROPAGATION_METRIC,
+};
 pub use store::{
     MemoryStore, Revocation, Revocations, SessionStore, StoreError, DEFAULT_MAX_PER_USER,
 };

@@ -98,6 +98,8 @@ pub(crate) struct RawSessions {
     pub(crate) redis_url_env: Option<Spanned<String>>,
     pub(crate) redis_prefix: Option<Spanned<String>>,
     pub(crate) redis_timeout: Option<SpannedDuration>,
+    pub(crate) redis_wait_replicas: Option<Spanned<u64>>,
+    pub(crate) redis_wait_timeout: Option<SpannedDuration>,
     pub(crate) cache_ttl: Option<SpannedDuration>,
     pub(crate) cache_capacity: Option<Spanned<u64>>,
 }

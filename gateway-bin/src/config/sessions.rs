@@ -22,8 +22,9 @@ pub enum StoreKind {
 /// Redis settings for `store = "redis"`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RedisSettings {
-    /// The environment variable that holds the Redis URL (`redis://`, `rediss://`). A URL may
-    /// carry a password, so it is never written in the TOML.
+    /// The environment variable that holds the Redis URL (`redis://`, `rediss://`,
+    /// `redis+sentinel://`, `redis+cluster://`). A URL may carry a password, so it is never
+    /// written in the TOML.
     pub url_env: String,
     /// The key prefix (`<prefix>:session:<sha256 hex>`).
     pub prefix: String,
@@ -33,6 +34,10 @@ pub struct RedisSettings {
     pub cache_ttl: Duration,
     /// The most sessions a replica caches.
     pub cache_capacity: usize,
+    /// How many replicas must confirm a revocation (`WAIT`); `None`: 1 with Sentinel, else 0.
+    pub wait_replicas: Option<usize>,
+    /// How long `WAIT` may take.
+    pub wait_timeout: Duration,
 }
 
 /// The largest `sessions.max_per_user`: in effect no bound (what a deployment had before the
@@ -111,6 +116,15 @@ impl Validator<'_> {
                     0,
                     100_000_000,
                 ) as usize,
+                wait_replicas: match s.redis_wait_replicas {
+                    None => None,
+                    v => Some(self.number("sessions.redis_wait_replicas", v, 0, 0, 64) as usize),
+                },
+                wait_timeout: self.duration(
+                    "sessions.redis_wait_timeout",
+                    s.redis_wait_timeout,
+                    Duration::from_millis(500),
+                ),
             }),
             Some(v) => {
                 self.issue(

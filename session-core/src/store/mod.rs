@@ -19,14 +19,24 @@ mod redis;
 #[cfg(feature = "redis")]
 mod redis_cache;
 #[cfg(feature = "redis")]
+mod redis_cluster_ops;
+#[cfg(feature = "redis")]
+mod redis_conn;
+#[cfg(feature = "redis")]
 mod redis_scripts;
+#[cfg(feature = "redis")]
+mod redis_target;
 mod revocations;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::{RedisConfig, RedisStore};
 #[cfg(feature = "redis")]
-pub use redis_cache::{CacheConfig, CachingResolver};
+pub use redis_cache::{CacheConfig, CachingResolver, PROPAGATION_METRIC};
+#[cfg(feature = "redis")]
+pub use redis_conn::RedisConn;
+#[cfg(feature = "redis")]
+pub use redis_target::{ClusterTarget, RedisAuth, RedisNode, RedisTarget, SentinelTarget};
 pub use revocations::{Revocation, Revocations};
 
 /// How many live sessions one user may hold unless the store is told otherwise

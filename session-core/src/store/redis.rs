@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | `<prefix>:session:<sha256 hex>` | hash | `user_id`, `roles` (comma-separated, in order), `default_role`, `created_at`, `expires_at` (Unix milliseconds); `variables` (a JSON object of name → value strings) only when the session has variables |
 //! | `<prefix>:user:<user_id>` | sorted set | the hex hashes of the user's sessions, each scored by its creation time in Unix **microseconds** |
-//! | `<prefix>:revocations` | pub/sub channel | the hex hash of a revoked session, or `user:<user_id>` when all of a user's sessions are revoked |
+//! | `<prefix>:revocations` | pub/sub channel | the hex hash of a revoked session, or `user:<user_id>` when all of a user's sessions are revoked, after the publish time (`@<Unix µs> `) |
 //!
 //! - A session hash carries a native Redis expiry (`PEXPIREAT` = `expires_at`), so Redis
 //!   removes it by itself. Sliding expiry moves `expires_at` and the key's expiry together,
@@ -48,32 +48,57 @@
 //! (such a session counts towards `max_per_user` from the gateway's next create for that user),
 //! and revoke one with `DEL <prefix>:session:<hex>`, `ZREM <prefix>:user:<id> <hex>` and
 //! `PUBLISH <prefix>:revocations <hex>` (without the `PUBLISH`, replicas may serve the session
-//! from their local cache until the cache TTL ends).
+//! from their local cache until the cache TTL ends). The gateway's own messages carry their
+//! publish time first, `@<Unix µs> <hex>` ([`Revocation::parse_timed`]); both forms are read.
 //!
 //! # Failures
 //!
 //! Every command runs under a timeout (500 ms by default). Every Redis error, timeout or lost
-//! connection is [`StoreError::Unavailable`]: callers fail closed (503). The connection is a
-//! redis-rs `ConnectionManager`, created lazily: a gateway starts while Redis is down and
-//! reconnects by itself.
+//! connection is [`StoreError::Unavailable`]: callers fail closed (503). The connection
+//! ([`RedisConn`]) is created lazily: a gateway starts while Redis is down and reconnects by
+//! itself, following a Sentinel failover or a Cluster's slot moves.
 //!
-//! # URLs
+//! # Deployments
 //!
-//! `redis://[user[:password]@]host[:port][/db]` (AUTH and ACL users), `redis+unix:///path`,
-//! and `rediss://` with the `redis-tls` feature (rustls; the process must install a rustls
-//! crypto provider). Redis Cluster is not supported (the scripts compute user and session
-//! keys, which need not share a hash slot); Sentinel is not enabled in this build.
-//! The URL may carry a password: it is never logged or put into an error message.
+//! The URL ([`RedisTarget`]) picks one server (`redis://`, `rediss://`, `redis+unix://`), a
+//! master followed through Sentinel (`redis+sentinel://`) or a Redis Cluster
+//! (`redis+cluster://`). The key names are the same in all three.
+//!
+//! - **Sentinel.** Replication is asynchronous, so a write acknowledged by a master that dies
+//!   before sending it on is lost in the failover. A lost revocation would bring a session back,
+//!   so revocations (and the evictions of [`RedisConfig::max_per_user`]) are acknowledged only
+//!   once `WAIT` says [`RedisConfig::wait_replicas`] replicas have them (one by default with
+//!   Sentinel); otherwise the call fails ([`StoreError::Unavailable`]) although the master
+//!   applied it, and can be repeated. A creation waits too, so that a login answered before a
+//!   failover survives it; but it fails only when it evicted a session that no replica
+//!   confirmed: a new session that is lost only logs its user out (fail closed), and refusing
+//!   logins whenever a replica is slow would turn a replica's trouble into an outage. Sliding
+//!   expiry does not wait (a lost slide ends a session earlier).
+//! - **Cluster.** Every script touches one key, so that it runs on the node owning the key's
+//!   slot. A session and its user's index live on different nodes, so creating, revoking and
+//!   revoking all of a user's sessions are steps, the session first: a create writes the
+//!   session, then indexes it (and removes it again if indexing fails); a revocation deletes
+//!   the session (and publishes), then unindexes it; revoke-all reads the index, deletes each
+//!   session, then unindexes those it deleted. The bound of `max_per_user` is enforced by the
+//!   create that pushes the index past it: concurrent logins of one user may hold more than
+//!   the bound until the last of them has evicted (at most the number of logins in flight;
+//!   the end state is within the bound). Revocations are published with plain `PUBLISH`, which
+//!   a Cluster broadcasts to every node, so the subscriber may sit on any node and no single
+//!   shard carries the channel. The index conversion from a set (above) is not done in
+//!   Cluster mode: a set index is read and trimmed as it is.
+//!
+//! A URL may carry a password: it is never logged or put into an error message.
 
 use std::future::Future;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{RedisResult, Script};
+use redis::{Cmd, FromRedisValue, RedisResult, Script, Value};
 
-use super::redis_scripts::{CREATE, LIST_USER, RESOLVE_SLIDE, REVOKE, REVOKE_USER, TOUCH};
+use super::redis_conn::RedisConn;
+use super::redis_scripts as lua;
+use super::redis_target::RedisTarget;
 use super::revocations::{Revocation, Revocations};
 use super::{SessionStore, StoreError, DEFAULT_MAX_PER_USER};
 use crate::identity::{Identity, RoleHeaders};
@@ -97,6 +122,11 @@ pub struct RedisConfig {
     /// The most live sessions one user holds; creating one more revokes the oldest. Default
     /// [`DEFAULT_MAX_PER_USER`] (100).
     pub max_per_user: NonZeroUsize,
+    /// How many replicas must confirm a revocation (`WAIT`) before it is acknowledged (see
+    /// the module docs). `None`: 1 with Sentinel, 0 (no `WAIT`) otherwise.
+    pub wait_replicas: Option<usize>,
+    /// How long `WAIT` may take; default 500 ms. A revocation not confirmed in time fails.
+    pub wait_timeout: Duration,
 }
 
 impl Default for RedisConfig {
@@ -105,6 +135,8 @@ impl Default for RedisConfig {
             prefix: "gateway".into(),
             command_timeout: Duration::from_millis(500),
             max_per_user: DEFAULT_MAX_PER_USER,
+            wait_replicas: None,
+            wait_timeout: Duration::from_millis(500),
         }
     }
 }
@@ -120,9 +152,10 @@ pub struct RedisStore {
 }
 
 struct StoreConnection {
-    client: redis::Client,
-    conn: ConnectionManager,
+    conn: RedisConn,
     timeout: Duration,
+    /// Replicas that must confirm a revocation, and for how long to wait; `None`: no `WAIT`.
+    wait: Option<(usize, Duration)>,
     max_per_user: usize,
     session_prefix: String,
     user_prefix: String,
@@ -131,27 +164,103 @@ struct StoreConnection {
     scripts: Scripts,
 }
 
-struct Scripts {
-    create: Script,
-    resolve_slide: Script,
-    touch: Script,
-    revoke: Script,
-    revoke_user: Script,
-    list_user: Script,
+/// Every script, created once (each holds its SHA-1 for `EVALSHA`).
+pub(super) struct Scripts {
+    pub(super) create: Script,
+    pub(super) resolve_slide: Script,
+    pub(super) touch: Script,
+    pub(super) revoke: Script,
+    pub(super) revoke_user: Script,
+    pub(super) list_user: Script,
+    pub(super) cluster_session_create: Script,
+    pub(super) cluster_index_add: Script,
+    pub(super) cluster_extend_user: Script,
+    pub(super) cluster_session_revoke: Script,
+    pub(super) cluster_index_members: Script,
+    pub(super) cluster_index_remove: Script,
+    pub(super) cluster_publish: Script,
 }
 
 impl Scripts {
+    fn new() -> Scripts {
+        Scripts {
+            create: Script::new(lua::CREATE),
+            resolve_slide: Script::new(lua::RESOLVE_SLIDE),
+            touch: Script::new(lua::TOUCH),
+            revoke: Script::new(lua::REVOKE),
+            revoke_user: Script::new(lua::REVOKE_USER),
+            list_user: Script::new(lua::LIST_USER),
+            cluster_session_create: Script::new(lua::CLUSTER_SESSION_CREATE),
+            cluster_index_add: Script::new(lua::CLUSTER_INDEX_ADD),
+            cluster_extend_user: Script::new(lua::CLUSTER_EXTEND_USER),
+            cluster_session_revoke: Script::new(lua::CLUSTER_SESSION_REVOKE),
+            cluster_index_members: Script::new(lua::CLUSTER_INDEX_MEMBERS),
+            cluster_index_remove: Script::new(lua::CLUSTER_INDEX_REMOVE),
+            cluster_publish: Script::new(lua::CLUSTER_PUBLISH),
+        }
+    }
+
     /// Every script with its source, for [`RedisStore::load_scripts`].
-    fn all(&self) -> [(&Script, &'static str); 6] {
+    fn all(&self) -> [(&Script, &'static str); 13] {
         [
-            (&self.create, CREATE),
-            (&self.resolve_slide, RESOLVE_SLIDE),
-            (&self.touch, TOUCH),
-            (&self.revoke, REVOKE),
-            (&self.revoke_user, REVOKE_USER),
-            (&self.list_user, LIST_USER),
+            (&self.create, lua::CREATE),
+            (&self.resolve_slide, lua::RESOLVE_SLIDE),
+            (&self.touch, lua::TOUCH),
+            (&self.revoke, lua::REVOKE),
+            (&self.revoke_user, lua::REVOKE_USER),
+            (&self.list_user, lua::LIST_USER),
+            (&self.cluster_session_create, lua::CLUSTER_SESSION_CREATE),
+            (&self.cluster_index_add, lua::CLUSTER_INDEX_ADD),
+            (&self.cluster_extend_user, lua::CLUSTER_EXTEND_USER),
+            (&self.cluster_session_revoke, lua::CLUSTER_SESSION_REVOKE),
+            (&self.cluster_index_members, lua::CLUSTER_INDEX_MEMBERS),
+            (&self.cluster_index_remove, lua::CLUSTER_INDEX_REMOVE),
+            (&self.cluster_publish, lua::CLUSTER_PUBLISH),
         ]
     }
+
+    /// The scripts one deployment runs: the atomic ones on one server or Sentinel, the
+    /// one-key ones (and the two that already touch one key) in a Cluster.
+    fn used(&self, cluster: bool) -> Vec<(&Script, &'static str)> {
+        let one_key = [
+            lua::RESOLVE_SLIDE,
+            lua::TOUCH,
+            lua::CLUSTER_SESSION_CREATE,
+            lua::CLUSTER_INDEX_ADD,
+            lua::CLUSTER_EXTEND_USER,
+            lua::CLUSTER_SESSION_REVOKE,
+            lua::CLUSTER_INDEX_MEMBERS,
+            lua::CLUSTER_INDEX_REMOVE,
+            lua::CLUSTER_PUBLISH,
+        ];
+        self.all()
+            .into_iter()
+            .enumerate()
+            .filter(|(i, (_, src))| {
+                if cluster {
+                    one_key.contains(src)
+                } else {
+                    *i < 6
+                }
+            })
+            .map(|(_, pair)| pair)
+            .collect()
+    }
+
+    /// The source of the script with this hash, to load it after a `NOSCRIPT`.
+    fn source_of(&self, script: &Script) -> Option<&'static str> {
+        self.all()
+            .into_iter()
+            .find(|(s, _)| s.get_hash() == script.get_hash())
+            .map(|(_, src)| src)
+    }
+}
+
+/// `EVALSHA` of `script` over `keys`; the caller adds the arguments.
+pub(super) fn evalsha(script: &Script, keys: &[&str]) -> Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys.len()).arg(keys);
+    cmd
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -172,45 +281,37 @@ pub(crate) struct Found {
 }
 
 impl RedisStore {
-    /// A store for the Redis at `url` (see the module docs for the forms). It does not connect
-    /// yet: the first command does, and a lost connection is re-established by itself.
+    /// A store for the Redis at `url`, any form of [`RedisTarget`] (see the module docs). It
+    /// does not connect yet: the first command does, and a lost connection is re-established
+    /// by itself.
     ///
     /// Must be called within a tokio runtime. Fails only on a malformed URL; the error never
     /// contains the URL.
     pub fn open(url: &str, config: RedisConfig) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL ({:?})", e.kind())))?;
-        let manager = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.command_timeout))
-            .set_response_timeout(Some(config.command_timeout))
-            // Few, quick retries: requests wait at most `command_timeout` anyway, and every
-            // later command starts a new attempt.
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(500));
-        let conn =
-            ConnectionManager::new_lazy_with_config(client.clone(), manager).map_err(|e| {
-                StoreError::Unavailable(format!("cannot set up the Redis connection: {e}"))
-            })?;
+        RedisStore::with_target(&RedisTarget::parse(url)?, config)
+    }
+
+    /// A store for `target`, as [`RedisStore::open`].
+    pub fn with_target(
+        target: &RedisTarget,
+        config: RedisConfig,
+    ) -> Result<RedisStore, StoreError> {
+        let conn = RedisConn::open(target, config.command_timeout)?;
+        let replicas = config
+            .wait_replicas
+            .unwrap_or(usize::from(matches!(target, RedisTarget::Sentinel(_))));
         let p = &config.prefix;
         Ok(RedisStore {
             inner: Arc::new(StoreConnection {
-                client,
                 conn,
                 timeout: config.command_timeout,
+                wait: (replicas > 0).then_some((replicas, config.wait_timeout)),
                 max_per_user: config.max_per_user.get(),
                 session_prefix: format!("{p}:session:"),
                 user_prefix: format!("{p}:user:"),
                 channel: format!("{p}:revocations"),
                 revocations: Revocations::default(),
-                scripts: Scripts {
-                    create: Script::new(CREATE),
-                    resolve_slide: Script::new(RESOLVE_SLIDE),
-                    touch: Script::new(TOUCH),
-                    revoke: Script::new(REVOKE),
-                    revoke_user: Script::new(REVOKE_USER),
-                    list_user: Script::new(LIST_USER),
-                },
+                scripts: Scripts::new(),
             }),
         })
     }
@@ -225,8 +326,8 @@ impl RedisStore {
         .map(|_| ())
     }
 
-    /// Loads the store's Lua scripts into Redis's script cache, in one round trip, and returns
-    /// how many it loaded.
+    /// Loads the store's Lua scripts into Redis's script cache (on every primary of a
+    /// Cluster) and returns how many it loaded.
     ///
     /// Every command runs its script by hash (`EVALSHA`). A Redis that has not seen the script
     /// (a fresh or restarted server, a failover) answers `NOSCRIPT`, and that command pays two
@@ -234,28 +335,33 @@ impl RedisStore {
     /// calls this each time its connection comes up, before it reports ready, so no request
     /// pays for that.
     pub async fn load_scripts(&self) -> Result<usize, StoreError> {
-        let scripts = self.inner.scripts.all();
-        let mut pipe = redis::pipe();
-        for (_, source) in &scripts {
-            pipe.cmd("SCRIPT").arg("LOAD").arg(*source);
-        }
-        let mut conn = self.inner.conn.clone();
-        let hashes: Vec<String> = self
-            .run(
-                "SCRIPT LOAD",
-                async move { pipe.query_async(&mut conn).await },
-            )
-            .await?;
-        // Redis answers each script's SHA-1: the hash `EVALSHA` sends must be that one.
-        for ((script, _), hash) in scripts.iter().zip(&hashes) {
-            if script.get_hash() != hash {
-                return Err(StoreError::Unavailable(format!(
-                    "redis SCRIPT LOAD: the server hashed a script as {hash}, not {}",
-                    script.get_hash()
-                )));
+        let scripts = self.inner.scripts.used(self.inner.conn.is_cluster());
+        let loads = scripts.iter().map(|(script, source)| {
+            let mut conn = self.inner.conn.clone();
+            async move {
+                // One command per script: in a Cluster, redis-rs sends SCRIPT LOAD to every
+                // primary, which it cannot do inside a pipeline.
+                let hash: String = self
+                    .run("SCRIPT LOAD", async move {
+                        redis::cmd("SCRIPT")
+                            .arg("LOAD")
+                            .arg(*source)
+                            .query_async(&mut conn)
+                            .await
+                    })
+                    .await?;
+                // Redis answers the script's SHA-1: the hash `EVALSHA` sends must be that one.
+                if script.get_hash() != hash {
+                    return Err(StoreError::Unavailable(format!(
+                        "redis SCRIPT LOAD: the server hashed a script as {hash}, not {}",
+                        script.get_hash()
+                    )));
+                }
+                Ok(())
             }
-        }
-        Ok(hashes.len())
+        });
+        futures_util::future::try_join_all(loads).await?;
+        Ok(scripts.len())
     }
 
     /// The listeners told about every revocation this process makes or hears of.
@@ -273,30 +379,198 @@ impl RedisStore {
         self.inner.timeout
     }
 
-    pub(crate) fn client(&self) -> &redis::Client {
-        &self.inner.client
+    /// The connection, for other stores that share this Redis (cert-core's
+    /// `RedisCertStore::with_connection`).
+    pub fn connection(&self) -> &RedisConn {
+        &self.inner.conn
     }
 
-    fn session_key(&self, id: &TokenHash) -> String {
+    pub(super) fn session_key(&self, id: &TokenHash) -> String {
         format!("{}{}", self.inner.session_prefix, id.to_hex())
     }
 
-    fn user_key(&self, user_id: &str) -> String {
+    pub(super) fn session_key_hex(&self, hex: &str) -> String {
+        format!("{}{hex}", self.inner.session_prefix)
+    }
+
+    pub(super) fn user_key(&self, user_id: &str) -> String {
         format!("{}{}", self.inner.user_prefix, user_id)
     }
 
+    pub(super) fn scripts(&self) -> &Scripts {
+        &self.inner.scripts
+    }
+
+    pub(super) fn max_per_user(&self) -> usize {
+        self.inner.max_per_user
+    }
+
+    /// Runs `cmd` (an [`evalsha`] of `script`), loading the script after a `NOSCRIPT` and
+    /// trying once more.
+    pub(super) async fn eval<T: FromRedisValue>(
+        &self,
+        what: &'static str,
+        script: &Script,
+        cmd: Cmd,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.inner.conn.clone();
+        let first = self
+            .run(what, async {
+                match cmd.query_async::<T>(&mut conn).await {
+                    Err(e)
+                        if e.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                    {
+                        Ok(None)
+                    }
+                    other => other.map(Some),
+                }
+            })
+            .await?;
+        match first {
+            Some(v) => Ok(v),
+            None => {
+                self.load_one(script).await?;
+                let mut conn = self.inner.conn.clone();
+                self.run(what, async move { cmd.query_async(&mut conn).await })
+                    .await
+            }
+        }
+    }
+
+    /// Runs `cmd` (an [`evalsha`] of `script`) and, when this store waits for replicas, `WAIT`
+    /// right after it in one pipeline: on the same connection, so that `WAIT` counts this
+    /// write (on another connection it would count that connection's writes, possibly none).
+    /// Returns the answer and, with `WAIT`, whether enough replicas confirmed.
+    /// `script` is `None` for a plain command (no `NOSCRIPT` to handle).
+    pub(super) async fn eval_confirmed<T: FromRedisValue>(
+        &self,
+        what: &'static str,
+        script: Option<&Script>,
+        cmd: &Cmd,
+    ) -> Result<(T, Confirmed), StoreError> {
+        let Some((replicas, wait)) = self.inner.wait else {
+            let answer = match script {
+                Some(script) => self.eval(what, script, cmd.clone()).await?,
+                None => self.query(what, cmd.clone()).await?,
+            };
+            return Ok((answer, Confirmed::NotAsked));
+        };
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd.clone())
+            .cmd("WAIT")
+            .arg(replicas)
+            .arg(duration_ms(wait).max(1))
+            .ignore_errors();
+        for attempt in 0..2 {
+            let mut conn = self.inner.conn.clone();
+            let pipe = &pipe;
+            // The command timeout plus the WAIT's own: WAIT may legitimately take that long.
+            let values: Vec<Value> = self
+                .run_for(what, self.inner.timeout + wait, async move {
+                    pipe.query_async(&mut conn).await
+                })
+                .await?;
+            let mut it = values.into_iter();
+            let (Some(answer), Some(acked)) = (it.next(), it.next()) else {
+                return Err(StoreError::Unavailable(format!(
+                    "redis {what}: a short pipeline answer"
+                )));
+            };
+            if let Value::ServerError(e) = &answer {
+                if let (0, Some(script), Some(redis::ServerErrorKind::NoScript)) =
+                    (attempt, script, e.kind())
+                {
+                    self.load_one(script).await?;
+                    continue;
+                }
+                return Err(StoreError::Unavailable(format!(
+                    "redis {what}: {}",
+                    redis::RedisError::from(e.clone())
+                )));
+            }
+            let answer = T::from_redis_value(answer)
+                .map_err(|e| StoreError::Unavailable(format!("redis {what}: {e}")))?;
+            let confirmed = match acked {
+                Value::Int(n) => usize::try_from(n).unwrap_or(0),
+                // An error here (a server without replication, say) confirms nothing.
+                _ => 0,
+            };
+            let confirmed = if confirmed >= replicas {
+                Confirmed::Yes
+            } else {
+                Confirmed::Short {
+                    confirmed,
+                    wanted: replicas,
+                    wait,
+                }
+            };
+            return Ok((answer, confirmed));
+        }
+        Err(StoreError::Unavailable(format!(
+            "redis {what}: the script is still unknown to the server after loading it"
+        )))
+    }
+
+    async fn load_one(&self, script: &Script) -> Result<(), StoreError> {
+        let Some(source) = self.inner.scripts.source_of(script) else {
+            return Err(StoreError::Unavailable("redis: an unknown script".into()));
+        };
+        let mut conn = self.inner.conn.clone();
+        self.run("SCRIPT LOAD", async move {
+            redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(source)
+                .query_async::<String>(&mut conn)
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Runs a plain command under the command timeout.
+    pub(super) async fn query<T: FromRedisValue>(
+        &self,
+        what: &'static str,
+        cmd: Cmd,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.inner.conn.clone();
+        self.run(what, async move { cmd.query_async(&mut conn).await })
+            .await
+    }
+
+    /// Publishes `r`, stamped with the server's time, on the revocation channel.
+    pub(super) async fn publish(&self, r: &Revocation) -> Result<(), StoreError> {
+        let Some(payload) = r.payload() else {
+            return Ok(());
+        };
+        let script = &self.inner.scripts.cluster_publish;
+        let mut cmd = evalsha(script, &[]);
+        cmd.arg(&self.inner.channel).arg(payload);
+        self.eval::<i64>("publish", script, cmd).await.map(|_| ())
+    }
+
     /// Runs one Redis call under the command timeout; every failure is `Unavailable`.
-    async fn run<T>(
+    pub(super) async fn run<T>(
         &self,
         what: &'static str,
         call: impl Future<Output = RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.inner.timeout, call).await {
+        self.run_for(what, self.inner.timeout, call).await
+    }
+
+    async fn run_for<T>(
+        &self,
+        what: &'static str,
+        limit: Duration,
+        call: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(limit, call).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(StoreError::Unavailable(format!("redis {what}: {e}"))),
             Err(_) => Err(StoreError::Unavailable(format!(
                 "redis {what}: no answer within {} ms",
-                self.inner.timeout.as_millis()
+                limit.as_millis()
             ))),
         }
     }
@@ -320,41 +594,92 @@ impl RedisStore {
         slide: Option<Duration>,
     ) -> Result<Option<Fields>, StoreError> {
         let key = self.session_key(id);
-        let mut conn = self.inner.conn.clone();
         let raw: Vec<Option<String>> = match slide {
             None => {
-                self.run("HMGET", async move {
-                    redis::cmd("HMGET")
-                        .arg(&key)
-                        .arg(&FIELDS)
-                        .query_async(&mut conn)
-                        .await
-                })
-                .await?
+                let mut cmd = redis::cmd("HMGET");
+                cmd.arg(&key).arg(&FIELDS);
+                self.query("HMGET", cmd).await?
             }
             Some(ttl) => {
                 let script = &self.inner.scripts.resolve_slide;
-                let mut inv = script.key(&key);
-                inv.arg(duration_ms(ttl))
+                let cluster = self.inner.conn.is_cluster();
+                let mut cmd = evalsha(script, &[&key]);
+                cmd.arg(duration_ms(ttl))
                     .arg(SLIDE_GRANULARITY_MS)
-                    .arg(&self.inner.user_prefix);
-                self.run("resolve", async move { inv.invoke_async(&mut conn).await })
-                    .await?
+                    .arg(if cluster {
+                        ""
+                    } else {
+                        self.inner.user_prefix.as_str()
+                    });
+                let mut raw: Vec<Option<String>> = self.eval("resolve", script, cmd).await?;
+                // Cluster: the script moved the session's expiry and left the user's index
+                // (maybe on another node) to us.
+                if raw.len() > FIELDS.len() {
+                    raw.truncate(FIELDS.len());
+                    if let (Some(Some(user)), Some(Some(exp))) = (raw.first(), raw.get(4)) {
+                        self.extend_user(user, exp).await?;
+                    }
+                }
+                raw
             }
         };
         Ok(Fields::from_raw(raw))
     }
 
+    /// Cluster: pushes the user's index expiry to at least `expires_at` (ms).
+    async fn extend_user(&self, user_id: &str, expires_at: &str) -> Result<(), StoreError> {
+        let script = &self.inner.scripts.cluster_extend_user;
+        let key = self.user_key(user_id);
+        let mut cmd = evalsha(script, &[&key]);
+        cmd.arg(expires_at);
+        self.eval::<i64>("extend user index", script, cmd)
+            .await
+            .map(|_| ())
+    }
+
     /// Publishes nothing and tells local listeners: used after every revocation attempt, even a
     /// failed one (the caller meant to end the session; dropping a cache entry or closing a
     /// WebSocket of a session that survives is harmless).
-    fn tell_local(&self, r: &Revocation) {
+    pub(super) fn tell_local(&self, r: &Revocation) {
         self.inner.revocations.notify(r);
     }
 }
 
+/// Whether enough replicas confirmed a write ([`RedisStore::eval_confirmed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Confirmed {
+    /// This store does not wait for replicas.
+    NotAsked,
+    /// `WAIT` counted enough replicas.
+    Yes,
+    /// Fewer replicas than wanted confirmed within the wait.
+    Short {
+        confirmed: usize,
+        wanted: usize,
+        wait: Duration,
+    },
+}
+
+impl Confirmed {
+    /// `Err` for a revocation that the replicas did not confirm: the master applied it, but a
+    /// failover now could lose it, so it is not acknowledged. Repeating it is safe.
+    pub(super) fn require(self, what: &str) -> Result<(), StoreError> {
+        match self {
+            Confirmed::NotAsked | Confirmed::Yes => Ok(()),
+            Confirmed::Short {
+                confirmed,
+                wanted,
+                wait,
+            } => Err(StoreError::Unavailable(format!(
+                "redis: the {what} was applied on the master, but {confirmed} of {wanted} replicas confirmed it within {} ms (WAIT), so a failover could undo it; repeat it",
+                wait.as_millis()
+            ))),
+        }
+    }
+}
+
 /// The hash fields, in the order every script and `HMGET` returns them.
-const FIELDS: [&str; 6] = [
+pub(super) const FIELDS: [&str; 6] = [
     "user_id",
     "roles",
     "default_role",
@@ -458,6 +783,18 @@ fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// The session to write, as the scripts take it.
+pub(super) struct NewRecord {
+    pub(super) hex: String,
+    pub(super) user_id: String,
+    pub(super) roles: String,
+    pub(super) default_role: String,
+    pub(super) ttl_ms: u64,
+    /// A JSON object, or empty for none (then the hash gets no `variables` field, exactly as
+    /// before variables existed).
+    pub(super) variables: String,
+}
+
 impl SessionStore for RedisStore {
     fn create<'a>(
         &'a self,
@@ -468,15 +805,11 @@ impl SessionStore for RedisStore {
             let token = Token::try_generate()
                 .map_err(|e| StoreError::Unavailable(format!("OS random source failed: {e}")))?;
             let id = token.hash();
-            let hex = id.to_hex();
             let default_role = new
                 .roles
                 .get(new.default_role_index())
                 .cloned()
                 .unwrap_or_default();
-            let roles = new.roles.join(",");
-            // An empty string tells the script to write no field: the hash of a session without
-            // variables stays exactly what it was before they existed.
             let variables = if new.variables.is_empty() {
                 String::new()
             } else {
@@ -485,25 +818,19 @@ impl SessionStore for RedisStore {
                     StoreError::Unavailable(format!("cannot encode the variables: {e}"))
                 })?
             };
-            let mut inv = self.inner.scripts.create.key(self.session_key(&id));
-            inv.key(self.user_key(&new.user_id))
-                .arg(&hex)
-                .arg(&new.user_id)
-                .arg(&roles)
-                .arg(&default_role)
-                .arg(duration_ms(new.ttl).max(1))
-                .arg(self.inner.max_per_user)
-                .arg(&self.inner.channel)
-                .arg(&variables);
-            let mut conn = self.inner.conn.clone();
-            let (created, expires, evicted): (u64, u64, Vec<String>) = self
-                .run("create", async move { inv.invoke_async(&mut conn).await })
-                .await?;
-            // The script published each eviction like any revocation; this process hears of
-            // it at once, as after `revoke`.
-            for old in evicted.iter().filter_map(|h| TokenHash::from_hex(h)) {
-                self.tell_local(&Revocation::Session(old));
-            }
+            let record = NewRecord {
+                hex: id.to_hex(),
+                user_id: new.user_id.clone(),
+                roles: new.roles.join(","),
+                default_role: default_role.clone(),
+                ttl_ms: duration_ms(new.ttl).max(1),
+                variables,
+            };
+            let (created, expires) = if self.inner.conn.is_cluster() {
+                self.cluster_create(&id, &record).await?
+            } else {
+                self.create_atomic(&id, &record).await?
+            };
             let session = Session {
                 id,
                 user_id: new.user_id,
@@ -535,48 +862,66 @@ impl SessionStore for RedisStore {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let mut inv = self.inner.scripts.touch.key(self.session_key(id));
-            inv.arg(duration_ms(ttl)).arg(&self.inner.user_prefix);
-            let mut conn = self.inner.conn.clone();
-            let n: i64 = self
-                .run("touch", async move { inv.invoke_async(&mut conn).await })
-                .await?;
-            Ok(n == 1)
+            let script = &self.inner.scripts.touch;
+            let cluster = self.inner.conn.is_cluster();
+            let mut cmd = evalsha(script, &[&self.session_key(id)]);
+            cmd.arg(duration_ms(ttl)).arg(if cluster {
+                ""
+            } else {
+                self.inner.user_prefix.as_str()
+            });
+            let answer: Vec<String> = self.eval("touch", script, cmd).await?;
+            let alive = answer.first().is_some_and(|n| n == "1");
+            if alive && cluster {
+                if let (Some(user), Some(exp)) = (answer.get(1), answer.get(2)) {
+                    self.extend_user(user, exp).await?;
+                }
+            }
+            Ok(alive)
         })
     }
 
     fn revoke<'a>(&'a self, id: &'a TokenHash) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let mut inv = self.inner.scripts.revoke.key(self.session_key(id));
-            inv.arg(id.to_hex())
-                .arg(&self.inner.user_prefix)
-                .arg(&self.inner.channel);
-            let mut conn = self.inner.conn.clone();
-            let result = self
-                .run(
-                    "revoke",
-                    async move { inv.invoke_async::<i64>(&mut conn).await },
-                )
-                .await;
+            let result = if self.inner.conn.is_cluster() {
+                self.cluster_revoke(&id.to_hex()).await
+            } else {
+                let script = &self.inner.scripts.revoke;
+                let mut cmd = evalsha(script, &[&self.session_key(id)]);
+                cmd.arg(id.to_hex())
+                    .arg(&self.inner.user_prefix)
+                    .arg(&self.inner.channel);
+                self.eval_confirmed::<i64>("revoke", Some(script), &cmd)
+                    .await
+                    .and_then(|(n, confirmed)| confirmed.require("revocation").map(|()| n == 1))
+            };
+            // Told even after a failure: the caller meant to end the session, and dropping a
+            // cached copy or closing a WebSocket of a session that survives is harmless.
             self.tell_local(&Revocation::Session(*id));
-            Ok(result? == 1)
+            result
         })
     }
 
     fn revoke_user<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<usize, StoreError>> {
         Box::pin(async move {
-            let mut inv = self.inner.scripts.revoke_user.key(self.user_key(user_id));
-            inv.arg(&self.inner.session_prefix)
-                .arg(&self.inner.channel)
-                .arg(format!("user:{user_id}"));
-            let mut conn = self.inner.conn.clone();
-            let result = self
-                .run("revoke_user", async move {
-                    inv.invoke_async::<i64>(&mut conn).await
-                })
-                .await;
+            let result = if self.inner.conn.is_cluster() {
+                self.cluster_revoke_user(user_id).await
+            } else {
+                let script = &self.inner.scripts.revoke_user;
+                let mut cmd = evalsha(script, &[&self.user_key(user_id)]);
+                cmd.arg(&self.inner.session_prefix)
+                    .arg(&self.inner.channel)
+                    .arg(format!("user:{user_id}"));
+                self.eval_confirmed::<i64>("revoke_user", Some(script), &cmd)
+                    .await
+                    .and_then(|(n, confirmed)| {
+                        confirmed
+                            .require("revocation")
+                            .map(|()| usize::try_from(n).unwrap_or(0))
+                    })
+            };
             self.tell_local(&Revocation::User(Arc::from(user_id)));
-            Ok(usize::try_from(result?).unwrap_or(0))
+            result
         })
     }
 
@@ -585,15 +930,14 @@ impl SessionStore for RedisStore {
         user_id: &'a str,
     ) -> BoxFuture<'a, Result<Vec<Session>, StoreError>> {
         Box::pin(async move {
-            let mut inv = self.inner.scripts.list_user.key(self.user_key(user_id));
-            inv.arg(&self.inner.session_prefix);
-            let mut conn = self.inner.conn.clone();
-            let flat: Vec<String> = self
-                .run(
-                    "list_user",
-                    async move { inv.invoke_async(&mut conn).await },
-                )
-                .await?;
+            let flat: Vec<String> = if self.inner.conn.is_cluster() {
+                self.cluster_list_user(user_id).await?
+            } else {
+                let script = &self.inner.scripts.list_user;
+                let mut cmd = evalsha(script, &[&self.user_key(user_id)]);
+                cmd.arg(&self.inner.session_prefix);
+                self.eval("list_user", script, cmd).await?
+            };
             let mut out = Vec::with_capacity(flat.len() / 7);
             for chunk in flat.chunks_exact(7) {
                 let Some(id) = TokenHash::from_hex(&chunk[0]) else {
@@ -618,5 +962,38 @@ impl SessionStore for RedisStore {
         slide: Option<Duration>,
     ) -> BoxFuture<'a, Result<Option<Identity>, StoreError>> {
         Box::pin(async move { Ok(self.lookup(id, slide).await?.map(|f| f.identity)) })
+    }
+}
+
+impl RedisStore {
+    /// One server or Sentinel: the whole create, bound included, in one atomic script, and
+    /// `WAIT` after it.
+    async fn create_atomic(&self, id: &TokenHash, r: &NewRecord) -> Result<(u64, u64), StoreError> {
+        let script = &self.inner.scripts.create;
+        let mut cmd = evalsha(script, &[&self.session_key(id), &self.user_key(&r.user_id)]);
+        cmd.arg(&r.hex)
+            .arg(&r.user_id)
+            .arg(&r.roles)
+            .arg(&r.default_role)
+            .arg(r.ttl_ms)
+            .arg(self.inner.max_per_user)
+            .arg(&self.inner.channel)
+            .arg(&r.variables);
+        let ((created, expires, evicted), confirmed): ((u64, u64, Vec<String>), _) =
+            self.eval_confirmed("create", Some(script), &cmd).await?;
+        // The script published each eviction like any revocation; this process hears of it at
+        // once, as after `revoke`.
+        for old in evicted.iter().filter_map(|h| TokenHash::from_hex(h)) {
+            self.tell_local(&Revocation::Session(old));
+        }
+        if !evicted.is_empty() {
+            confirmed.require("eviction of the oldest sessions beyond max_per_user")?;
+        } else if let Confirmed::Short { .. } = confirmed {
+            // Not an error: a lost new session only logs its user out again.
+            tracing::warn!(
+                "a new session was not confirmed by the Redis replicas in time; a failover now would log this user out"
+            );
+        }
+        Ok((created, expires))
     }
 }

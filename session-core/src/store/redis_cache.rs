@@ -30,18 +30,25 @@
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::DashMap;
 use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 
 use super::redis::{now_ms, Found, RedisStore};
+use super::redis_conn::RedisConn;
 use super::revocations::Revocation;
 use crate::identity::Identity;
 use crate::resolver::{ResolveError, ResolveRequest, Resolver};
 use crate::token::TokenHash;
 use crate::BoxFuture;
+
+/// The histogram of how long revocations took to arrive here: from the publish time the
+/// message carries (the Redis server's clock, stamped by the revoking script) to the moment
+/// this replica dropped its cached copy, in seconds. Messages without a time (another
+/// service's, an older replica's) are not counted.
+pub const PROPAGATION_METRIC: &str = "gateway_revocation_propagation_seconds";
 
 /// Settings of a [`CachingResolver`].
 #[derive(Clone, Debug)]
@@ -253,9 +260,9 @@ impl Resolver for CachingResolver {
 /// The subscription task: (re)subscribes with a backoff, relays messages to the store's
 /// listeners, pings, and turns the cache off whenever the link is not known to be up.
 async fn subscribe(weak: Weak<CacheState>) {
-    let Some((client, channel, timeout, heartbeat, heartbeat_timeout)) = weak.upgrade().map(|i| {
+    let Some((conn, channel, timeout, heartbeat, heartbeat_timeout)) = weak.upgrade().map(|i| {
         (
-            i.store.client().clone(),
+            i.store.connection().clone(),
             i.store.channel().to_owned(),
             i.store.command_timeout(),
             i.cfg.heartbeat,
@@ -271,7 +278,7 @@ async fn subscribe(weak: Weak<CacheState>) {
             Some(inner) => inner.set_live(false),
             None => return,
         }
-        match connect(&client, &channel, timeout).await {
+        match connect(&conn, &channel, timeout).await {
             Ok((mut sink, mut stream)) => {
                 backoff = Duration::from_millis(50);
                 let Some(inner) = weak.upgrade() else { return };
@@ -315,15 +322,11 @@ async fn subscribe(weak: Weak<CacheState>) {
 }
 
 async fn connect(
-    client: &redis::Client,
+    conn: &RedisConn,
     channel: &str,
     timeout: Duration,
 ) -> Result<(PubSubSink, PubSubStream), String> {
-    let attempt = async {
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(channel).await?;
-        Ok::<_, redis::RedisError>(pubsub.split())
-    };
+    let attempt = async { Ok::<_, redis::RedisError>(conn.subscribe(channel).await?.split()) };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(pair)) => Ok(pair),
         Ok(Err(e)) => Err(e.to_string()),
@@ -346,7 +349,15 @@ async fn pump(
             msg = stream.next() => {
                 let Some(msg) = msg else { return "connection closed" };
                 let Some(inner) = weak.upgrade() else { return "stopped" };
-                inner.store.revocations().notify(&Revocation::parse(msg.get_payload_bytes()));
+                let (revocation, published) = Revocation::parse_timed(msg.get_payload_bytes());
+                // Listeners run here, synchronously: once `notify` returns, the cached copy is
+                // gone and open WebSockets are told.
+                inner.store.revocations().notify(&revocation);
+                if let Some(at) = published {
+                    // A publisher's clock ahead of ours reads as no delay.
+                    let delay = SystemTime::now().duration_since(at).unwrap_or_default();
+                    metrics::histogram!(PROPAGATION_METRIC).record(delay.as_secs_f64());
+                }
             }
         }
     }

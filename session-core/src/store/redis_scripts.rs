@@ -48,6 +48,18 @@ macro_rules! lua_user_index {
     };
 }
 
+// The revocation channel's message for `payload`, stamped with the server's time in
+// microseconds (`@<µs> <payload>`), so that every replica can measure how long it took to
+// hear of it (`gateway_revocation_propagation_seconds`).
+macro_rules! lua_stamp {
+    () => {
+        "local function stamp(payload)\n\
+           local st = redis.call('TIME')\n\
+           return '@' .. st[1] .. string.format('%06d', tonumber(st[2])) .. ' ' .. payload\n\
+         end\n"
+    };
+}
+
 // Ends one session: deletes its hash, removes it from its user's index (`ukey`, if known) and
 // publishes its hex hash on the revocation channel, so that every replica drops its cached copy
 // and closes its WebSockets. REVOKE and CREATE's eviction of the oldest both end sessions with
@@ -57,7 +69,7 @@ macro_rules! lua_revoke_one {
         "local function revoke_one(skey, hex, ukey, channel)\n\
            local n = redis.call('DEL', skey)\n\
            if ukey then redis.call('ZREM', ukey, hex) end\n\
-           redis.call('PUBLISH', channel, hex)\n\
+           redis.call('PUBLISH', channel, stamp(hex))\n\
            return n\n\
          end\n"
     };
@@ -80,6 +92,7 @@ pub(super) const CREATE: &str = concat!(
     lua_now!(),
     lua_extend_user!(),
     lua_user_index!(),
+    lua_stamp!(),
     lua_revoke_one!(),
     "local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])\n\
      local sprefix = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[1])\n\
@@ -115,7 +128,10 @@ pub(super) const CREATE: &str = concat!(
 );
 
 /// KEYS: session. ARGV: ttl ms, granularity ms, user prefix. Returns the fields (nil if none),
-/// after moving the expiry to now + ttl when that is more than `granularity` later.
+/// after moving the expiry to now + ttl when that is more than `granularity` later. With an
+/// empty user prefix (Cluster mode: the user's index may live on another node) the index is
+/// left alone and a seventh element, `1`, says that the expiry moved: the caller extends the
+/// index with [`EXTEND_USER`].
 pub(super) const RESOLVE_SLIDE: &str = concat!(
     lua_now!(),
     lua_extend_user!(),
@@ -127,35 +143,38 @@ pub(super) const RESOLVE_SLIDE: &str = concat!(
        local s = string.format('%d', want)\n\
        redis.call('HSET', KEYS[1], 'expires_at', s)\n\
        redis.call('PEXPIREAT', KEYS[1], s)\n\
-       extend_user(ARGV[3] .. v[1], want, now)\n\
+       if ARGV[3] ~= '' then extend_user(ARGV[3] .. v[1], want, now) else v[7] = '1' end\n\
        v[5] = s\n\
      end\n\
      return v\n"
 );
 
-/// KEYS: session. ARGV: ttl ms, user prefix. Returns 1 if the session lives (its expiry is now
-/// at least now + ttl), 0 if not.
+/// KEYS: session. ARGV: ttl ms, user prefix. Returns {1, user_id, expires_at} if the session
+/// lives (its expiry is now at least now + ttl), {0} if not. With an empty user prefix (Cluster
+/// mode) the user's index is not extended: the caller does it with [`EXTEND_USER`].
 pub(super) const TOUCH: &str = concat!(
     lua_now!(),
     lua_extend_user!(),
     "local v = redis.call('HMGET', KEYS[1], 'user_id', 'expires_at')\n\
-     if not v[1] or not v[2] then return 0 end\n\
+     if not v[1] or not v[2] then return {0} end\n\
      local cur = tonumber(v[2]) or 0\n\
-     if cur <= now then return 0 end\n\
+     if cur <= now then return {0} end\n\
      local want = now + tonumber(ARGV[1])\n\
      if want > cur then\n\
        local s = string.format('%d', want)\n\
        redis.call('HSET', KEYS[1], 'expires_at', s)\n\
        redis.call('PEXPIREAT', KEYS[1], s)\n\
-       extend_user(ARGV[2] .. v[1], want, now)\n\
+       if ARGV[2] ~= '' then extend_user(ARGV[2] .. v[1], want, now) end\n\
+       cur = want\n\
      end\n\
-     return 1\n"
+     return {1, v[1], cur}\n"
 );
 
 /// KEYS: session. ARGV: hex, user prefix, channel. Deletes the session, unindexes it and
 /// publishes its hash. Returns 1 if a session was deleted.
 pub(super) const REVOKE: &str = concat!(
     lua_user_index!(),
+    lua_stamp!(),
     lua_revoke_one!(),
     "local sprefix = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[1])\n\
      local uid = redis.call('HGET', KEYS[1], 'user_id')\n\
@@ -170,7 +189,9 @@ pub(super) const REVOKE: &str = concat!(
 /// KEYS: user. ARGV: session prefix, channel, payload. Deletes every session of the user and
 /// the index, publishes `user:<id>`. Returns how many sessions were live. An index still in the
 /// old schema (a set) is read as it is: it is deleted anyway.
-pub(super) const REVOKE_USER: &str = "local ids\n\
+pub(super) const REVOKE_USER: &str = concat!(
+    lua_stamp!(),
+    "local ids\n\
      if redis.call('TYPE', KEYS[1]).ok == 'set' then\n\
        ids = redis.call('SMEMBERS', KEYS[1])\n\
      else\n\
@@ -179,8 +200,9 @@ pub(super) const REVOKE_USER: &str = "local ids\n\
      local n = 0\n\
      for _, h in ipairs(ids) do n = n + redis.call('DEL', ARGV[1] .. h) end\n\
      redis.call('DEL', KEYS[1])\n\
-     redis.call('PUBLISH', ARGV[2], ARGV[3])\n\
-     return n\n";
+     redis.call('PUBLISH', ARGV[2], stamp(ARGV[3]))\n\
+     return n\n"
+);
 
 /// KEYS: user. ARGV: session prefix. Returns {hex, user_id, roles, default_role, created_at,
 /// expires_at, variables, ...} for each live session, oldest first (a missing field is an empty
@@ -200,4 +222,79 @@ pub(super) const LIST_USER: &str = concat!(
        end\n\
      end\n\
      return out\n"
+);
+
+// Redis Cluster: every script below touches exactly one key, so that it runs on the node that
+// owns the key's slot. A session and its user's index may live on different nodes, so what
+// CREATE, REVOKE and REVOKE_USER do in one script is done in steps there (the store's
+// `cluster` module), the session always first.
+
+/// Cluster. KEYS: session. ARGV: user_id, roles, default_role, ttl ms, variables (or empty).
+/// Writes the session hash with its expiry. Returns {now, exp}.
+pub(super) const CLUSTER_SESSION_CREATE: &str = concat!(
+    lua_now!(),
+    "local exp = now + tonumber(ARGV[4])\n\
+     redis.call('HSET', KEYS[1], 'user_id', ARGV[1], 'roles', ARGV[2], 'default_role', ARGV[3],\n\
+       'created_at', string.format('%d', now), 'expires_at', string.format('%d', exp))\n\
+     if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'variables', ARGV[5]) end\n\
+     redis.call('PEXPIREAT', KEYS[1], string.format('%d', exp))\n\
+     return {now, exp}\n"
+);
+
+/// Cluster. KEYS: user. ARGV: hex, the session's expires_at (ms). Adds the session to the
+/// index, scored by this node's clock in microseconds (so one user's scores all come from one
+/// clock), and extends the index's expiry. Returns the index's size.
+pub(super) const CLUSTER_INDEX_ADD: &str = concat!(
+    lua_now!(),
+    lua_extend_user!(),
+    "local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])\n\
+     redis.call('ZADD', KEYS[1], string.format('%d', now_us), ARGV[1])\n\
+     extend_user(KEYS[1], tonumber(ARGV[2]), now)\n\
+     return redis.call('ZCARD', KEYS[1])\n"
+);
+
+/// Cluster. KEYS: user. ARGV: expires_at (ms). Pushes the index's expiry to at least that.
+pub(super) const CLUSTER_EXTEND_USER: &str = concat!(
+    lua_now!(),
+    lua_extend_user!(),
+    "extend_user(KEYS[1], tonumber(ARGV[1]), now)\n\
+     return 1\n"
+);
+
+/// Cluster. KEYS: session. ARGV: hex, channel. Deletes the session and publishes its stamped
+/// hash. Returns {deleted (0 or 1), user_id or ''}: the caller then removes it from the index.
+pub(super) const CLUSTER_SESSION_REVOKE: &str = concat!(
+    lua_stamp!(),
+    "local uid = redis.call('HGET', KEYS[1], 'user_id')\n\
+     local n = redis.call('DEL', KEYS[1])\n\
+     redis.call('PUBLISH', ARGV[2], stamp(ARGV[1]))\n\
+     return {n, uid or ''}\n"
+);
+
+/// Cluster. KEYS: user. Returns the index's members with their scores (oldest first): a sorted
+/// set as it is; a set (the schema before the sessions bound) with scores of 0.
+pub(super) const CLUSTER_INDEX_MEMBERS: &str = "if redis.call('TYPE', KEYS[1]).ok == 'set' then\n\
+       local out = {}\n\
+       for _, h in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n\
+         table.insert(out, h)\n\
+         table.insert(out, '0')\n\
+       end\n\
+       return out\n\
+     end\n\
+     return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')\n";
+
+/// Cluster. KEYS: user. ARGV: hex… Removes these members from the index (a set or a sorted
+/// set). Returns how many were removed.
+pub(super) const CLUSTER_INDEX_REMOVE: &str = "if #ARGV == 0 then return 0 end\n\
+     if redis.call('TYPE', KEYS[1]).ok == 'set' then\n\
+       return redis.call('SREM', KEYS[1], unpack(ARGV))\n\
+     end\n\
+     return redis.call('ZREM', KEYS[1], unpack(ARGV))\n";
+
+/// Cluster. ARGV: channel, payload. Publishes the payload stamped with the server's time.
+/// Keyless: runs on any node, and a Cluster broadcasts PUBLISH to every node.
+pub(super) const CLUSTER_PUBLISH: &str = concat!(
+    lua_stamp!(),
+    "redis.call('PUBLISH', ARGV[1], stamp(ARGV[2]))\n\
+     return 1\n"
 );

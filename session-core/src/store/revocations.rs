@@ -2,6 +2,7 @@
 //! the Redis store) and, with Redis, what other replicas publish on `<prefix>:revocations`.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::RwLock;
 
@@ -23,8 +24,38 @@ pub enum Revocation {
 
 impl Revocation {
     /// Parses a message of the revocation channel: 64 hex characters (a session) or
-    /// `user:<user_id>`. Anything else is [`Revocation::Resync`], the safe reading.
+    /// `user:<user_id>`, either of them optionally after a publish time (see
+    /// [`Revocation::parse_timed`]). Anything else is [`Revocation::Resync`], the safe reading.
     pub fn parse(payload: &[u8]) -> Revocation {
+        Revocation::parse_timed(payload).0
+    }
+
+    /// Parses a message that may start with its publish time, `@<Unix microseconds> `, as the
+    /// gateway's scripts publish it (`@1765090000123456 <hex>`), and returns that time too.
+    ///
+    /// The time comes first so that a replica of a version before it reads a stamped message as
+    /// something it does not understand (a [`Revocation::Resync`]: it drops its whole cache)
+    /// rather than as a revocation of a user whose id ends in the stamp. Messages without a
+    /// stamp (other services, older replicas) parse as before.
+    pub fn parse_timed(payload: &[u8]) -> (Revocation, Option<SystemTime>) {
+        let Some(rest) = payload.strip_prefix(b"@") else {
+            return (Revocation::parse_plain(payload), None);
+        };
+        let Some(space) = rest.iter().position(|b| *b == b' ') else {
+            return (Revocation::Resync, None);
+        };
+        let at = std::str::from_utf8(&rest[..space])
+            .ok()
+            .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|d| d.parse::<u64>().ok())
+            .and_then(|us| UNIX_EPOCH.checked_add(Duration::from_micros(us)));
+        match at {
+            Some(at) => (Revocation::parse_plain(&rest[space + 1..]), Some(at)),
+            None => (Revocation::Resync, None),
+        }
+    }
+
+    fn parse_plain(payload: &[u8]) -> Revocation {
         if let Some(user) = payload.strip_prefix(b"user:") {
             if let Ok(user) = std::str::from_utf8(user) {
                 if !user.is_empty() {
@@ -47,6 +78,12 @@ impl Revocation {
             Revocation::User(user) => Some(format!("user:{user}")),
             Revocation::Resync => None,
         }
+    }
+
+    /// The message with its publish time, `@<Unix microseconds> <payload>`.
+    pub fn timed_payload(&self, at: SystemTime) -> Option<String> {
+        let us = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
+        self.payload().map(|p| format!("@{us} {p}"))
     }
 }
 
@@ -100,6 +137,41 @@ mod tests {
             assert_eq!(Revocation::parse(junk), Revocation::Resync);
         }
         assert_eq!(Revocation::Resync.payload(), None);
+    }
+
+    #[test]
+    fn timed_payloads_carry_their_publish_time() {
+        let id = Token::generate().hash();
+        let at = UNIX_EPOCH + Duration::from_micros(1_765_090_000_123_456);
+        for r in [
+            Revocation::Session(id),
+            Revocation::User(Arc::from("alice:1")),
+        ] {
+            let p = r.timed_payload(at).unwrap();
+            assert!(p.starts_with("@1765090000123456 "), "{p}");
+            assert_eq!(Revocation::parse_timed(p.as_bytes()), (r.clone(), Some(at)));
+            assert_eq!(Revocation::parse(p.as_bytes()), r);
+        }
+        assert_eq!(
+            Revocation::parse_timed(id.to_hex().as_bytes()),
+            (Revocation::Session(id), None)
+        );
+        // A stamp that is not a number, or a stamp with nothing after it, is not understood.
+        for junk in [
+            &b"@"[..],
+            b"@ user:a",
+            b"@12x user:a",
+            b"@123",
+            b"@-1 user:a",
+        ] {
+            assert_eq!(Revocation::parse_timed(junk), (Revocation::Resync, None));
+        }
+        // Before this format, a replica read `user:<id> <stamp>`-like messages as a user id:
+        // the stamp goes first so that an old replica sees an unknown message (a resync).
+        let p = Revocation::User(Arc::from("bob"))
+            .timed_payload(at)
+            .unwrap();
+        assert!(!p.starts_with("user:"));
     }
 
     #[test]
