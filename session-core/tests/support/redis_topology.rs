@@ -332,7 +332,8 @@ pub(crate) struct SentinelSet {
     /// The two data nodes (master and replica at start; roles change with failovers).
     nodes: Vec<Proc>,
     sentinels: Vec<Proc>,
-    /// The port of the last master killed by [`SentinelSet::kill_master`], and when.
+    /// The port of the last node killed by [`SentinelSet::kill_master`] or
+    /// [`SentinelSet::kill_replica`], and when.
     killed: Option<(u16, Instant)>,
     dir: TempDir,
 }
@@ -571,9 +572,36 @@ impl SentinelSet {
             .find(|n| n.port == port)
             .expect("the master is one of ours");
         assert!(node.running(), "the master on {port} is already dead");
-        node.kill();
+        // Timestamped before the signal: whatever a client sees after this instant may be
+        // the kill's doing.
         self.killed = Some((port, Instant::now()));
+        node.kill();
         port
+    }
+
+    /// When the last kill ([`SentinelSet::kill_master`], [`SentinelSet::kill_replica`]) was
+    /// signalled.
+    pub(crate) fn killed_at(&self) -> Option<Instant> {
+        self.killed.map(|(_, at)| at)
+    }
+
+    /// SIGKILLs the replica (the master stays): nothing can confirm a write (`WAIT`).
+    /// [`SentinelSet::restart_killed_as_replica`] brings it back.
+    pub(crate) fn kill_replica(&mut self) -> u16 {
+        let master = self.master_port();
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.port != master)
+            .expect("the replica is one of ours");
+        assert!(
+            node.running(),
+            "the replica on {} is already dead",
+            node.port
+        );
+        self.killed = Some((node.port, Instant::now()));
+        node.kill();
+        node.port
     }
 
     /// Waits until every sentinel reports a master other than the one killed and that node
@@ -595,8 +623,8 @@ impl SentinelSet {
         at.elapsed()
     }
 
-    /// Starts the killed node again as a replica of the current master and waits until it is in
-    /// sync (so that `WAIT 1` succeeds again) and the sentinels see it.
+    /// Starts the killed node (old master or replica) again as a replica of the current master
+    /// and waits until it is in sync (so that `WAIT 1` succeeds again) and the sentinels see it.
     pub(crate) fn restart_killed_as_replica(&mut self) {
         let (old, _) = self.killed.take().expect("kill_master first");
         let master = self.master_port();
