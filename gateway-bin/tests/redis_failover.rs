@@ -370,9 +370,9 @@ async fn a_sentinel_failover_through_the_gateway() {
     // Right before the kill: revocations and logins, all acknowledged.
     let revoked = futures_util::future::join_all(doomed.iter().map(|t| revoke(a, t))).await;
     assert!(revoked.iter().all(|s| *s == 204), "{revoked:?}");
-    let survivors = futures_util::future::join_all(
-        (0..10).map(|i| create_session(a, &format!("survivor-{i}"), &["user"], None)),
-    )
+    let survivors = futures_util::future::join_all((0..10).map(|i| async move {
+        create_session(a, &format!("survivor-{i}"), &["user"], None).await
+    }))
     .await;
     // From the acknowledgement on, never served again (want = None: a 200 fails).
     let doomed_loop = client_loop(

@@ -248,13 +248,28 @@ async fn the_per_user_bound_under_50_concurrent_logins() {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let most = Arc::new(AtomicUsize::new(0));
+    let most_indexed = Arc::new(AtomicUsize::new(0));
     let samples = Arc::new(AtomicUsize::new(0));
     let observer = {
-        let (set, stop, most, samples) = (set.clone(), stop.clone(), most.clone(), samples.clone());
+        let (set, stop, most, most_indexed, samples) = (
+            set.clone(),
+            stop.clone(),
+            most.clone(),
+            most_indexed.clone(),
+            samples.clone(),
+        );
         tokio::task::spawn_blocking(move || {
+            let mut index = node(set.port_of_key("gateway:user:fay"));
             while !stop.load(Ordering::SeqCst) {
+                // Live session keys (a scan of three nodes, not one snapshot) and the members
+                // of the user's index (one key, exact).
                 let n = keys(&set, "gateway:session:*").len();
                 most.fetch_max(n, Ordering::SeqCst);
+                let z: usize = redis::cmd("ZCARD")
+                    .arg("gateway:user:fay")
+                    .query(&mut index)
+                    .unwrap();
+                most_indexed.fetch_max(z, Ordering::SeqCst);
                 samples.fetch_add(1, Ordering::SeqCst);
             }
         })
@@ -309,10 +324,12 @@ async fn the_per_user_bound_under_50_concurrent_logins() {
     };
     eprintln!(
         "50 concurrent logins (max_per_user {K}) in {storm:?}: {} created, {failed} failed; \
-         most live sessions seen during the storm {} ({} samples); at the end {at_end} live \
-         session keys, {listed} listed, {resolvable} resolvable, {index} in the user index",
+         most live sessions seen during the storm {} (most index members {}; {} samples); at \
+         the end {at_end} live session keys, {listed} listed, {resolvable} resolvable, {index} \
+         in the user index",
         created.len(),
         most.load(Ordering::SeqCst),
+        most_indexed.load(Ordering::SeqCst),
         samples.load(Ordering::SeqCst),
     );
     assert_eq!(failed, 0, "a login failed");
