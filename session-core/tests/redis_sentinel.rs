@@ -389,7 +389,6 @@ async fn a_failover_mid_traffic_is_503_then_200_and_loses_nothing() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };
-    let _ = recovered;
     // Some steady traffic after the switch.
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::SeqCst);
@@ -399,7 +398,10 @@ async fn a_failover_mid_traffic_is_503_then_200_and_loses_nothing() {
     let doomed_log = doomed_loop.await.unwrap();
     let ready_log = ready_loop.await.unwrap();
 
-    eprintln!("failover (master {old} -> {new}): sentinels agreed {raw:?} after the kill");
+    eprintln!(
+        "failover (master {old} -> {new}): sentinels agreed {raw:?} after the kill; replica A \
+         resolved and was subscribed again {recovered:?} later"
+    );
     for (name, log) in [("alice", &alice_log), ("root", &root_log)] {
         let w = window(log, kill);
         let rel = |d: Option<Duration>| d.map(|d| d.saturating_sub(kill));
