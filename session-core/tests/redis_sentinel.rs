@@ -593,8 +593,12 @@ async fn master_auth_and_sentinel_auth_are_separate() {
     ];
     for (what, url) in wrong {
         // Opening may fail at once, or the first command does: either way nothing is served.
-        let Ok(s) = open(&url) else {
-            continue;
+        let s = match open(&url) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{what}: refused at open: {e}");
+                continue;
+            }
         };
         let start = Instant::now();
         let got = s.resolve(&token.hash()).await;
@@ -609,6 +613,7 @@ async fn master_auth_and_sentinel_auth_are_separate() {
             "{what}: failing took {:?}",
             start.elapsed()
         );
+        eprintln!("{what}: {got:?} after {:?}", start.elapsed());
         // The error never shows a password.
         let text = format!("{got:?}");
         for pw in [MASTER_PW, SENTINEL_PW, "nope"] {
