@@ -558,6 +558,43 @@ async fn without_a_replica_logins_work_and_revocations_are_refused() {
     assert!(s.resolve(&t.hash()).await.unwrap().is_none());
 }
 
+/// A master that hangs with its connections open (SIGSTOP: a frozen process, a partition) is
+/// noticed by the command timeout and dropped, so the store asks the Sentinels again and follows
+/// the failover; it never answers "no such session" for a live one meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_master_is_left_for_the_new_one() {
+    let Some(mut set) = SentinelSet::start(opts()) else {
+        return;
+    };
+    let s = open(&set.url()).unwrap();
+    let (token, _) = s.create(session("nia", &["user"], "user")).await.unwrap();
+    assert!(s.resolve(&token.hash()).await.unwrap().is_some());
+    let frozen = set.freeze_master();
+    let start = Instant::now();
+    let mut failures = 0;
+    let back = loop {
+        match s.resolve(&token.hash()).await {
+            Ok(Some(_)) if failures > 0 => break start.elapsed(),
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("a live session read as unknown during the failover"),
+            Err(StoreError::Unavailable(_)) => failures += 1,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "still no answer {:?} after freezing the master",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!("a frozen master: answers again {back:?} after the freeze ({failures} failed reads)");
+    assert!(failures > 0, "the frozen master kept answering");
+    assert_ne!(set.master_port(), frozen, "the Sentinels never failed over");
+    // The session survived the failover (it was replicated before the freeze).
+    assert!(s.resolve(&token.hash()).await.unwrap().is_some());
+    set.thaw(frozen);
+}
+
 /// The sentinels' password and the master's are separate settings: both right works; a wrong,
 /// missing or swapped one fails closed (no session is created or resolved).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

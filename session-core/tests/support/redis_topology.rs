@@ -153,6 +153,19 @@ impl Proc {
     fn running(&self) -> bool {
         self.child.is_some()
     }
+
+    /// Sends `SIGSTOP` or `SIGCONT`: a process that hangs (or comes back) with its sockets
+    /// open, which clients only notice by their timeouts.
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let status = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(c.id().to_string())
+                .status()
+                .expect("kill(1) runs");
+            assert!(status.success(), "kill -{sig} failed");
+        }
+    }
 }
 
 impl Drop for Proc {
@@ -577,6 +590,27 @@ impl SentinelSet {
         self.killed = Some((port, Instant::now()));
         node.kill();
         port
+    }
+
+    /// Freezes the master (`SIGSTOP`): its connections stay open and nothing answers, as with
+    /// a hung server or a partition. [`SentinelSet::thaw`] resumes it.
+    pub(crate) fn freeze_master(&mut self) -> u16 {
+        let port = self.master_port();
+        let node = self
+            .nodes
+            .iter()
+            .find(|n| n.port == port)
+            .expect("the master is one of ours");
+        self.killed = Some((port, Instant::now()));
+        node.signal("STOP");
+        port
+    }
+
+    /// Resumes a node frozen by [`SentinelSet::freeze_master`].
+    pub(crate) fn thaw(&mut self, port: u16) {
+        if let Some(node) = self.nodes.iter().find(|n| n.port == port) {
+            node.signal("CONT");
+        }
     }
 
     /// When the last kill ([`SentinelSet::kill_master`], [`SentinelSet::kill_replica`]) was
