@@ -155,6 +155,11 @@ where
                 .extensions()
                 .get::<ConnectionInfo>()
                 .map(|i| i.remote_addr),
+            // For the OTLP span's `url.scheme` (telemetry::otlp).
+            https: req
+                .extensions()
+                .get::<ConnectionInfo>()
+                .is_some_and(|i| i.tls),
         };
         FrontFuture {
             fut: self.inner.call(req),
@@ -180,6 +185,8 @@ struct Log {
     method: http::Method,
     host: Option<HeaderValue>,
     client: Option<std::net::SocketAddr>,
+    /// Whether the connection is TLS (the OTLP span's `url.scheme`).
+    https: bool,
 }
 
 impl Log {
@@ -192,6 +199,8 @@ impl Log {
             .unwrap_or(("-", "-"));
         let status = res.status().as_u16();
         let elapsed = self.start.elapsed();
+        // The OTLP span (issue 17 item 4): a no-op unless `[telemetry] otlp_endpoint` is set.
+        crate::telemetry::otlp::record(res, &self.method, self.host.as_ref(), self.https, elapsed);
         tracing::info!(
             target: crate::telemetry::ACCESS_TARGET,
             method = %self.method,
