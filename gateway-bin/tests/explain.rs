@@ -117,7 +117,7 @@ async fn explain_gives_the_decision_the_access_log_records_and_leaves_no_trace()
     let admin_host = host("admin");
 
     // (method, host, path, headers, expected reason, expected status when sent for real)
-    let cases: Vec<Case> = vec![
+    let cases: Vec<Case<'_>> = vec![
         ("GET", data.clone(), "/", vec![], "allowed", 200),
         ("GET", host("nowhere"), "/", vec![], "unknown-host", 404),
         (
