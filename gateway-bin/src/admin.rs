@@ -94,6 +94,8 @@ pub struct AdminState {
     pub metrics_require_secret: bool,
     /// The checks every request passes first.
     pub guard: AdminGuard,
+    /// The live route table, for `POST /v1/explain`; `None` answers 404 there.
+    pub routes: Option<route_core::SharedRouteTable<crate::stack::RouteService>>,
 }
 
 /// What every admin request is checked for before a handler runs.
@@ -187,6 +189,7 @@ pub fn router(state: AdminState) -> axum::Router {
             "/v1/users/{id}/sessions",
             get(list_sessions).delete(revoke_user),
         )
+        .route("/v1/explain", post(explain))
         .route("/v1/certs", get(list_certs))
         .route("/v1/certs/{name}/renew", post(renew_cert))
         .route("/metrics", get(metrics))
@@ -199,6 +202,14 @@ pub fn router(state: AdminState) -> axum::Router {
         None => r,
     };
     r.layer(axum::middleware::from_fn_with_state(guard_state, guard))
+}
+
+/// `POST /v1/explain` (see [`crate::explain`]).
+async fn explain(_: AdminAuth, State(state): State<AdminState>, body: Bytes) -> Response {
+    match &state.routes {
+        Some(table) => crate::explain::explain(table.clone(), &body).await,
+        None => reject::response(reject::NOT_FOUND),
+    }
 }
 
 /// Proof that the request carried the admin secret.

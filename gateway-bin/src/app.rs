@@ -355,6 +355,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
                 hosts: config.listen.admin_hosts.clone().into(),
                 max_body_bytes: config.limits.max_body_bytes,
             },
+            routes: Some(shared.table.clone()),
         };
         let app = admin::router(state);
         let admin_settings = ConnSettings {

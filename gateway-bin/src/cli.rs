@@ -44,6 +44,38 @@ pub enum Command {
     /// List, add and remove services at run time through the admin API.
     #[command(subcommand)]
     Service(ServiceCommand),
+    /// Ask the running gateway what it would decide about a request (POST /v1/explain):
+    /// the route, who the credential resolves to, and the verdict with its reason. Nothing is
+    /// proxied and nothing changes (no session touched, no metric counted).
+    Explain {
+        /// The request's URL (https://data.example.com/path).
+        #[arg(long)]
+        url: String,
+        /// The method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// A bearer token to send, or `-` to read it from standard input (keeps it out of
+        /// the process list and shell history).
+        #[arg(
+            long,
+            env = "GATEWAY_EXPLAIN_TOKEN",
+            hide_env_values = true,
+            allow_hyphen_values = true
+        )]
+        token: Option<String>,
+        /// The role to ask for (`X-Hasura-Role`).
+        #[arg(long)]
+        role: Option<String>,
+        /// The client address the gateway should assume.
+        #[arg(long)]
+        client: Option<std::net::IpAddr>,
+        /// Print the JSON answer instead of the summary.
+        #[arg(long)]
+        json: bool,
+        /// How to reach the admin API.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 /// Where the admin API is and how to authenticate to it.

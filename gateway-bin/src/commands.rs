@@ -332,3 +332,144 @@ mod tests {
         assert_eq!(super::segment("user-1_x.y~"), "user-1_x.y~");
     }
 }
+
+/// What `gateway explain` was given.
+#[derive(Debug)]
+pub struct ExplainArgs {
+    /// The request's URL.
+    pub url: String,
+    /// The method.
+    pub method: String,
+    /// A bearer token, or `-` for standard input.
+    pub token: Option<String>,
+    /// The role to ask for.
+    pub role: Option<String>,
+    /// The client address to assume.
+    pub client: Option<std::net::IpAddr>,
+    /// Print the JSON answer.
+    pub json: bool,
+    /// How to reach the admin API.
+    pub admin: AdminArgs,
+}
+
+/// `gateway explain`: asks `POST /v1/explain` and prints the decision for people.
+pub async fn explain(args: ExplainArgs) -> ExitCode {
+    let token = match args.token.as_deref() {
+        Some("-") => {
+            let mut s = String::new();
+            if std::io::stdin().read_to_string(&mut s).is_err() {
+                eprintln!("gateway: cannot read the token from standard input");
+                return ExitCode::from(2);
+            }
+            Some(s.trim().to_owned()).filter(|t| !t.is_empty())
+        }
+        other => other.map(str::to_owned),
+    };
+    let mut headers = serde_json::Map::new();
+    if let Some(t) = token {
+        headers.insert("authorization".into(), format!("Bearer {t}").into());
+    }
+    if let Some(r) = args.role {
+        headers.insert("x-hasura-role".into(), r.into());
+    }
+    let mut body = serde_json::json!({
+        "method": args.method,
+        "url": args.url,
+        "headers": headers,
+    });
+    if let Some(c) = args.client {
+        body["client"] = c.to_string().into();
+    }
+    let secret = match client::admin_secret(args.admin.admin_secret_file.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let answer = client::call(
+        &args.admin.admin_url,
+        &secret,
+        Method::POST,
+        "/v1/explain",
+        Some(body),
+        None,
+    )
+    .await;
+    let (status, bytes) = match answer {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let parsed = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+    let Some(v) = parsed.filter(|_| status.is_success()) else {
+        eprintln!(
+            "gateway: the admin API answered {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        return ExitCode::FAILURE;
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string())
+        );
+    } else {
+        print!("{}", explain_text(&v));
+    }
+    ExitCode::SUCCESS
+}
+
+/// The explain answer as a few lines for people.
+fn explain_text(v: &serde_json::Value) -> String {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
+    let mut out = String::new();
+    let verdict = s(&v["verdict"]).to_uppercase();
+    let status = v["status"]
+        .as_u64()
+        .map_or("proxied to the upstream".to_owned(), |n| {
+            format!("answered {n}")
+        });
+    out.push_str(&format!(
+        "verdict:    {verdict} ({}), {status}\n",
+        s(&v["reason"])
+    ));
+    out.push_str(&format!("why:        {}\n", s(&v["message"])));
+    if let Some(d) = v["detail"].as_str() {
+        out.push_str(&format!("detail:     {d}\n"));
+    }
+    match v["route"].as_object() {
+        Some(r) => out.push_str(&format!(
+            "route:      service {} -> {}\n",
+            r.get("service").map_or("-".into(), s),
+            r.get("upstream").map_or("-".into(), s)
+        )),
+        None => out.push_str("route:      none\n"),
+    }
+    out.push_str(&format!(
+        "credential: {} (resolver: {})\n",
+        s(&v["credential"]),
+        s(&v["resolver"])
+    ));
+    if let Some(i) = v["identity"].as_object() {
+        let roles = i
+            .get("allowed_roles")
+            .and_then(|r| r.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "identity:   user {} role {} (asked for {}; allowed {roles})\n",
+            i.get("user_id").map_or("-".into(), s),
+            i.get("role").map_or("-".into(), s),
+            i.get("requested_role").map_or("-".into(), s),
+        ));
+    }
+    out
+}

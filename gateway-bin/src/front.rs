@@ -1,6 +1,8 @@
-//! Telemetry of the request path: [`Front`], the outermost layer, writes the access log and
-//! the request metrics; [`Served`], in each route's pipeline right after the session layer,
-//! tells it which service answered and who the caller was ([`ServedBy`], a response extension).
+//! Telemetry of the request path: [`Front`], the outermost layer, puts a
+//! [`DecisionRecord`] into every request, and once the answer is known writes it as the
+//! access line and counts the request; [`Served`], around each route's pipeline, writes the
+//! service's name into it. The other layers (router, session layer, role check, proxy) write
+//! what they decided (`route_core::decision`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -13,18 +15,9 @@ use std::time::Instant;
 use http::{HeaderValue, Request, Response};
 use metrics::{Counter, Histogram, SharedString};
 use pin_project_lite::pin_project;
+use route_core::decision::{self, DecisionRecord, Refused};
 use route_core::{Body, ConnectionInfo};
-use session_core::Identity;
 use tower::{Layer, Service};
-
-/// Who was served by which service: a response extension that [`Served`] sets.
-#[derive(Clone, Debug)]
-pub struct ServedBy {
-    /// The service's name.
-    pub service: Arc<str>,
-    /// The caller's identity as the service saw it.
-    pub identity: Option<Identity>,
-}
 
 /// Layer for [`Served`]: one per service.
 #[derive(Clone, Debug)]
@@ -33,7 +26,7 @@ pub struct ServedLayer {
 }
 
 impl ServedLayer {
-    /// Tags the answers of the service `name`.
+    /// Tags the requests of the service `name`.
     pub fn new(name: &str) -> Self {
         ServedLayer {
             service: Arc::from(name),
@@ -51,8 +44,9 @@ impl<S> Layer<S> for ServedLayer {
     }
 }
 
-/// Puts [`ServedBy`] on every answer of a service, with the identity the session layer
-/// resolved (it sits right after it).
+/// Writes the service's name into the request's [`DecisionRecord`]. It wraps a route's whole
+/// pipeline, so a request the session layer or the role check refuses is still logged with
+/// the service it was routed to.
 #[derive(Clone, Debug)]
 pub struct Served<S> {
     inner: S,
@@ -65,46 +59,17 @@ where
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = ServedFuture<S::Future>;
+    type Future = S::Future;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let served = ServedBy {
-            service: self.service.clone(),
-            identity: req.extensions().get::<Identity>().cloned(),
-        };
-        ServedFuture {
-            inner: self.inner.call(req),
-            served: Some(served),
+        if let Some(record) = req.extensions().get::<DecisionRecord>() {
+            record.update(|d| d.service = Some(self.service.clone()));
         }
-    }
-}
-
-pin_project! {
-    /// Response future of [`Served`].
-    pub struct ServedFuture<F> {
-        #[pin]
-        inner: F,
-        served: Option<ServedBy>,
-    }
-}
-
-impl<F, E> Future for ServedFuture<F>
-where
-    F: Future<Output = Result<Response<Body>, E>>,
-{
-    type Output = Result<Response<Body>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut res = ready!(this.inner.poll(cx))?;
-        if let Some(served) = this.served.take() {
-            res.extensions_mut().insert(served);
-        }
-        Poll::Ready(Ok(res))
+        self.inner.call(req)
     }
 }
 
@@ -146,8 +111,11 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let record = DecisionRecord::new();
+        req.extensions_mut().insert(record.clone());
         let log = Log {
+            record,
             start: Instant::now(),
             method: req.method().clone(),
             host: host_of(&req),
@@ -174,8 +142,10 @@ fn host_of<B>(req: &Request<B>) -> Option<HeaderValue> {
 }
 
 /// What the access log needs from the request. It lives in every request's future, which
-/// hyper and each layer move around, so it keeps only what the log line prints.
+/// hyper and each layer move around, so it keeps only what the log line prints; the layers
+/// write the rest into the decision record.
 struct Log {
+    record: DecisionRecord,
     start: Instant,
     method: http::Method,
     host: Option<HeaderValue>,
@@ -183,41 +153,45 @@ struct Log {
 }
 
 impl Log {
+    /// Writes the decision record as the access line and counts the request.
     fn record(self, res: &Response<Body>) {
-        let served = res.extensions().get::<ServedBy>();
-        let service = served.map(|s| &*s.service).unwrap_or("-");
-        let (user, role) = served
-            .and_then(|s| s.identity.as_ref())
-            .map(|i| (&*i.user_id, &*i.role))
-            .unwrap_or(("-", "-"));
+        let refused = res.extensions().get::<Refused>();
         let status = res.status().as_u16();
         let elapsed = self.start.elapsed();
-        tracing::info!(
-            target: crate::telemetry::ACCESS_TARGET,
-            method = %self.method,
-            host = self.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-"),
-            service,
-            status,
-            role,
-            user_id = user,
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            client = %OrDash(self.client),
-        );
-        let status_label = status_class(status);
-        record_metrics(
-            served.map(|s| &s.service),
-            served.and_then(|s| s.identity.as_ref()).map(|i| &i.role),
-            status_label,
-            elapsed.as_secs_f64(),
-        );
-        match status {
-            502 | 504 => {
-                let service_label = label(served.map(|s| &s.service));
-                metrics::counter!("gateway_upstream_errors_total", "service" => service_label, "status" => status_label).increment(1);
+        self.record.read(|d| {
+            tracing::info!(
+                target: crate::telemetry::ACCESS_TARGET,
+                method = %self.method,
+                host = self.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-"),
+                service = d.service.as_deref().unwrap_or("-"),
+                status,
+                role = d.role.as_deref().unwrap_or("-"),
+                user_id = d.user_id.as_deref().unwrap_or("-"),
+                latency_ms = elapsed.as_secs_f64() * 1000.0,
+                client = %OrDash(self.client),
+                reason = decision::reason(d, refused),
+                credential = d.credential.as_str(),
+                resolver = d.resolver.unwrap_or("-"),
+                requested_role = d.requested_role.as_deref().unwrap_or("-"),
+                upstream = d.upstream.as_deref().unwrap_or("-"),
+                detail = d.detail.as_deref().unwrap_or("-"),
+            );
+            let status_label = status_class(status);
+            record_metrics(
+                d.service.as_ref(),
+                d.role.as_ref(),
+                status_label,
+                elapsed.as_secs_f64(),
+            );
+            match status {
+                502 | 504 => {
+                    let service_label = label(d.service.as_ref());
+                    metrics::counter!("gateway_upstream_errors_total", "service" => service_label, "status" => status_label).increment(1);
+                }
+                503 => metrics::counter!("gateway_store_errors_total").increment(1),
+                _ => {}
             }
-            503 => metrics::counter!("gateway_store_errors_total").increment(1),
-            _ => {}
-        }
+        });
     }
 }
 

@@ -21,6 +21,7 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod config;
+pub mod explain;
 pub mod front;
 pub mod redis;
 pub mod reject;

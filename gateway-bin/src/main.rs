@@ -77,5 +77,22 @@ fn main() -> ExitCode {
         Command::User(cmd) => runtime.block_on(commands::user(cmd)),
         Command::Cert(cmd) => runtime.block_on(commands::cert(cmd)),
         Command::Service(cmd) => runtime.block_on(commands::service(cmd)),
+        Command::Explain {
+            url,
+            method,
+            token,
+            role,
+            client,
+            json,
+            admin,
+        } => runtime.block_on(commands::explain(commands::ExplainArgs {
+            url,
+            method,
+            token,
+            role,
+            client,
+            json,
+            admin,
+        })),
     }
 }

@@ -48,6 +48,8 @@ route_core::rejections! {
     VERSION_MISMATCH = (PRECONDITION_FAILED, "version-mismatch", "the services changed; read them again and retry");
     /// The services' state file could not be written: nothing was applied.
     STATE_WRITE_FAILED = (INTERNAL_SERVER_ERROR, "state-write-failed", "the change could not be saved, so it was not applied; see the gateway's log");
+    /// `POST /v1/explain` with a request that cannot be explained (a bad URL, method or header).
+    INVALID_EXPLAIN_REQUEST = (BAD_REQUEST, "invalid-explain-request", "the request to explain is not usable (method, url and headers must make a valid HTTP request)");
     /// The routes could not be rebuilt with the change.
     APPLY_FAILED = (INTERNAL_SERVER_ERROR, "apply-failed", "the change could not be applied");
 }

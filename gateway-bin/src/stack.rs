@@ -5,14 +5,14 @@
 //! HTTPS listener:  Hsts ─┐
 //! plain listener:  [Http01 → HttpsRedirect, when TLS is on] ─┤
 //!                                                            ▼
-//! Front (access log, metrics)                                    gateway-bin  front.rs
+//! Front (decision record → access log, metrics)                  gateway-bin  front.rs
 //!  → Tunnels (WebSocket upgrades get the revocation hook)        session-core tunnels
 //!  → HopByHop (strip hop-by-hop headers first)                   route-core   hop
 //!  → Router (host normalised once, SNI = Host, one lookup)       route-core   router
 //!  → per route:
-//!      RouteCors (preflights; CORS headers on every answer)      route-core   cors
+//!      Served (the service's name into the decision record)      gateway-bin  front.rs
+//!      → RouteCors (preflights; CORS headers on every answer)    route-core   cors
 //!      → SessionLayer (credential → identity headers)            session-core session_layer
-//!      → Served (service and identity for the access log)        gateway-bin  front.rs
 //!      → Csrf (cookie requests; every login on issuer routes)    session-core csrf
 //!      → Issuer (mint sessions / scrub session cookies)          session-core issuer
 //!      → RequireRole (+ browser redirects)                       session-core require_role
@@ -48,7 +48,7 @@ use crate::config::{Config, Service};
 use crate::front::{Front, FrontLayer, Served, ServedLayer};
 
 /// One service's pipeline, as stored in the route table.
-pub type RouteService = RouteCors<SessionService<Served<Csrf<Issuer<RequireRole<ProxyService>>>>>>;
+pub type RouteService = Served<RouteCors<SessionService<Csrf<Issuer<RequireRole<ProxyService>>>>>>;
 
 /// The request path of a listener, from the access log to the router.
 pub type GatewayService = Front<WatchTunnels<HopByHop<Router<RouteService>>>>;
@@ -235,9 +235,9 @@ pub fn route_service(
         forward_credentials: service.forward_credentials,
         ..parts.session.clone()
     };
-    let pipeline = RouteCorsLayer::new(&cors_config(config, service), origins).layer(
-        SessionLayer::new(parts.resolver.clone(), session).layer(
-            ServedLayer::new(&service.name).layer(
+    let pipeline = ServedLayer::new(&service.name).layer(
+        RouteCorsLayer::new(&cors_config(config, service), origins).layer(
+            SessionLayer::new(parts.resolver.clone(), session).layer(
                 CsrfLayer::new(csrf.clone())
                     .guard_logins(service.session_issuer)
                     .layer(issuer.route_name(&service.name).layer(role.layer(proxied))),

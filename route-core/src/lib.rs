@@ -53,6 +53,7 @@
 mod body;
 mod connection;
 pub mod cors;
+pub mod decision;
 pub mod forwarded;
 pub mod h2guard;
 pub mod hop;

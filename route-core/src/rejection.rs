@@ -133,11 +133,16 @@ impl Rejection {
         self.body
     }
 
-    /// Builds the response, in any body type that can be made from `Bytes`.
+    /// Builds the response, in any body type that can be made from `Bytes`. It carries its
+    /// code as a [`Refused`](crate::decision::Refused) extension, for the decision record.
     pub fn response<B: From<Bytes>>(&self) -> Response<B> {
         let mut res = Response::new(B::from(Bytes::from_static(self.body.as_bytes())));
         *res.status_mut() = self.status;
         res.headers_mut().insert(CONTENT_TYPE, JSON.clone());
+        res.extensions_mut().insert(crate::decision::Refused {
+            code: self.code,
+            message: self.message,
+        });
         res
     }
 }

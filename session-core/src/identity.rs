@@ -107,6 +107,19 @@ impl Identity {
         }
     }
 
+    /// What kind of resolver answered, for the decision record: `sessions` (a stored,
+    /// revocable session), `jwt` (a credential with its own expiry,
+    /// [`Identity::with_expiry`]), `webhook` (neither, [`Identity::without_session`]), or
+    /// `anonymous`.
+    pub fn resolver_kind(&self) -> &'static str {
+        match (self.authenticated, self.backing) {
+            (false, _) => "anonymous",
+            (true, Backing::Session) => "sessions",
+            (true, Backing::Until(_)) => "jwt",
+            (true, Backing::Stateless) => "webhook",
+        }
+    }
+
     /// True when the identity comes from a resolved credential, false for the anonymous one.
     pub fn is_authenticated(&self) -> bool {
         self.authenticated

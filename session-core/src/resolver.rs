@@ -57,6 +57,7 @@ pub struct ResolveRequest<'a> {
     head: Option<Head<'a>>,
     credential: Option<&'a Credential>,
     requested_role: Option<&'a str>,
+    dry_run: bool,
 }
 
 /// The parts of a request head a resolver reads (borrowed from `Parts` or a `Request`).
@@ -83,6 +84,7 @@ impl<'a> ResolveRequest<'a> {
             }),
             credential,
             requested_role,
+            dry_run: false,
         }
     }
 
@@ -100,6 +102,7 @@ impl<'a> ResolveRequest<'a> {
             }),
             credential,
             requested_role,
+            dry_run: false,
         }
     }
 
@@ -110,7 +113,21 @@ impl<'a> ResolveRequest<'a> {
             head: None,
             credential: Some(credential),
             requested_role: None,
+            dry_run: false,
         }
+    }
+
+    /// Marks the request as only explained ([`route_core::decision::DecisionRecord::dry_run`]):
+    /// the resolver must answer as it would, without side effects (no sliding expiry, no
+    /// metric counted).
+    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// True for a request that is only explained (see [`ResolveRequest::with_dry_run`]).
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run
     }
 
     /// The credential the layer found: `Authorization: Bearer` or the session cookie.
@@ -288,10 +305,9 @@ impl Resolver for StoreResolver {
             let Some(token) = request.token() else {
                 return Ok(None);
             };
-            Ok(self
-                .store
-                .resolve_identity(&token.hash(), self.slide)
-                .await?)
+            // An explained request reads the session without sliding it.
+            let slide = self.slide.filter(|_| !request.is_dry_run());
+            Ok(self.store.resolve_identity(&token.hash(), slide).await?)
         })
     }
 
@@ -302,8 +318,9 @@ impl Resolver for StoreResolver {
         let Some(token) = request.token() else {
             return Some(Ok(None));
         };
+        let slide = self.slide.filter(|_| !request.is_dry_run());
         self.store
-            .resolve_identity_now(&token.hash(), self.slide)
+            .resolve_identity_now(&token.hash(), slide)
             .map(|r| r.map_err(ResolveError::from))
     }
 }

@@ -16,6 +16,7 @@ use super::body::{BodyTooLarge, ClientBodyError, DownstreamBody};
 use super::connector::ConnectTimeout;
 use super::future::ResponseFuture;
 use super::{ProxyClients, UpstreamConfig};
+use crate::decision::{DecisionRecord, WouldProxy};
 use crate::hop::{strip_hop_by_hop, strip_hop_by_hop_fixed, TeTrailers};
 use crate::{request_host, Body, BoxError, ConnectionInfo, Rejection, UpgradeRequest};
 
@@ -241,9 +242,33 @@ where
                 return ResponseFuture::done(Rejection::BODY_TOO_LARGE.response());
             }
         }
+        let idx = match req.extensions().get::<DecisionRecord>() {
+            Some(record) if record.is_dry_run() => {
+                // Explained, not served: name the upstreams without picking one (picking moves
+                // the round robin) and answer here.
+                let upstream: Arc<str> = match &inner.balancer.targets[..] {
+                    [one] => one.label.clone(),
+                    all => all
+                        .iter()
+                        .map(|t| &*t.label)
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                        .into(),
+                };
+                record.update(|d| d.upstream = Some(upstream));
+                let mut res = Response::new(Body::empty());
+                res.extensions_mut().insert(WouldProxy);
+                return ResponseFuture::done(res);
+            }
+            Some(record) => {
+                let idx = inner.balancer.pick();
+                record.update(|d| d.upstream = Some(inner.target(idx).label.clone()));
+                idx
+            }
+            None => inner.balancer.pick(),
+        };
         let x_forwarded_host = forwarded_host(&req);
         let (mut parts, body) = req.into_parts();
-        let idx = inner.balancer.pick();
         // HTTP/1.1 connections (pooled, and the WebSocket tunnel's) send the origin form;
         // hyper-util's HTTP/2 client needs the absolute URI.
         let target = inner.target(idx);

@@ -8,6 +8,7 @@ use http::{HeaderValue, Request, Response, Uri};
 use tower_service::Service;
 
 use super::future::ResponseFuture;
+use crate::decision::DecisionRecord;
 use crate::{
     normalize_host, request_host, try_normalize_path, ConnectionInfo, Rejection, RouteTable,
 };
@@ -73,6 +74,13 @@ impl<S> Router<S> {
     }
 }
 
+/// Says why a request has no route, beside the rejection (which two reasons may share).
+fn note<B>(req: &Request<B>, why: &'static str) {
+    if let Some(record) = req.extensions().get::<DecisionRecord>() {
+        record.update(|d| d.detail = Some(why.into()));
+    }
+}
+
 /// The URI with its path replaced, query kept. Only called when the path changed.
 fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
     let pq = match uri.query() {
@@ -101,7 +109,12 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let host = match request_host(&req) {
             Ok(h) => h,
-            Err(e) => return ResponseFuture::rejected(e.rejection().response()),
+            Err(e) => {
+                if e == crate::HostError::IpLiteral {
+                    note(&req, "the host is an IP address, not a name");
+                }
+                return ResponseFuture::rejected(e.rejection().response());
+            }
         };
         if self.sni_check {
             if let Some(sni) = req
@@ -111,6 +124,10 @@ where
                 .and_then(|i| i.sni.as_deref())
             {
                 if normalize_host(sni).map_or(true, |s| s != host) {
+                    note(
+                        &req,
+                        "the host differs from the name the TLS connection was opened for",
+                    );
                     return ResponseFuture::rejected(Rejection::SNI_MISMATCH.response());
                 }
             }

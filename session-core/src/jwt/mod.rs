@@ -334,8 +334,12 @@ impl JwtResolver {
                 Verdict::Valid(identity) => return Attempt::Done(Ok(Some(identity))),
                 Verdict::Invalid(reason) => {
                     tracing::debug!(config = v.index, reason, "JWT refused");
-                    // `reason` is one of a few fixed strings: a bounded label.
-                    metrics::counter!("gateway_jwt_refused_total", "reason" => reason).increment(1);
+                    // `reason` is one of a few fixed strings: a bounded label. An explained
+                    // request is not counted.
+                    if !request.is_dry_run() {
+                        metrics::counter!("gateway_jwt_refused_total", "reason" => reason)
+                            .increment(1);
+                    }
                 }
                 Verdict::Unavailable(why) => unavailable = Some(why),
                 Verdict::Refetch(seen) => refetch.push((v.index, seen)),
@@ -371,7 +375,9 @@ impl Resolver for JwtResolver {
         request: &'a ResolveRequest<'a>,
     ) -> BoxFuture<'a, Result<Option<Identity>, ResolveError>> {
         Box::pin(async move {
-            match self.attempt(request, true) {
+            // An explained request never makes the key set refetch (a fetch and its metric are
+            // side effects): it is answered from the keys held now.
+            match self.attempt(request, !request.is_dry_run()) {
                 Attempt::Done(r) => r,
                 Attempt::Refetch(list) => {
                     for (index, seen) in list {
@@ -393,7 +399,7 @@ impl Resolver for JwtResolver {
         &self,
         request: &ResolveRequest<'_>,
     ) -> Option<Result<Option<Identity>, ResolveError>> {
-        match self.attempt(request, true) {
+        match self.attempt(request, !request.is_dry_run()) {
             Attempt::Done(r) => Some(r),
             Attempt::Refetch(_) => None,
         }

@@ -9,6 +9,7 @@ use super::future::ResponseFuture;
 use super::layer::{Policy, RequireRoleLayer};
 use crate::identity::Identity;
 use crate::rejection;
+use route_core::decision::DecisionRecord;
 
 /// The role-authorization middleware (see the [module docs](crate::require_role)).
 #[derive(Clone, Debug)]
@@ -79,6 +80,23 @@ where
         };
         if self.policy.allows(&identity.role) {
             return ResponseFuture::inner(self.inner.call(req));
+        }
+        let refusal = if self.policy.forbid_authenticated && identity.is_authenticated() {
+            rejection::INSUFFICIENT_ROLE
+        } else {
+            rejection::AUTHORIZATION_REQUIRED
+        };
+        if let Some(record) = req.extensions().get::<DecisionRecord>() {
+            // Recorded here, not only by the rejection: a browser may get a redirect instead.
+            let detail = format!(
+                "the role {} is not allowed here; allowed roles: {}",
+                identity.role,
+                self.policy.roles.join(", ")
+            );
+            record.update(|d| {
+                d.refusal = Some(refusal.code);
+                d.detail = Some(detail.into());
+            });
         }
         if let Some(redirect) = self
             .policy

@@ -16,6 +16,7 @@ use crate::identity::{join_roles, Identity};
 use crate::rejection;
 use crate::resolver::{ResolveError, ResolveRequest, Resolver};
 use crate::BoxFuture;
+use route_core::decision::{CredentialKind, DecisionRecord};
 
 /// The session middleware (see the [module docs](crate::session_layer)).
 #[derive(Clone)]
@@ -85,9 +86,13 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
-        let pending = match shared.begin(&mut req) {
+        let mut record = req.extensions().get::<DecisionRecord>().cloned();
+        let pending = match shared.begin(&mut req, &mut record) {
             Begin::Reject(response) => return ResponseFuture::rejected(response),
             Begin::Anonymous { clear_cookie } => {
+                if let Some(record) = &record {
+                    note(record, CredentialKind::None, &shared.anonymous, None);
+                }
                 shared.admit_anonymous(&mut req);
                 return ResponseFuture::inner(
                     self.inner.call(req),
@@ -136,7 +141,8 @@ fn resolve_owned(
     Box::pin(async move {
         let result = {
             let request =
-                ResolveRequest::new(&head, pending.credential.as_ref(), pending.requested_role());
+                ResolveRequest::new(&head, pending.credential.as_ref(), pending.requested_role())
+                    .with_dry_run(pending.dry_run());
             resolver.resolve(&request).await
         };
         Resolved {
@@ -156,9 +162,26 @@ pub(crate) struct Pending {
     bearer: bool,
     /// The session cookie is present, usable or not.
     cookie: CookieState,
+    /// The request's decision record, if it has one.
+    record: Option<DecisionRecord>,
 }
 
 impl Pending {
+    fn dry_run(&self) -> bool {
+        self.record.as_ref().is_some_and(DecisionRecord::is_dry_run)
+    }
+
+    /// How the request presented its identity.
+    fn credential_kind(&self) -> CredentialKind {
+        match self.credential.as_ref().map(|c| c.source) {
+            Some(CredentialSource::Bearer) => CredentialKind::Bearer,
+            Some(CredentialSource::Cookie) => CredentialKind::Cookie,
+            None if self.bearer => CredentialKind::Bearer,
+            None if self.cookie != CookieState::Absent => CredentialKind::Cookie,
+            None => CredentialKind::None,
+        }
+    }
+
     fn requested_role(&self) -> Option<&str> {
         match &self.requested {
             RequestedRole::One(v) => v.to_str().ok(),
@@ -169,6 +192,7 @@ impl Pending {
     /// What the resolver is asked about `req`.
     fn request<'a, B>(&'a self, req: &'a Request<B>) -> ResolveRequest<'a> {
         ResolveRequest::from_request(req, self.credential.as_ref(), self.requested_role())
+            .with_dry_run(self.dry_run())
     }
 }
 
@@ -187,7 +211,7 @@ pub(crate) struct Prepared {
     allowed_roles_header: HeaderName,
     cookie_name: String,
     clear_cookie: HeaderValue,
-    anonymous: Identity,
+    pub(crate) anonymous: Identity,
     anonymous_user_id: HeaderValue,
     anonymous_role: HeaderValue,
     forward_credentials: bool,
@@ -235,7 +259,11 @@ impl Prepared {
 
     /// Steps 1–3 of the module docs: strip, extract, and (for requests that go on as anonymous
     /// without asking the resolver) remove credentials not forwarded.
-    pub(crate) fn begin<B, ReqBody>(&self, req: &mut Request<ReqBody>) -> Begin<B>
+    pub(crate) fn begin<B, ReqBody>(
+        &self,
+        req: &mut Request<ReqBody>,
+        record: &mut Option<DecisionRecord>,
+    ) -> Begin<B>
     where
         B: From<Bytes>,
     {
@@ -263,6 +291,7 @@ impl Prepared {
             requested,
             bearer: found.bearer,
             cookie: found.cookie,
+            record: record.take(),
         })
     }
 
@@ -294,9 +323,28 @@ impl Prepared {
         B: From<Bytes>,
     {
         let malformed_cookie = pending.cookie == CookieState::Malformed;
+        if let Some(record) = &pending.record {
+            let kind = pending.credential_kind();
+            match &result {
+                Ok(Some(identity)) => {
+                    note(record, kind, identity, pending.requested_role());
+                }
+                Ok(None)
+                    if pending.credential.as_ref().map(|c| c.source)
+                        != Some(CredentialSource::Bearer) =>
+                {
+                    note(record, kind, &self.anonymous, None);
+                }
+                _ => record.update(|d| d.credential = kind),
+            }
+        }
         match result {
             Ok(Some(identity)) => {
                 let identity = select_role(identity, &pending.requested)?;
+                if let (Some(record), RequestedRole::One(_)) = (&pending.record, &pending.requested)
+                {
+                    record.update(|d| d.role = Some(identity.role.clone()));
+                }
                 let headers = req.headers_mut();
                 self.remove_credentials(headers, pending.bearer, pending.cookie);
                 if self.inject(headers, &identity).is_none() {
@@ -392,6 +440,27 @@ impl Prepared {
         }
         Some(())
     }
+}
+
+/// Writes who the request is into its decision record. The role is the identity's default;
+/// a requested role replaces it once the layer has checked it.
+fn note(
+    record: &DecisionRecord,
+    credential: CredentialKind,
+    identity: &Identity,
+    requested: Option<&str>,
+) {
+    record.update(|d| {
+        d.credential = credential;
+        d.resolver = Some(identity.resolver_kind());
+        d.user_id = Some(identity.user_id.clone());
+        d.role = Some(identity.role.clone());
+        d.allowed_roles = Some(identity.allowed_roles.clone());
+        // A role header that is not a legal role is not echoed into logs.
+        d.requested_role = requested
+            .filter(|r| crate::session::validate_role(r).is_ok())
+            .map(Arc::from);
+    });
 }
 
 /// The session's default role, or the requested one if it is allowed.

@@ -225,7 +225,9 @@ impl Resolver for CachingResolver {
             let id = token.hash();
             let seq = inner.seq.load(Ordering::SeqCst);
             let live = inner.live.load(Ordering::SeqCst);
-            let found = inner.store.lookup(&id, inner.cfg.slide).await?;
+            // An explained request reads the session without sliding it.
+            let slide = inner.cfg.slide.filter(|_| !request.is_dry_run());
+            let found = inner.store.lookup(&id, slide).await?;
             Ok(found.map(|f| {
                 if live && inner.cfg.capacity > 0 {
                     inner.insert(id, &f, seq);

@@ -198,21 +198,21 @@ impl WebhookResolver {
                     _ => "request failed",
                 };
                 tracing::warn!(host, reason, error = %e, "auth webhook failed; answering 503");
-                outcome("error");
+                outcome(request, "error");
                 return Err(ResolveError::Unavailable(format!("auth webhook: {reason}")));
             }
         };
         match answer.status() {
             StatusCode::OK => {}
             StatusCode::UNAUTHORIZED => {
-                outcome("unauthorized");
+                outcome(request, "unauthorized");
                 return Err(ResolveError::Unauthorized(
                     "the auth webhook refused the request".to_owned(),
                 ));
             }
             status => {
                 tracing::warn!(host, %status, "auth webhook answered an unexpected status; answering 503");
-                outcome("error");
+                outcome(request, "error");
                 return Err(ResolveError::Unavailable(format!(
                     "auth webhook answered {status}"
                 )));
@@ -231,12 +231,15 @@ impl WebhookResolver {
             Ok(read) => read,
             Err(why) => {
                 tracing::warn!(host, reason = %why, "auth webhook's 200 gives no identity; answering 503");
-                outcome("error");
+                outcome(request, "error");
                 return Err(ResolveError::Unavailable(format!("auth webhook: {why}")));
             }
         };
-        outcome("ok");
-        if let Some(ttl) = answer::lifetime(&body, answer.headers(), now) {
+        outcome(request, "ok");
+        if let (Some(ttl), false) = (
+            answer::lifetime(&body, answer.headers(), now),
+            request.is_dry_run(),
+        ) {
             let ttl = ttl.min(self.inner.cache_max_ttl);
             self.inner
                 .cache
@@ -246,9 +249,12 @@ impl WebhookResolver {
     }
 }
 
-/// Counts one webhook call by how it ended (`ok`, `unauthorized`, `error`).
-fn outcome(outcome: &'static str) {
-    metrics::counter!("gateway_webhook_calls_total", "outcome" => outcome).increment(1);
+/// Counts one webhook call by how it ended (`ok`, `unauthorized`, `error`); an explained
+/// request is not counted.
+fn outcome(request: &ResolveRequest<'_>, outcome: &'static str) {
+    if !request.is_dry_run() {
+        metrics::counter!("gateway_webhook_calls_total", "outcome" => outcome).increment(1);
+    }
 }
 
 impl Resolver for WebhookResolver {
