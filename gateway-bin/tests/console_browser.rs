@@ -585,6 +585,11 @@ async fn try_panel(c: &Client, g: &Gateway, up: &Upstream, user: &str, admin: &s
     );
     assert!(text(c, "t-verdict").await.contains("401"));
     assert_eq!(text(c, "t-service").await, "admin");
+    let upstream = text(c, "t-upstream").await;
+    assert!(
+        upstream.starts_with(&up.url()) && upstream.contains("not reached"),
+        "{upstream}"
+    );
 
     // With a user's token: refused, naming the roles the service allows.
     try_request(c, &host("admin"), "/reports", "GET", user).await;
@@ -631,7 +636,8 @@ async fn try_panel(c: &Client, g: &Gateway, up: &Upstream, user: &str, admin: &s
         "{words}"
     );
     assert_eq!(text(c, "t-service").await, "admin");
-    assert_eq!(text(c, "t-upstream").await, up.url());
+    // The chosen upstream, as a URL (with its `/`).
+    assert_eq!(text(c, "t-upstream").await, format!("{}/", up.url()));
     assert_eq!(text(c, "t-user").await, "try-admin");
     assert_eq!(text(c, "t-role").await, "admin");
     assert!(text(c, "t-error").await.is_empty());

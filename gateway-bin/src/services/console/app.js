@@ -415,14 +415,15 @@
     return items.join(", ");
   }
 
-  // The roles a service allows, from the service list (the explain answer names the service),
-  // else from the answer's detail ("allowed roles: user, admin"); null when neither says.
+  // The roles a service allows, from the answer's detail ("...; allowed roles: user, admin",
+  // current as of the answer), else from the service list; null when neither says.
   function serviceRoles(answer) {
+    const m = /allowed roles?:\s*([^;]+)/i.exec(answer.detail || "");
+    if (m) return m[1].trim();
     const name = answer.route && answer.route.service;
     const s = name ? state.services.find((x) => x.name === name) : null;
     if (s) return s.allowed_roles && s.allowed_roles.length ? list(s.allowed_roles) : "every role";
-    const m = /allowed roles?:\s*(.+)$/i.exec(answer.detail || "");
-    return m ? m[1].trim() : null;
+    return null;
   }
 
   function callerRole(answer) {
@@ -433,6 +434,8 @@
   // asked ({ host, path }). An unknown code gets the gateway's own message.
   const REASONS = {
     "allowed": (a) => {
+      // Allowed, yet answered by the gateway itself: a CORS preflight, say.
+      if (a.status) return "The gateway would answer this request itself (HTTP " + a.status + ") without passing it to the service: " + (a.message || "allowed") + ".";
       const where = a.route ? 'the service "' + a.route.service + '"' + (a.route.upstream ? " (" + a.route.upstream + ")" : "") : "its service";
       const who = a.identity && a.credential !== "none"
         ? "as user " + a.identity.user_id + " with the role " + a.identity.role
@@ -486,6 +489,16 @@
   const CREDENTIALS = { none: "none (no token, no cookie)", bearer: "bearer token", cookie: "session cookie" };
   const RESOLVERS = { sessions: "the gateway's sessions", jwt: "a JWT issuer", webhook: "the identity webhook", anonymous: "nobody: an anonymous request" };
 
+  // The upstream the request would go to. A refused request never reaches the choice of an
+  // upstream, so the answer names none: the service's upstreams are shown from the list.
+  function upstreamText(route) {
+    if (!route) return "";
+    if (route.upstream) return route.upstream;
+    const s = state.services.find((x) => x.name === route.service);
+    if (!s || !s.upstreams || !s.upstreams.length) return "";
+    return list(s.upstreams) + " (not reached: the gateway answers first)";
+  }
+
   function showAnswer(a, ask) {
     const box = $("t-result");
     const allowed = a.verdict === "allowed";
@@ -496,7 +509,7 @@
     $("t-reason").textContent = inWords(a, ask);
     const route = a.route;
     $("t-service").textContent = route ? route.service : "none: " + (a.message || a.reason);
-    $("t-upstream").textContent = route && route.upstream ? route.upstream : "";
+    $("t-upstream").textContent = upstreamText(route);
     const kind = CREDENTIALS[a.credential] || a.credential || "";
     const by = a.resolver ? RESOLVERS[a.resolver] || a.resolver : "";
     $("t-credential").textContent = kind + (by && a.credential !== "none" ? ", answered by " + by : "");
