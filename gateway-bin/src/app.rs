@@ -193,14 +193,28 @@ impl Running {
 fn load_secret(source: &AdminSecretSource) -> Result<Option<Secret>, StartError> {
     match source {
         AdminSecretSource::Env(name) => Ok(std::env::var(name).ok().and_then(|s| Secret::new(&s))),
-        AdminSecretSource::File(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| StartError::Secret {
-                path: path.clone(),
-                source,
-            })?;
-            Ok(text.lines().next().and_then(Secret::new))
-        }
+        AdminSecretSource::File(path) => read_secret_file(path),
+        AdminSecretSource::Credential(name) => match AdminSecretSource::credential_path(name) {
+            Some(path) => read_secret_file(&path),
+            // Configured to come from systemd but not started by it: refusing to start says
+            // so, where running without a secret would only refuse every admin request.
+            None => Err(StartError::Secret {
+                path: PathBuf::from(format!("$CREDENTIALS_DIRECTORY/{name}")),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "CREDENTIALS_DIRECTORY is not set (systemd sets it for LoadCredential=)",
+                ),
+            }),
+        },
     }
+}
+
+fn read_secret_file(path: &std::path::Path) -> Result<Option<Secret>, StartError> {
+    let text = std::fs::read_to_string(path).map_err(|source| StartError::Secret {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(text.lines().next().and_then(Secret::new))
 }
 
 /// Options for [`start`].
@@ -329,9 +343,11 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
     // The API's services are in force before the admin listener (and readiness) comes up.
     let services = crate::services::ServicesApi::open(
         shared.clone(),
-        opts.config_path
-            .as_deref()
-            .map(crate::services::state_path_for),
+        config.services_file.clone().or_else(|| {
+            opts.config_path
+                .as_deref()
+                .map(crate::services::state_path_for)
+        }),
     )?;
     let mut admin_addr = None;
     if let Some(addr) = config.listen.admin {

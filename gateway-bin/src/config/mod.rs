@@ -32,7 +32,7 @@ mod tests;
 mod tls;
 mod validate;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
@@ -69,6 +69,9 @@ pub struct Config {
     pub sessions: Sessions,
     /// Where the admin secret comes from.
     pub admin: AdminSecretSource,
+    /// Where the services added through the admin API are kept (`[admin] services_file`);
+    /// `None`: `gateway-services.json` next to the config file.
+    pub services_file: Option<PathBuf>,
     /// Whether the admin listener's `/metrics` requires the admin secret (`[admin]
     /// metrics_require_secret`).
     pub metrics_require_secret: bool,
@@ -133,6 +136,7 @@ impl Validator<'_> {
         let limits = self.limits(raw.limits);
         let sessions = self.sessions(raw.sessions, &domains);
         let metrics_require_secret = raw.admin.metrics_require_secret.unwrap_or(false);
+        let services_file = self.services_file(raw.admin.services_file.clone(), base);
         let admin = self.admin(raw.admin);
         let tls = self.tls(raw.tls, base, &listen, &sessions);
         let proxy = self.proxy(raw.proxy);
@@ -168,6 +172,7 @@ impl Validator<'_> {
             limits,
             sessions,
             admin,
+            services_file,
             metrics_require_secret,
             tls,
             proxy,

@@ -109,6 +109,8 @@ pub(crate) struct RawSessions {
 pub(crate) struct RawAdmin {
     pub(crate) secret_env: Option<Spanned<String>>,
     pub(crate) secret_file: Option<Spanned<String>>,
+    pub(crate) secret_credential: Option<Spanned<String>>,
+    pub(crate) services_file: Option<Spanned<String>>,
     pub(crate) metrics_require_secret: Option<bool>,
     /// Only present so that a secret written into the file gets a precise error, never used.
     #[serde(default, deserialize_with = "present")]

@@ -407,3 +407,55 @@ fn a_jwt_secret_that_is_not_json_is_refused_without_quoting_it() {
     let found = issues(&missing);
     assert!(found[0].message.contains("is not set"), "{found:?}");
 }
+
+#[test]
+fn services_file_defaults_to_none_and_is_taken_from_the_config_directory() {
+    assert_eq!(parse(MINIMAL).unwrap().services_file, None);
+    let abs = "[admin]\nservices_file = \"/var/lib/gateway/gateway-services.json\"\n";
+    let c = parse(&format!("{MINIMAL}{abs}")).unwrap();
+    assert_eq!(
+        c.services_file.as_deref(),
+        Some(Path::new("/var/lib/gateway/gateway-services.json"))
+    );
+    let rel = "[admin]\nservices_file = \"state/services.json\"\n";
+    let c = parse(&format!("{MINIMAL}{rel}")).unwrap();
+    assert_eq!(
+        c.services_file.as_deref(),
+        Some(Path::new("/etc/gateway/state/services.json"))
+    );
+}
+
+#[test]
+fn a_services_file_that_names_a_directory_is_refused() {
+    for bad in ["", "/var/lib/gateway/", "state/.."] {
+        let text = format!("{MINIMAL}[admin]\nservices_file = \"{bad}\"\n");
+        let found = issues(&text);
+        assert_eq!(found.len(), 1, "{bad}: {found:?}");
+        assert_eq!(found[0].key, "admin.services_file");
+        assert_eq!(found[0].line, Some(13), "{bad}");
+    }
+}
+
+#[test]
+fn the_admin_secret_may_come_from_a_systemd_credential() {
+    let text = format!("{MINIMAL}[admin]\nsecret_credential = \"admin-secret\"\n");
+    assert_eq!(
+        parse(&text).unwrap().admin,
+        AdminSecretSource::Credential("admin-secret".into())
+    );
+    for bad in ["", "..", "../admin-secret", "/etc/gateway/admin-secret"] {
+        let text = format!("{MINIMAL}[admin]\nsecret_credential = \"{bad}\"\n");
+        let found = issues(&text);
+        assert_eq!(found.len(), 1, "{bad}: {found:?}");
+        assert_eq!(found[0].key, "admin.secret_credential");
+    }
+}
+
+#[test]
+fn only_one_admin_secret_source_may_be_set() {
+    let text = format!(
+        "{MINIMAL}[admin]\nsecret_env = \"X\"\nsecret_file = \"/run/x\"\nsecret_credential = \"x\"\n"
+    );
+    let keys: Vec<_> = issues(&text).into_iter().map(|i| i.key).collect();
+    assert_eq!(keys, ["admin.secret_file", "admin.secret_credential"]);
+}

@@ -44,8 +44,10 @@
 //!
 //! # Durability
 //!
-//! When the gateway runs from a config file, the API's services are kept in
-//! `gateway-services.json` in the config file's directory (see [`state_path_for`]), written
+//! When the gateway runs from a config file, the API's services are kept in `[admin]
+//! services_file`, by default `gateway-services.json` in the config file's directory (see
+//! [`state_path_for`]; the Debian package's config points it to `/var/lib/gateway`, since its
+//! unit leaves `/etc` read-only), written
 //! atomically (a temporary file with mode 0600, fsync, rename, fsync of the directory) before
 //! the change is put in force, and loaded at start. The file is the gateway's own: edit the
 //! config file instead. Without a config path (the quickstart, or an embedding that passes
@@ -90,8 +92,8 @@ use crate::reject;
 
 pub use state::{StateError, FILE_NAME};
 
-/// Where the services state file of a config file lives: `gateway-services.json` in the
-/// config file's directory.
+/// Where the services state file of a config file lives when `[admin] services_file` is not
+/// set: `gateway-services.json` in the config file's directory.
 pub fn state_path_for(config_path: &Path) -> PathBuf {
     match config_path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.join(FILE_NAME),
