@@ -605,7 +605,15 @@ async fn try_panel(c: &Client, g: &Gateway, up: &Upstream, user: &str, admin: &s
     assert_eq!(text(c, "t-user").await, "try-user");
     assert_eq!(text(c, "t-role").await, "user");
     assert!(text(c, "t-credential").await.contains("bearer"));
-    shot(c, "console-try-refused.png").await;
+    let refused = shot(c, "console-try-refused.png").await;
+    println!("the Try a request panel, refused: {}", refused.display());
+
+    // A token the gateway does not know.
+    try_request(c, &host("admin"), "/reports", "GET", "not-a-session-token").await;
+    assert_eq!(result_attr(c, "data-reason").await, "invalid-token");
+    let words = text(c, "t-reason").await;
+    assert!(words.contains("token is not accepted"), "{words}");
+    assert!(text(c, "t-user").await.is_empty());
 
     // A host no service has.
     try_request(c, &host("nowhere"), "/", "POST", "").await;
@@ -642,7 +650,7 @@ async fn try_panel(c: &Client, g: &Gateway, up: &Upstream, user: &str, admin: &s
     assert_eq!(text(c, "t-role").await, "admin");
     assert!(text(c, "t-error").await.is_empty());
     let path = shot(c, "console-try.png").await;
-    println!("the Try a request panel: {}", path.display());
+    println!("the Try a request panel, allowed: {}", path.display());
 
     // The token was never stored, put in a URL or a cookie.
     let kept = c
