@@ -56,6 +56,9 @@ pub enum StartError {
     /// The services added through the admin API could not be loaded.
     #[error(transparent)]
     Services(#[from] crate::services::StateError),
+    /// The OTLP span exporter could not be set up.
+    #[error("[telemetry]: {0}")]
+    Telemetry(String),
 }
 
 /// The parts of a running gateway that a reload replaces or reads.
@@ -134,6 +137,9 @@ impl GatewayState {
         if old.auth != new.auth {
             tracing::warn!("[auth] changes need a restart; the old resolvers stay in force");
         }
+        if old.telemetry != new.telemetry {
+            tracing::warn!("[telemetry] changes need a restart; the old settings stay in force");
+        }
         if old.tls.hsts != new.tls.hsts {
             tracing::warn!("tls.hsts changes need a restart; the old value stays in force");
         }
@@ -173,6 +179,7 @@ pub struct Running {
     max_connections: usize,
     grace: Duration,
     tasks: JoinSet<()>,
+    otlp: Option<crate::telemetry::otlp::Exporter>,
 }
 
 impl Running {
@@ -186,6 +193,10 @@ impl Running {
         );
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
+        // Every request has been answered (or cut off): the spans queued are all there are.
+        if let Some(otlp) = self.otlp.take() {
+            otlp.shutdown().await;
+        }
         left
     }
 }
@@ -271,7 +282,14 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
     // WebSockets opened with a session are closed when it is revoked (with Redis, on any
     // replica).
     let tunnels = Tunnels::new(store.clone(), &revocations);
-    let service = stack::gateway_service(table.clone(), &tunnels);
+    let service = stack::gateway_service(table.clone(), &tunnels, &config);
+    let otlp = match &config.telemetry.otlp {
+        Some(settings) => Some(
+            crate::telemetry::otlp::start(settings)
+                .map_err(|e| StartError::Telemetry(e.to_string()))?,
+        ),
+        None => None,
+    };
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(config.limits.max_connections));
@@ -412,6 +430,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         max_connections: config.limits.max_connections,
         grace: config.limits.shutdown_grace,
         tasks,
+        otlp,
     })
 }
 

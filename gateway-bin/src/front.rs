@@ -16,6 +16,7 @@ use http::{HeaderValue, Request, Response};
 use metrics::{Counter, Histogram, SharedString};
 use pin_project_lite::pin_project;
 use route_core::decision::{self, DecisionRecord, Refused};
+use route_core::TraceContext;
 use route_core::{Body, ConnectionInfo};
 use tower::{Layer, Service};
 
@@ -112,6 +113,10 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let (client, https) = req
+            .extensions()
+            .get::<ConnectionInfo>()
+            .map_or((None, false), |i| (Some(i.remote_addr), i.tls));
         let record = DecisionRecord::new();
         req.extensions_mut().insert(record.clone());
         let log = Log {
@@ -119,10 +124,9 @@ where
             start: Instant::now(),
             method: req.method().clone(),
             host: host_of(&req),
-            client: req
-                .extensions()
-                .get::<ConnectionInfo>()
-                .map(|i| i.remote_addr),
+            client,
+            // For the OTLP span's `url.scheme` (telemetry::otlp).
+            https,
         };
         FrontFuture {
             fut: self.inner.call(req),
@@ -150,6 +154,8 @@ struct Log {
     method: http::Method,
     host: Option<HeaderValue>,
     client: Option<std::net::SocketAddr>,
+    /// Whether the connection is TLS (the OTLP span's `url.scheme`).
+    https: bool,
 }
 
 impl Log {
@@ -158,7 +164,17 @@ impl Log {
         let refused = res.extensions().get::<Refused>();
         let status = res.status().as_u16();
         let elapsed = self.start.elapsed();
+        let trace = res.extensions().get::<TraceContext>();
         self.record.read(|d| {
+            // The OTLP span: a no-op unless `[telemetry] otlp_endpoint` is set.
+            crate::telemetry::otlp::record(
+                res,
+                d,
+                &self.method,
+                self.host.as_ref(),
+                self.https,
+                elapsed,
+            );
             tracing::info!(
                 target: crate::telemetry::ACCESS_TARGET,
                 method = %self.method,
@@ -175,6 +191,7 @@ impl Log {
                 requested_role = d.requested_role.as_deref().unwrap_or("-"),
                 upstream = d.upstream.as_deref().unwrap_or("-"),
                 detail = d.detail.as_deref().unwrap_or("-"),
+                trace_id = %OrDash(trace.map(|t| t.trace_id)),
             );
             let status_label = status_class(status);
             record_metrics(

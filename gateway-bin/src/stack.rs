@@ -8,6 +8,7 @@
 //! Front (decision record → access log, metrics)                  gateway-bin  front.rs
 //!  → Tunnels (WebSocket upgrades get the revocation hook)        session-core tunnels
 //!  → HopByHop (strip hop-by-hop headers first)                   route-core   hop
+//!  → TracePropagation (traceparent kept or started; TraceContext) route-core   trace
 //!  → Router (host normalised once, SNI = Host, one lookup)       route-core   router
 //!  → per route:
 //!      Served (the service's name into the decision record)      gateway-bin  front.rs
@@ -24,14 +25,21 @@
 //! host is normalised and the route looked up once, and each route gets the pipeline its
 //! service asked for (credential forwarding, login, CORS, roles). CORS wraps the session layer,
 //! so a browser app can read the session layer's and the CSRF check's refusals.
+//!
+//! Trace propagation sits outside the router, so that every request has a trace id, the ones
+//! the router refuses (404, 421) included, and inside Front, which reads the `TraceContext`
+//! the layer puts on the response for the access log and the span export. It comes after the
+//! hop-by-hop strip, so that `Connection: traceparent` cannot remove the header it writes. It
+//! trusts the front proxies of `[proxy] trusted_proxies`, as the forwarded headers do.
 
 use std::sync::Arc;
 
 use cert_core::{ChallengeResponder, Http01, Http01Layer};
 use route_core::{
-    CorsConfig, HopByHop, HopByHopLayer, HttpsRedirect, HttpsRedirectLayer, PolicyKey,
-    ProjectOrigins, Proxy, ProxyConfig, ProxyService, RouteCors, RouteCorsLayer, RouteTable,
-    Router, SharedRouteTable, UpstreamConfig,
+    CorsConfig, ForwardedHeaders, HopByHop, HopByHopLayer, HttpsRedirect, HttpsRedirectLayer,
+    PolicyKey, ProjectOrigins, Proxy, ProxyConfig, ProxyService, RouteCors, RouteCorsLayer,
+    RouteTable, Router, SharedRouteTable, TraceConfig, TracePropagation, TracePropagationLayer,
+    UpstreamConfig,
 };
 use session_core::csrf::{Csrf, CsrfConfig, CsrfLayer, CsrfRule};
 use session_core::issuer::{Issuer, IssuerLayer, Login};
@@ -51,7 +59,7 @@ use crate::front::{Front, FrontLayer, Served, ServedLayer};
 pub type RouteService = Served<RouteCors<SessionService<Csrf<Issuer<RequireRole<ProxyService>>>>>>;
 
 /// The request path of a listener, from the access log to the router.
-pub type GatewayService = Front<WatchTunnels<HopByHop<Router<RouteService>>>>;
+pub type GatewayService = Front<WatchTunnels<HopByHop<TracePropagation<Router<RouteService>>>>>;
 
 /// The HTTPS listener's service: every answer carries the configured
 /// `Strict-Transport-Security`.
@@ -287,11 +295,26 @@ pub fn route_table(
     Ok(table)
 }
 
+/// The trace propagation settings derived from the config: the forwarded headers' trusted
+/// proxies, and new traces sampled (so that upstreams that sample by their parent keep
+/// recording, whether or not the gateway exports its spans).
+pub fn trace_config(config: &Config) -> TraceConfig {
+    TraceConfig {
+        trusted: ForwardedHeaders::new(config.proxy.trusted_proxies.clone()),
+        sample: true,
+    }
+}
+
 /// The request path over a shared (swappable) route table; upgrades register their tunnels
-/// with `tunnels`.
-pub fn gateway_service(table: SharedRouteTable<RouteService>, tunnels: &Tunnels) -> GatewayService {
+/// with `tunnels`. The trace settings are `config`'s (changes need a restart).
+pub fn gateway_service(
+    table: SharedRouteTable<RouteService>,
+    tunnels: &Tunnels,
+    config: &Config,
+) -> GatewayService {
     let router = Router::new(table).with_sni_check(true);
-    let hop = HopByHopLayer::new().layer(router);
+    let traced = TracePropagationLayer::new(trace_config(config)).layer(router);
+    let hop = HopByHopLayer::new().layer(traced);
     FrontLayer::new().layer(tunnels.layer(hop))
 }
 

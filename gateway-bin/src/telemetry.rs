@@ -1,4 +1,4 @@
-//! Logging and metrics set-up.
+//! Logging and metrics set-up, and the optional OTLP span export ([`otlp`]).
 
 use std::sync::OnceLock;
 
@@ -8,6 +8,7 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{LogFormat, LogSettings};
 
 mod access_text;
+pub mod otlp;
 
 pub(crate) use access_text::ACCESS_TARGET;
 

@@ -88,6 +88,17 @@ async fn expires_at(g: &Gateway, user: &str) -> Vec<String> {
     list.iter().map(|s| s["expires_at"].to_string()).collect()
 }
 
+/// A request to send and explain: method, host, path, headers, the expected reason and the
+/// status it gets when sent for real.
+type Case<'a> = (
+    &'a str,
+    String,
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    &'a str,
+    u16,
+);
+
 #[tokio::test]
 async fn explain_gives_the_decision_the_access_log_records_and_leaves_no_trace() {
     let up = Upstream::start().await;
@@ -106,7 +117,7 @@ async fn explain_gives_the_decision_the_access_log_records_and_leaves_no_trace()
     let admin_host = host("admin");
 
     // (method, host, path, headers, expected reason, expected status when sent for real)
-    let cases: Vec<(&str, String, &str, Vec<(&str, &str)>, &str, u16)> = vec![
+    let cases: Vec<Case> = vec![
         ("GET", data.clone(), "/", vec![], "allowed", 200),
         ("GET", host("nowhere"), "/", vec![], "unknown-host", 404),
         (

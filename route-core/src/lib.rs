@@ -5,6 +5,7 @@
 //! | piece | what it does |
 //! |---|---|
 //! | [`HopByHopLayer`] | **first** in the stack: strips hop-by-hop headers (and the names listed in `Connection`), records a real WebSocket upgrade as [`UpgradeRequest`] |
+//! | [`TracePropagationLayer`] | W3C `traceparent`/`tracestate`: a trusted front proxy's trace is kept, anyone else's replaced by a new one; the gateway's span goes upstream as the parent; [`TraceContext`] inserted ([`trace`]) |
 //! | [`Router`] | host ([`request_host`]) and path ([`try_normalize_path`]) normalised once, SNI = Host checked ([`Router::with_sni_check`]), looked up once in a swappable [`RouteTable`]; 400 / 404 / 421 as JSON (400 `ambiguous-path` when another common reading of the path picks a route with another [`PolicyKey`]); the URI is rewritten to the normalised path, [`RouteMatch`] inserted, and the route's own pipeline called |
 //! | per route: [`RouteCorsLayer`] | CORS on tower-http's: preflights answered, credentialed CORS headers for the project's origins ([`ProjectOrigins`]) on every answer, refusals included |
 //! | *(session-core's layers)* | identity, CSRF, login, roles |
@@ -65,6 +66,7 @@ mod redirect;
 mod rejection;
 pub mod router;
 mod table;
+pub mod trace;
 
 #[doc(hidden)]
 pub use http as __http;
@@ -85,3 +87,4 @@ pub use redirect::{HttpsRedirect, HttpsRedirectLayer};
 pub use rejection::Rejection;
 pub use router::{RouteMatch, Router, SharedRouteTable};
 pub use table::{AmbiguousPath, Matched, PolicyKey, RouteError, RouteTable};
+pub use trace::{TraceConfig, TraceContext, TracePropagation, TracePropagationLayer};

@@ -27,6 +27,7 @@ mod proxy;
 mod raw;
 mod service;
 mod sessions;
+mod telemetry;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -49,6 +50,7 @@ pub(crate) use raw::RawService;
 pub(crate) use service::{validate_service, ServiceDefaults};
 pub use service::{Origin, Service};
 pub use sessions::{RedisSettings, Sessions, StoreKind};
+pub use telemetry::{OtlpSettings, Telemetry};
 pub use tls::{CertStoreKind, Tls, TlsMode};
 pub use validate::{
     is_dns_label, is_role_token, normalize_domain, parse_origin, parse_upstream, ConfigError,
@@ -89,6 +91,8 @@ pub struct Config {
     pub csrf_allow_missing_origin: bool,
     /// JWT and webhook resolvers (`[auth]`; changes need a restart).
     pub auth: Auth,
+    /// The OTLP span export (`[telemetry]`; changes need a restart).
+    pub telemetry: Telemetry,
     /// The services, in file order.
     pub services: Vec<Service>,
 }
@@ -166,6 +170,7 @@ impl Validator<'_> {
         };
         let services = self.services(raw.services, &defaults);
         let auth = self.auth(raw.auth);
+        let telemetry = self.telemetry(raw.telemetry);
         Config {
             domains,
             listen,
@@ -180,6 +185,7 @@ impl Validator<'_> {
             csrf_trusted_origins,
             csrf_allow_missing_origin,
             auth,
+            telemetry,
             services,
         }
     }

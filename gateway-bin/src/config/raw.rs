@@ -31,7 +31,18 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) auth: RawAuth,
     #[serde(default)]
+    pub(crate) telemetry: RawTelemetry,
+    #[serde(default)]
     pub(crate) services: Vec<RawService>,
+}
+
+/// `[telemetry]`: the OTLP span export.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTelemetry {
+    pub(crate) otlp_endpoint: Option<Spanned<String>>,
+    pub(crate) service_name: Option<Spanned<String>>,
+    pub(crate) otlp_timeout: Option<SpannedDuration>,
 }
 
 /// `[auth]`: kept as TOML values, deserialised into session-core's own config structs (so the
