@@ -1,7 +1,8 @@
 //! The console in a real headless Chromium, driven through WebDriver (chromedriver): sign in,
 //! add a custom service with allowed role `user`, check with an HTTP client that the new route
 //! enforces it, edit it, delete it with the confirmation, look up and revoke a user's
-//! sessions, and save screenshots.
+//! sessions, ask the "Try a request" panel why requests are refused (and check that asking
+//! left no trace), and save screenshots.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/install-test-deps` installs them).
 //! Without them the test skips loudly, except on CI (`CI=true`), where it fails.
@@ -18,6 +19,26 @@ use common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 
 const WAIT: Duration = Duration::from_secs(10);
+
+/// One Chromium at a time: the tests of this file run in parallel threads, and two browsers
+/// on a small CI machine make each other's 10 s waits run out.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Chromium and chromedriver, or None (and a loud skip) where they are missing outside CI.
+fn browser_tools() -> Option<(PathBuf, PathBuf)> {
+    let (Some(chromium), Some(chromedriver)) = (
+        on_path(&["chromium", "chromium-browser", "google-chrome"]),
+        on_path(&["chromedriver"]),
+    ) else {
+        let msg = "chromium and chromedriver are needed (run scripts/install-test-deps)";
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{msg}");
+        }
+        eprintln!("\n!!! SKIPPED console_browser: {msg} !!!\n");
+        return None;
+    };
+    Some((chromium, chromedriver))
+}
 
 async fn browser(driver: &Driver, chromium: &Path, profile: &Path) -> Client {
     let caps = serde_json::json!({
@@ -99,17 +120,10 @@ async fn status_for(g: &Gateway, sub: &str, token: Option<&str>) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_adds_a_service_whose_roles_are_enforced_then_deletes_it() {
-    let (Some(chromium), Some(chromedriver)) = (
-        on_path(&["chromium", "chromium-browser", "google-chrome"]),
-        on_path(&["chromedriver"]),
-    ) else {
-        let msg = "chromium and chromedriver are needed (run scripts/install-test-deps)";
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{msg}");
-        }
-        eprintln!("\n!!! SKIPPED console_browser: {msg} !!!\n");
+    let Some((chromium, chromedriver)) = browser_tools() else {
         return;
     };
+    let _one = ONE_BROWSER.lock().await;
 
     let up = Upstream::start().await;
     let g = Gateway::start(&standard_config(0, 0, &up.url(), ""), 0, 0);
@@ -346,4 +360,308 @@ async fn drive(c: &Client, g: &Gateway, up: &Upstream) {
         .await
         .unwrap();
     assert!(left.is_null());
+}
+
+/// Two services, one that lets requests without a session in and one for `admin` only, with
+/// sliding expiry on so that a real request moves a session's expiry (which explain must not).
+fn try_config(up: &str) -> String {
+    format!(
+        r#"
+[project]
+domains = ["{DOMAIN}"]
+
+[listen]
+http = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+
+[sessions]
+cookie_name = "gw_session"
+sliding_expiry = true
+
+[log]
+format = "json"
+level = "info"
+
+[[services]]
+name = "data"
+upstreams = ["{up}"]
+allowed_roles = ["anonymous", "user"]
+
+[[services]]
+name = "admin"
+upstreams = ["{up}"]
+allowed_roles = ["admin"]
+"#
+    )
+}
+
+/// The `expires_at` of `user`'s only session, read through the admin API.
+async fn expiry(g: &Gateway, user: &str) -> String {
+    let v = g.admin_json(&format!("/v1/users/{user}/sessions")).await;
+    let sessions = v["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{v}");
+    sessions[0]["expires_at"].as_str().unwrap().to_owned()
+}
+
+async fn requests_total(g: &Gateway) -> f64 {
+    metric_sum(&g.metrics().await, "gateway_requests_total{", &[])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_try_panel_explains_refusals_in_words_and_leaves_no_trace() {
+    let Some((chromium, chromedriver)) = browser_tools() else {
+        return;
+    };
+    let _one = ONE_BROWSER.lock().await;
+
+    let up = Upstream::start().await;
+    let g = Gateway::start(&try_config(&up.url()), 0, 0);
+    let user = create_session(&g, "try-user", &["user"], None).await;
+    let admin = create_session(&g, "try-admin", &["admin"], None).await;
+    let before = (
+        expiry(&g, "try-user").await,
+        expiry(&g, "try-admin").await,
+        requests_total(&g).await,
+    );
+    // Expiries are shown to the second: wait one, so that a use of a session would show.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let profile = tempfile::tempdir().unwrap();
+    let driver = Driver::start(&chromedriver, None);
+    let c = browser(&driver, &chromium, profile.path()).await;
+    let g = std::sync::Arc::new(g);
+    let steps = tokio::spawn({
+        let (c, g, admin) = (c.clone(), g.clone(), admin.clone());
+        async move { try_panel(&c, &g, &up, &user, &admin).await }
+    });
+    let outcome = tokio::time::timeout(Duration::from_secs(90), steps).await;
+    let _ = c.close().await;
+    drop(driver);
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("{e}\ngateway log:\n{}", g.log()),
+        Err(_) => panic!(
+            "the console steps took over 90 s\ngateway log:\n{}",
+            g.log()
+        ),
+    }
+
+    // Asking left no trace: no session slid, no request counted.
+    let after = (
+        expiry(&g, "try-user").await,
+        expiry(&g, "try-admin").await,
+        requests_total(&g).await,
+    );
+    assert_eq!(before, after, "explain left a trace");
+    // ... where the same request, really sent, leaves both: the check above can fail.
+    assert_eq!(status_for(&g, "admin", Some(&admin)).await, 200);
+    assert_ne!(
+        expiry(&g, "try-admin").await,
+        before.1,
+        "a real request slides"
+    );
+    assert!(requests_total(&g).await > before.2, "a real request counts");
+}
+
+async fn click(c: &Client, id: &str) {
+    c.find(Locator::Id(id))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn set_field(c: &Client, id: &str, value: &str) {
+    let e = c.find(Locator::Id(id)).await.unwrap();
+    e.clear().await.unwrap();
+    if !value.is_empty() {
+        e.send_keys(value).await.unwrap();
+    }
+}
+
+async fn answered(c: &Client) -> u64 {
+    let v = c
+        .execute(
+            "return document.getElementById('try-view').dataset.answered || '0';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    v.as_str().unwrap().parse().unwrap()
+}
+
+/// Fills the panel, presses "Try" and waits for the answer to this very press (the panel
+/// counts its answers: two tries with the same reason look alike).
+async fn try_request(c: &Client, host: &str, path: &str, method: &str, token: &str) {
+    set_field(c, "t-host", host).await;
+    set_field(c, "t-path", path).await;
+    c.find(Locator::Id("t-method"))
+        .await
+        .unwrap()
+        .select_by_value(method)
+        .await
+        .unwrap();
+    set_field(c, "t-token", token).await;
+    let n = answered(c).await;
+    click(c, "t-submit").await;
+    let deadline = Instant::now() + WAIT;
+    while answered(c).await <= n {
+        assert!(
+            Instant::now() < deadline,
+            "no answer to the try of {host}{path}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The text of `#id`.
+async fn text(c: &Client, id: &str) -> String {
+    c.find(Locator::Id(id)).await.unwrap().text().await.unwrap()
+}
+
+async fn result_attr(c: &Client, name: &str) -> String {
+    c.find(Locator::Id("t-result"))
+        .await
+        .unwrap()
+        .attr(name)
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+async fn try_panel(c: &Client, g: &Gateway, up: &Upstream, user: &str, admin: &str) {
+    c.goto(&g.admin_url("/console")).await.unwrap();
+    wait_css(c, "#secret")
+        .await
+        .send_keys(ADMIN_SECRET)
+        .await
+        .unwrap();
+    click(c, "login-submit").await;
+    wait_css(c, "#services tbody tr[data-name=\"admin\"]").await;
+    click(c, "tab-try").await;
+    wait_css(c, "#try-view:not([hidden]) #t-host").await;
+
+    // The host field is filled from the service list, which it also offers.
+    let host_value = c
+        .find(Locator::Id("t-host"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert_eq!(host_value, host("data"));
+    let offered = c
+        .execute(
+            "return [...document.querySelectorAll('#t-hosts option')].map(o => o.value);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(offered, serde_json::json!([host("data"), host("admin")]));
+    assert_eq!(
+        c.find(Locator::Id("t-token"))
+            .await
+            .unwrap()
+            .attr("type")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("password")
+    );
+
+    // The admin service without a token: refused, with the words for authorization-required.
+    try_request(c, &host("admin"), "/reports", "GET", "").await;
+    assert_eq!(result_attr(c, "data-verdict").await, "refused");
+    assert_eq!(
+        result_attr(c, "data-reason").await,
+        "authorization-required"
+    );
+    let words = text(c, "t-reason").await;
+    assert!(
+        words.contains("does not allow the role anonymous") && words.contains("it allows: admin"),
+        "{words}"
+    );
+    assert!(text(c, "t-verdict").await.contains("401"));
+    assert_eq!(text(c, "t-service").await, "admin");
+    let upstream = text(c, "t-upstream").await;
+    assert!(
+        upstream.starts_with(&up.url()) && upstream.contains("not reached"),
+        "{upstream}"
+    );
+
+    // With a user's token: refused, naming the roles the service allows.
+    try_request(c, &host("admin"), "/reports", "GET", user).await;
+    assert_eq!(
+        result_attr(c, "data-reason").await,
+        "authorization-required"
+    );
+    let words = text(c, "t-reason").await;
+    assert!(
+        words.contains("does not allow the role user;") && words.contains("it allows: admin."),
+        "{words}"
+    );
+    assert_eq!(text(c, "t-user").await, "try-user");
+    assert_eq!(text(c, "t-role").await, "user");
+    assert!(text(c, "t-credential").await.contains("bearer"));
+    let refused = shot(c, "console-try-refused.png").await;
+    println!("the Try a request panel, refused: {}", refused.display());
+
+    // A token the gateway does not know.
+    try_request(c, &host("admin"), "/reports", "GET", "not-a-session-token").await;
+    assert_eq!(result_attr(c, "data-reason").await, "invalid-token");
+    let words = text(c, "t-reason").await;
+    assert!(words.contains("token is not accepted"), "{words}");
+    assert!(text(c, "t-user").await.is_empty());
+
+    // A host no service has.
+    try_request(c, &host("nowhere"), "/", "POST", "").await;
+    assert_eq!(result_attr(c, "data-verdict").await, "refused");
+    assert_eq!(result_attr(c, "data-reason").await, "unknown-host");
+    let words = text(c, "t-reason").await;
+    assert!(
+        words.contains("no service") && words.contains(&host("nowhere")),
+        "{words}"
+    );
+    assert!(text(c, "t-service").await.starts_with("none"));
+
+    // What the explain API cannot read is said plainly, not shown as a verdict.
+    try_request(c, "bad host", "/", "GET", "").await;
+    let error = text(c, "t-error").await;
+    assert!(error.contains("could not read this request"), "{error}");
+    assert!(c.find(Locator::Css("#t-result[hidden]")).await.is_ok());
+
+    // The admin's token: allowed, with the route and the identity.
+    try_request(c, &host("admin"), "/reports?week=12", "GET", admin).await;
+    assert_eq!(result_attr(c, "data-verdict").await, "allowed");
+    assert_eq!(result_attr(c, "data-reason").await, "allowed");
+    let words = text(c, "t-reason").await;
+    assert!(
+        words.contains("let this request through")
+            && words.contains("\"admin\"")
+            && words.contains("try-admin"),
+        "{words}"
+    );
+    assert_eq!(text(c, "t-service").await, "admin");
+    // The chosen upstream, as a URL (with its `/`).
+    assert_eq!(text(c, "t-upstream").await, format!("{}/", up.url()));
+    assert_eq!(text(c, "t-user").await, "try-admin");
+    assert_eq!(text(c, "t-role").await, "admin");
+    assert!(text(c, "t-error").await.is_empty());
+    let path = shot(c, "console-try.png").await;
+    println!("the Try a request panel, allowed: {}", path.display());
+
+    // The token was never stored, put in a URL or a cookie.
+    let kept = c
+        .execute(
+            "return JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage), \
+             location.href, document.cookie, performance.getEntries().map(e => e.name)]);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let kept = kept.as_str().unwrap();
+    assert!(kept.contains("/v1/explain"), "{kept}");
+    assert!(!kept.contains(admin) && !kept.contains(user), "{kept}");
 }

@@ -6,6 +6,7 @@
 (function () {
   const KEY = "gateway.adminSecret";
   const $ = (id) => document.getElementById(id);
+  const VIEWS = ["services-view", "sessions-view", "try-view"];
   const state = { etag: null, services: [], editing: null, roles: [], sessionsUser: null };
 
   function secret() {
@@ -67,13 +68,14 @@
     if (signedIn) {
       showView("services-view");
     } else {
-      $("services-view").hidden = true;
-      $("sessions-view").hidden = true;
+      for (const v of VIEWS) $(v).hidden = true;
     }
   }
 
   function signOut(message) {
     sessionStorage.removeItem(KEY);
+    $("t-token").value = "";
+    $("t-result").hidden = true;
     showApp(false);
     $("login-error").textContent = message || "";
     $("secret").value = "";
@@ -100,7 +102,7 @@
   $("logout").addEventListener("click", () => signOut(""));
 
   function showView(id) {
-    for (const v of ["services-view", "sessions-view"]) $(v).hidden = v !== id;
+    for (const v of VIEWS) $(v).hidden = v !== id;
     for (const t of document.querySelectorAll("nav .tab")) {
       t.classList.toggle("active", t.dataset.view === id);
     }
@@ -137,6 +139,7 @@
     state.services = r.body.services || [];
     const persisted = r.body.persisted ? "saved next to the config" : "kept in memory only";
     $("services-meta").textContent = "version " + r.body.version + " · API services " + persisted;
+    tryHosts();
     const tbody = document.querySelector("#services tbody");
     tbody.replaceChildren();
     if (state.services.length === 0) {
@@ -389,6 +392,183 @@
       notice("s-notice", "Revoked " + r.body.revoked + " session" + (r.body.revoked === 1 ? "" : "s") + " of " + user + ".");
     } else {
       notice("s-notice", (r.body && (r.body.detail || r.body.error)) || "HTTP " + r.status, true);
+    }
+  });
+
+  // ---- try a request --------------------------------------------------------------------
+  //
+  // Asks POST /v1/explain what the gateway would do with a request, and says why in words.
+  // The token is read from its password field when "Try" is pressed and sent only in the JSON
+  // body of that call: it is never stored and never put in a URL.
+
+  // The hosts of the service list, offered in the host field; the first fills it when empty.
+  function tryHosts() {
+    const hosts = [];
+    for (const s of state.services) {
+      for (const h of s.hosts || []) if (h && !hosts.includes(h)) hosts.push(h);
+    }
+    $("t-hosts").replaceChildren(...hosts.map((h) => el("option", { value: h })));
+    if (!$("t-host").value && hosts.length) $("t-host").value = hosts[0];
+  }
+
+  function list(items) {
+    return items.join(", ");
+  }
+
+  // The roles a service allows, from the answer's detail ("...; allowed roles: user, admin",
+  // current as of the answer), else from the service list; null when neither says.
+  function serviceRoles(answer) {
+    const m = /allowed roles?:\s*([^;]+)/i.exec(answer.detail || "");
+    if (m) return m[1].trim();
+    const name = answer.route && answer.route.service;
+    const s = name ? state.services.find((x) => x.name === name) : null;
+    if (s) return s.allowed_roles && s.allowed_roles.length ? list(s.allowed_roles) : "every role";
+    return null;
+  }
+
+  function callerRole(answer) {
+    return (answer.identity && answer.identity.role) || "anonymous";
+  }
+
+  // One sentence per reason code, for someone who does not read the code. `ask` is what was
+  // asked ({ host, path }). An unknown code gets the gateway's own message.
+  const REASONS = {
+    "allowed": (a) => {
+      // Allowed, yet answered by the gateway itself: a CORS preflight, say.
+      if (a.status) return "The gateway would answer this request itself (HTTP " + a.status + ") without passing it to the service: " + (a.message || "allowed") + ".";
+      const where = a.route ? 'the service "' + a.route.service + '"' + (a.route.upstream ? " (" + a.route.upstream + ")" : "") : "its service";
+      const who = a.identity && a.credential !== "none"
+        ? "as user " + a.identity.user_id + " with the role " + a.identity.role
+        : "without a session (role " + callerRole(a) + ")";
+      return "The gateway would let this request through to " + where + ", " + who + ".";
+    },
+    "authorization-required": (a) => {
+      const roles = serviceRoles(a);
+      const anonymous = !a.identity || a.credential === "none";
+      return "This service does not allow the role " + callerRole(a) +
+        (anonymous ? " (requests without a session)" : "") +
+        (roles ? "; it allows: " + roles + "." : ".") +
+        (anonymous ? " Send the token of a session that has one of these roles." : "");
+    },
+    "insufficient-role": (a) => {
+      const roles = serviceRoles(a);
+      return "The session is valid, but its role " + callerRole(a) + " is not allowed on this service" + (roles ? "; it allows: " + roles + "." : ".");
+    },
+    "role-not-allowed": (a) => {
+      const id = a.identity || {};
+      const own = id.allowed_roles && id.allowed_roles.length ? " (it has: " + list(id.allowed_roles) + ")" : "";
+      return "The request asks for the role " + (id.requested_role || "in its role header") + ", which this session does not have" + own + ".";
+    },
+    "invalid-token": () => "The token is not accepted: it is unknown, has expired, or was revoked (signed out). The user has to sign in again.",
+    "authentication-refused": () => "The identity service that checks tokens for this gateway refused this request.",
+    "malformed-authorization": () => "The Authorization header is not of the form \"Bearer <token>\".",
+    "duplicate-authorization": () => "The request carries more than one credential in its Authorization header.",
+    "malformed-token": () => "The token is not in a form the gateway accepts (it may have been cut or changed when copied).",
+    "malformed-cookie": () => "The session cookie is not in a form the gateway accepts.",
+    "duplicate-cookie": () => "The request carries the session cookie more than once.",
+    "ambiguous-role": () => "The request names a role more than once, so the gateway cannot tell which one is meant.",
+    "cross-site-request": () => "Another web site tried to use this user's session cookie; the gateway refuses that to protect the user.",
+    "origin-required": () => "A change sent with the session cookie must say which site it comes from (an Origin header); this one does not.",
+    "session-store-unavailable": () => "The gateway cannot reach its session store or identity provider right now; the request would fail until it is back.",
+    "internal-error": () => "The gateway hit an internal error on this request; its log says more.",
+    "unknown-host": (a, ask) => "There is no service at " + ask.host + ": no service of this gateway has this host name.",
+    "no-route": (a, ask) => "There is no service for the path " + ask.path + " at " + ask.host + ".",
+    "misdirected-request": (a, ask) => "The gateway does not serve " + ask.host + " on this connection: services are reached by their host names, not by an IP address.",
+    "invalid-host": (a, ask) => '"' + ask.host + '" is not a valid host name.',
+    "missing-host": () => "The request names no host.",
+    "invalid-path": (a, ask) => "The gateway refuses the path " + ask.path + " as malformed or unsafe.",
+    "ambiguous-path": (a, ask) => "The path " + ask.path + " can be read in two ways that lead to different services, so the gateway refuses it.",
+  };
+
+  function inWords(answer, ask) {
+    const words = REASONS[answer.reason];
+    if (words) return words(answer, ask);
+    return answer.message || answer.reason || "The gateway gave no reason.";
+  }
+
+  const CREDENTIALS = { none: "none (no token, no cookie)", bearer: "bearer token", cookie: "session cookie" };
+  const RESOLVERS = { sessions: "the gateway's sessions", jwt: "a JWT issuer", webhook: "the identity webhook", anonymous: "nobody: an anonymous request" };
+
+  // The upstream the request would go to. A refused request never reaches the choice of an
+  // upstream, so the answer names none: the service's upstreams are shown from the list.
+  function upstreamText(route) {
+    if (!route) return "";
+    if (route.upstream) return route.upstream;
+    const s = state.services.find((x) => x.name === route.service);
+    if (!s || !s.upstreams || !s.upstreams.length) return "";
+    return list(s.upstreams) + " (not reached: the gateway answers first)";
+  }
+
+  function showAnswer(a, ask) {
+    const box = $("t-result");
+    const allowed = a.verdict === "allowed";
+    box.className = "card result " + (allowed ? "allowed" : "refused");
+    box.dataset.verdict = a.verdict || "";
+    box.dataset.reason = a.reason || "";
+    $("t-verdict").textContent = allowed ? "Allowed" : "Refused" + (a.status ? " (" + a.status + ")" : "");
+    $("t-reason").textContent = inWords(a, ask);
+    const route = a.route;
+    $("t-service").textContent = route ? route.service : "none: " + (a.message || a.reason);
+    $("t-upstream").textContent = upstreamText(route);
+    const kind = CREDENTIALS[a.credential] || a.credential || "";
+    const by = a.resolver ? RESOLVERS[a.resolver] || a.resolver : "";
+    $("t-credential").textContent = kind + (by && a.credential !== "none" ? ", answered by " + by : "");
+    const id = a.identity;
+    $("t-user").textContent = id ? id.user_id : "";
+    $("t-role").textContent = id ? id.role : "";
+    $("t-requested").textContent = id && id.requested_role ? id.requested_role : "";
+    $("t-roles").replaceChildren(...(id && id.allowed_roles ? id.allowed_roles.map((r) => el("span", { class: r === "anonymous" ? "chip anonymous" : "chip", text: r })) : []));
+    $("t-status").textContent = a.status ? "HTTP " + a.status + " from the gateway itself" : allowed ? "none of its own: it passes the request to the upstream" : "";
+    $("t-code").replaceChildren(el("code", { text: a.reason || "" }));
+    $("t-message").textContent = (a.message || "") + (a.detail ? " (" + a.detail + ")" : "");
+    box.hidden = false;
+  }
+
+  // Answers shown so far: each answer (or error) counts once, so a test can wait for the
+  // answer to its own click rather than read the previous one.
+  let answered = 0;
+  let asking = 0;
+
+  function tryDone() {
+    answered += 1;
+    $("try-view").dataset.answered = String(answered);
+  }
+
+  $("try-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const mine = ++asking;
+    $("t-error").textContent = "";
+    $("t-result").hidden = true;
+    const host = $("t-host").value.trim().replace(/^https?:\/\//i, "").replace(/\/+$/, "");
+    let path = $("t-path").value.trim() || "/";
+    if (!path.startsWith("/")) path = "/" + path;
+    if (!host) {
+      $("t-error").textContent = "Enter the host of the request, for example one of the services' hosts.";
+      tryDone();
+      return;
+    }
+    const body = { method: $("t-method").value, url: "https://" + host + path };
+    const token = $("t-token").value.trim();
+    if (token) body.headers = { authorization: "Bearer " + token };
+    $("t-submit").disabled = true;
+    try {
+      const r = await api("POST", "/v1/explain", body);
+      if (mine !== asking) return;
+      if (r.status === 200 && r.body && r.body.verdict) {
+        showAnswer(r.body, { host, path });
+      } else if (r.status === 400) {
+        $("t-error").textContent = "The gateway could not read this request: " + ((r.body && (r.body.detail || r.body.error)) || "HTTP 400");
+      } else {
+        $("t-error").textContent = "The explain API answered HTTP " + r.status + ": " + ((r.body && (r.body.detail || r.body.error)) || "no details");
+      }
+    } catch (e) {
+      if (mine !== asking || e.message === "unauthorized") return;
+      $("t-error").textContent = "Cannot reach the gateway's admin API: " + e.message;
+    } finally {
+      if (mine === asking) {
+        $("t-submit").disabled = false;
+        tryDone();
+      }
     }
   });
 
