@@ -207,7 +207,9 @@ pub fn router(state: AdminState) -> axum::Router {
 /// `POST /v1/explain` (see [`crate::explain`]).
 async fn explain(_: AdminAuth, State(state): State<AdminState>, body: Bytes) -> Response {
     match &state.routes {
-        Some(table) => crate::explain::explain(table.clone(), &body).await,
+        Some(table) => {
+            crate::explain::explain(table.clone(), &state.session.role_header, &body).await
+        }
         None => reject::response(reject::NOT_FOUND),
     }
 }

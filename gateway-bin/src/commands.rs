@@ -369,14 +369,15 @@ pub async fn explain(args: ExplainArgs) -> ExitCode {
     if let Some(t) = token {
         headers.insert("authorization".into(), format!("Bearer {t}").into());
     }
-    if let Some(r) = args.role {
-        headers.insert("x-hasura-role".into(), r.into());
-    }
     let mut body = serde_json::json!({
         "method": args.method,
         "url": args.url,
         "headers": headers,
     });
+    if let Some(r) = args.role {
+        // Sent in the gateway's configured role header.
+        body["role"] = r.into();
+    }
     if let Some(c) = args.client {
         body["client"] = c.to_string().into();
     }
@@ -442,9 +443,20 @@ fn explain_text(v: &serde_json::Value) -> String {
     }
     match v["route"].as_object() {
         Some(r) => out.push_str(&format!(
-            "route:      service {} -> {}\n",
+            "route:      service {} -> {}{}\n",
             r.get("service").map_or("-".into(), s),
-            r.get("upstream").map_or("-".into(), s)
+            r.get("upstream").map_or("-".into(), s),
+            match r.get("allowed_roles").and_then(|a| a.as_array()) {
+                Some(a) if a.is_empty() => " (every role)".to_owned(),
+                Some(a) => format!(
+                    " (allows {})",
+                    a.iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                None => String::new(),
+            }
         )),
         None => out.push_str("route:      none\n"),
     }

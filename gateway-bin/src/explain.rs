@@ -35,6 +35,9 @@ struct Ask {
     /// The client's address as the gateway would see it.
     #[serde(default)]
     client: Option<IpAddr>,
+    /// The role to ask for, sent in the configured role header (`X-Hasura-Role`).
+    #[serde(default)]
+    role: Option<String>,
 }
 
 fn bad(why: &str) -> Response {
@@ -42,12 +45,18 @@ fn bad(why: &str) -> Response {
 }
 
 /// Answers `POST /v1/explain` with `body` against the current routes.
-pub async fn explain(table: SharedRouteTable<RouteService>, body: &[u8]) -> Response {
+///
+/// `role_header` is the session layer's role header: a `role` in the body is sent in it.
+pub async fn explain(
+    table: SharedRouteTable<RouteService>,
+    role_header: &HeaderName,
+    body: &[u8],
+) -> Response {
     let ask: Ask = match serde_json::from_slice(body) {
         Ok(a) => a,
         Err(e) => return reject::with_detail(reject::INVALID_JSON, &e.to_string(), &[]),
     };
-    let req = match build(&ask) {
+    let req = match build(&ask, role_header) {
         Ok(r) => r,
         Err(why) => return bad(&why),
     };
@@ -63,7 +72,7 @@ pub async fn explain(table: SharedRouteTable<RouteService>, body: &[u8]) -> Resp
 }
 
 /// The request `ask` describes, as a listener would hand it to the stack.
-fn build(ask: &Ask) -> Result<Request<Body>, String> {
+fn build(ask: &Ask, role_header: &HeaderName) -> Result<Request<Body>, String> {
     let method = match &ask.method {
         None => Method::GET,
         Some(m) => Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes())
@@ -103,6 +112,11 @@ fn build(ask: &Ask) -> Result<Request<Body>, String> {
         let value = HeaderValue::from_str(value)
             .map_err(|_| format!("the value of header {name} is not valid"))?;
         req.headers_mut().append(name, value);
+    }
+    if let Some(role) = &ask.role {
+        let value = HeaderValue::from_str(role)
+            .map_err(|_| "`role` is not a valid header value".to_owned())?;
+        req.headers_mut().insert(role_header.clone(), value);
     }
     let host = HeaderValue::from_str(authority.as_str())
         .map_err(|_| "`url` has a host that is not a valid header value".to_owned())?;
@@ -156,7 +170,12 @@ fn describe(record: &DecisionRecord, res: &http::Response<Body>) -> Value {
             })
         });
         let route = d.service.as_ref().map(|s| {
-            json!({"service": &**s, "upstream": d.upstream.as_deref()})
+            json!({
+                "service": &**s,
+                "upstream": d.upstream.as_deref(),
+                // Empty: every role. Absent when the request did not reach the role check.
+                "allowed_roles": d.service_roles.as_ref().map(|r| r.iter().map(|r| &**r).collect::<Vec<_>>()),
+            })
         });
         let mut detail = d.detail.as_deref().map(str::to_owned);
         if let (false, Some(location)) = (allowed, res.headers().get(http::header::LOCATION)) {

@@ -302,6 +302,31 @@ async fn explain_gives_the_decision_the_access_log_records_and_leaves_no_trace()
     );
     assert_eq!(refused["identity"]["allowed_roles"], json!(["user"]));
     assert_eq!(refused["resolver"], "sessions");
+    assert_eq!(
+        refused["route"]["allowed_roles"],
+        json!(["admin"]),
+        "{refused}"
+    );
+    // `role` is sent in the configured role header.
+    let (_, asked) = explain(
+        &g,
+        json!({"url": format!("http://{data}/"), "headers": {"authorization": user_auth}, "role": "admin"}),
+    )
+    .await;
+    assert_eq!(asked["reason"], "role-not-allowed", "{asked}");
+    assert_eq!(asked["identity"]["requested_role"], "admin", "{asked}");
+    let (_, open) = explain(
+        &g,
+        json!({"url": format!("http://{data}/"), "headers": {"authorization": boss_auth}, "role": "admin"}),
+    )
+    .await;
+    assert_eq!(open["reason"], "allowed", "{open}");
+    assert_eq!(open["identity"]["role"], "admin", "{open}");
+    assert_eq!(
+        open["route"]["allowed_roles"],
+        json!(["anonymous", "user", "admin"]),
+        "{open}"
+    );
 
     // No trace: no access line, no request counted, no expiry moved.
     assert_eq!(

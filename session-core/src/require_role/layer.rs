@@ -12,7 +12,7 @@ pub struct RequireRoleLayer {
 
 #[derive(Debug)]
 pub(crate) struct Policy {
-    pub(crate) roles: Box<[Box<str>]>,
+    pub(crate) roles: std::sync::Arc<[Box<str>]>,
     pub(crate) forbid_authenticated: bool,
     pub(crate) redirects: Option<super::BrowserRedirects>,
 }

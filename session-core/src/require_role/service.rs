@@ -79,6 +79,14 @@ where
             return ResponseFuture::rejected(rejection::INTERNAL_ERROR.response());
         };
         if self.policy.allows(&identity.role) {
+            if let Some(record) = req
+                .extensions()
+                .get::<DecisionRecord>()
+                .filter(|r| r.is_dry_run())
+            {
+                // An explained request learns the service's roles even when allowed.
+                record.update(|d| d.service_roles = Some(self.policy.roles.clone()));
+            }
             return ResponseFuture::inner(self.inner.call(req));
         }
         let refusal = if self.policy.forbid_authenticated && identity.is_authenticated() {
@@ -96,6 +104,7 @@ where
             record.update(|d| {
                 d.refusal = Some(refusal.code);
                 d.detail = Some(detail.into());
+                d.service_roles = Some(self.policy.roles.clone());
             });
         }
         if let Some(redirect) = self

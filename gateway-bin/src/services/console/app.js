@@ -415,9 +415,11 @@
     return items.join(", ");
   }
 
-  // The roles a service allows, from the answer's detail ("...; allowed roles: user, admin",
-  // current as of the answer), else from the service list; null when neither says.
+  // The roles a service allows: the answer's route.allowed_roles, else its detail ("...;
+  // allowed roles: user, admin"), else the service list; null when none says.
   function serviceRoles(answer) {
+    const structured = answer.route && answer.route.allowed_roles;
+    if (Array.isArray(structured)) return structured.length ? list(structured) : "every role";
     const m = /allowed roles?:\s*([^;]+)/i.exec(answer.detail || "");
     if (m) return m[1].trim();
     const name = answer.route && answer.route.service;
