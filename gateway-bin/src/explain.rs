@@ -173,7 +173,7 @@ fn describe(record: &DecisionRecord, res: &http::Response<Body>) -> Value {
             json!({
                 "service": &**s,
                 "upstream": d.upstream.as_deref(),
-                // Empty: every role. Absent when the request did not reach the role check.
+                // Written by the role check when it refuses; null otherwise.
                 "allowed_roles": d.service_roles.as_ref().map(|r| r.iter().map(|r| &**r).collect::<Vec<_>>()),
             })
         });

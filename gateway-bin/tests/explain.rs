@@ -322,11 +322,8 @@ async fn explain_gives_the_decision_the_access_log_records_and_leaves_no_trace()
     .await;
     assert_eq!(open["reason"], "allowed", "{open}");
     assert_eq!(open["identity"]["role"], "admin", "{open}");
-    assert_eq!(
-        open["route"]["allowed_roles"],
-        json!(["anonymous", "user", "admin"]),
-        "{open}"
-    );
+    // The role check writes the service's roles only when it refuses.
+    assert!(open["route"]["allowed_roles"].is_null(), "{open}");
 
     // No trace: no access line, no request counted, no expiry moved.
     assert_eq!(

@@ -134,8 +134,8 @@ pub struct Decision {
     pub role: Option<Arc<str>>,
     /// Every role of the identity.
     pub allowed_roles: Option<Arc<[Arc<str>]>>,
-    /// The roles the service allows, when the role check wrote them (on a refusal, and for
-    /// every explained request); `Some` of an empty list means every role.
+    /// The roles the service allows, when the role check refused the request (it writes
+    /// nothing for an allowed one, to cost allowed requests nothing).
     pub service_roles: Option<Arc<[Box<str>]>>,
     /// The reason code of a refusal decided by a layer whose answer is not a rejection
     /// response (a browser redirected to the login page, say).

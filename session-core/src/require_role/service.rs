@@ -79,14 +79,7 @@ where
             return ResponseFuture::rejected(rejection::INTERNAL_ERROR.response());
         };
         if self.policy.allows(&identity.role) {
-            if let Some(record) = req
-                .extensions()
-                .get::<DecisionRecord>()
-                .filter(|r| r.is_dry_run())
-            {
-                // An explained request learns the service's roles even when allowed.
-                record.update(|d| d.service_roles = Some(self.policy.roles.clone()));
-            }
+            // Nothing written: an allowed request costs no record lookup here.
             return ResponseFuture::inner(self.inner.call(req));
         }
         let refusal = if self.policy.forbid_authenticated && identity.is_authenticated() {
