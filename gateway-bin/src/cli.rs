@@ -48,7 +48,7 @@ pub enum Command {
     /// the route, who the credential resolves to, and the verdict with its reason. Nothing is
     /// proxied and nothing changes (no session touched, no metric counted).
     Explain {
-        /// The request's URL (https://data.example.com/path).
+        /// The request's URL (`https://data.example.com/path`).
         #[arg(long)]
         url: String,
         /// The method.

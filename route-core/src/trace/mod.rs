@@ -4,8 +4,8 @@
 //!
 //! [`TracePropagationLayer`] decides, once per request, which trace the request belongs to:
 //!
-//! - **From a trusted front proxy** (the peer of [`ConnectionInfo`] inside the networks of
-//!   [`TraceConfig::trusted`], the very rule [`ForwardedHeaders`] applies to `X-Forwarded-For`)
+//! - **From a trusted front proxy** (the peer of [`ConnectionInfo`](crate::ConnectionInfo) inside the networks of
+//!   [`TraceConfig::trusted`], the very rule [`ForwardedHeaders`](crate::forwarded::ForwardedHeaders) applies to `X-Forwarded-For`)
 //!   a valid `traceparent` is kept: its trace id is the request's, its parent id is the parent
 //!   of the gateway's span, its flags are kept. Its `tracestate` is kept too, checked and
 //!   bounded to 32 list members and 512 bytes ([`bound_tracestate`]).
