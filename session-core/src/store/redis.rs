@@ -200,57 +200,40 @@ impl Scripts {
         }
     }
 
-    /// Every script with its source, for [`RedisStore::load_scripts`].
-    fn all(&self) -> [(&Script, &'static str); 13] {
-        [
-            (&self.create, lua::CREATE),
+    /// The scripts one deployment runs, with their sources: the atomic ones on one server or
+    /// Sentinel, the one-key ones in a Cluster (sliding and touching already touch one key and
+    /// serve both).
+    fn used(&self, cluster: bool) -> Vec<(&Script, &'static str)> {
+        let mut used = vec![
             (&self.resolve_slide, lua::RESOLVE_SLIDE),
             (&self.touch, lua::TOUCH),
-            (&self.revoke, lua::REVOKE),
-            (&self.revoke_user, lua::REVOKE_USER),
-            (&self.list_user, lua::LIST_USER),
-            (&self.cluster_session_create, lua::CLUSTER_SESSION_CREATE),
-            (&self.cluster_index_add, lua::CLUSTER_INDEX_ADD),
-            (&self.cluster_extend_user, lua::CLUSTER_EXTEND_USER),
-            (&self.cluster_session_revoke, lua::CLUSTER_SESSION_REVOKE),
-            (&self.cluster_index_members, lua::CLUSTER_INDEX_MEMBERS),
-            (&self.cluster_index_remove, lua::CLUSTER_INDEX_REMOVE),
-            (&self.cluster_publish, lua::CLUSTER_PUBLISH),
-        ]
-    }
-
-    /// The scripts one deployment runs: the atomic ones on one server or Sentinel, the
-    /// one-key ones (and the two that already touch one key) in a Cluster.
-    fn used(&self, cluster: bool) -> Vec<(&Script, &'static str)> {
-        let one_key = [
-            lua::RESOLVE_SLIDE,
-            lua::TOUCH,
-            lua::CLUSTER_SESSION_CREATE,
-            lua::CLUSTER_INDEX_ADD,
-            lua::CLUSTER_EXTEND_USER,
-            lua::CLUSTER_SESSION_REVOKE,
-            lua::CLUSTER_INDEX_MEMBERS,
-            lua::CLUSTER_INDEX_REMOVE,
-            lua::CLUSTER_PUBLISH,
         ];
-        self.all()
-            .into_iter()
-            .enumerate()
-            .filter(|(i, (_, src))| {
-                if cluster {
-                    one_key.contains(src)
-                } else {
-                    *i < 6
-                }
-            })
-            .map(|(_, pair)| pair)
-            .collect()
+        if cluster {
+            used.extend([
+                (&self.cluster_session_create, lua::CLUSTER_SESSION_CREATE),
+                (&self.cluster_index_add, lua::CLUSTER_INDEX_ADD),
+                (&self.cluster_extend_user, lua::CLUSTER_EXTEND_USER),
+                (&self.cluster_session_revoke, lua::CLUSTER_SESSION_REVOKE),
+                (&self.cluster_index_members, lua::CLUSTER_INDEX_MEMBERS),
+                (&self.cluster_index_remove, lua::CLUSTER_INDEX_REMOVE),
+                (&self.cluster_publish, lua::CLUSTER_PUBLISH),
+            ]);
+        } else {
+            used.extend([
+                (&self.create, lua::CREATE),
+                (&self.revoke, lua::REVOKE),
+                (&self.revoke_user, lua::REVOKE_USER),
+                (&self.list_user, lua::LIST_USER),
+            ]);
+        }
+        used
     }
 
     /// The source of the script with this hash, to load it after a `NOSCRIPT`.
     fn source_of(&self, script: &Script) -> Option<&'static str> {
-        self.all()
+        self.used(false)
             .into_iter()
+            .chain(self.used(true))
             .find(|(s, _)| s.get_hash() == script.get_hash())
             .map(|(_, src)| src)
     }
@@ -341,30 +324,11 @@ impl RedisStore {
     /// pays for that.
     pub async fn load_scripts(&self) -> Result<usize, StoreError> {
         let scripts = self.inner.scripts.used(self.inner.conn.is_cluster());
-        let loads = scripts.iter().map(|(script, source)| {
-            let mut conn = self.inner.conn.clone();
-            async move {
-                // One command per script: in a Cluster, redis-rs sends SCRIPT LOAD to every
-                // primary, which it cannot do inside a pipeline.
-                let hash: String = self
-                    .run("SCRIPT LOAD", async move {
-                        redis::cmd("SCRIPT")
-                            .arg("LOAD")
-                            .arg(*source)
-                            .query_async(&mut conn)
-                            .await
-                    })
-                    .await?;
-                // Redis answers the script's SHA-1: the hash `EVALSHA` sends must be that one.
-                if script.get_hash() != hash {
-                    return Err(StoreError::Unavailable(format!(
-                        "redis SCRIPT LOAD: the server hashed a script as {hash}, not {}",
-                        script.get_hash()
-                    )));
-                }
-                Ok(())
-            }
-        });
+        // One command per script: in a Cluster, redis-rs sends SCRIPT LOAD to every primary,
+        // which it cannot do inside a pipeline.
+        let loads = scripts
+            .iter()
+            .map(|(script, source)| self.load(script, source));
         futures_util::future::try_join_all(loads).await?;
         Ok(scripts.len())
     }
@@ -391,7 +355,7 @@ impl RedisStore {
     }
 
     pub(super) fn session_key(&self, id: &TokenHash) -> String {
-        format!("{}{}", self.inner.session_prefix, id.to_hex())
+        self.session_key_hex(&id.to_hex())
     }
 
     pub(super) fn session_key_hex(&self, hex: &str) -> String {
@@ -517,20 +481,33 @@ impl RedisStore {
         )))
     }
 
+    /// Loads `script` after a `NOSCRIPT`.
     async fn load_one(&self, script: &Script) -> Result<(), StoreError> {
-        let Some(source) = self.inner.scripts.source_of(script) else {
-            return Err(StoreError::Unavailable("redis: an unknown script".into()));
-        };
+        match self.inner.scripts.source_of(script) {
+            Some(source) => self.load(script, source).await,
+            None => Err(StoreError::Unavailable("redis: an unknown script".into())),
+        }
+    }
+
+    /// `SCRIPT LOAD` of `source`, checking that the server's SHA-1 is the one `EVALSHA` sends.
+    async fn load(&self, script: &Script, source: &'static str) -> Result<(), StoreError> {
         let mut conn = self.inner.conn.clone();
-        self.run("SCRIPT LOAD", async move {
-            redis::cmd("SCRIPT")
-                .arg("LOAD")
-                .arg(source)
-                .query_async::<String>(&mut conn)
-                .await
-        })
-        .await
-        .map(|_| ())
+        let hash: String = self
+            .run("SCRIPT LOAD", async move {
+                redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(source)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        if script.get_hash() != hash {
+            return Err(StoreError::Unavailable(format!(
+                "redis SCRIPT LOAD: the server hashed a script as {hash}, not {}",
+                script.get_hash()
+            )));
+        }
+        Ok(())
     }
 
     /// Runs a plain command under the command timeout.
@@ -666,6 +643,16 @@ pub(super) enum Confirmed {
 }
 
 impl Confirmed {
+    /// A new session the replicas did not confirm is not an error (losing it in a failover
+    /// only logs its user out again, fail closed), but worth a warning.
+    pub(super) fn warn_for_new_session(self) {
+        if let Confirmed::Short { .. } = self {
+            tracing::warn!(
+                "a new session was not confirmed by the Redis replicas in time; a failover now would log this user out"
+            );
+        }
+    }
+
     /// `Err` for a revocation that the replicas did not confirm: the master applied it, but a
     /// failover now could lose it, so it is not acknowledged. Repeating it is safe.
     pub(super) fn require(self, what: &str) -> Result<(), StoreError> {
@@ -993,11 +980,8 @@ impl RedisStore {
         }
         if !evicted.is_empty() {
             confirmed.require("eviction of the oldest sessions beyond max_per_user")?;
-        } else if let Confirmed::Short { .. } = confirmed {
-            // Not an error: a lost new session only logs its user out again.
-            tracing::warn!(
-                "a new session was not confirmed by the Redis replicas in time; a failover now would log this user out"
-            );
+        } else {
+            confirmed.warn_for_new_session();
         }
         Ok((created, expires))
     }

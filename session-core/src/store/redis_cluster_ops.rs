@@ -50,11 +50,7 @@ impl RedisStore {
                 return Err(e);
             }
         };
-        if let Confirmed::Short { .. } = confirmed {
-            tracing::warn!(
-                "a new session was not confirmed by the Redis replicas in time; a failover now would log this user out"
-            );
-        }
+        confirmed.warn_for_new_session();
         if size > self.max_per_user() {
             self.cluster_trim(&ukey, &r.hex).await?;
         }
