@@ -46,6 +46,20 @@ async fn admin_call(
     }
 }
 
+/// A token given on the command line, or read from standard input for `-` (which keeps it out
+/// of the process list and shell history).
+fn token_arg(token: String) -> Result<String, ExitCode> {
+    if token != "-" {
+        return Ok(token);
+    }
+    let mut s = String::new();
+    if std::io::stdin().read_to_string(&mut s).is_err() {
+        eprintln!("gateway: cannot read the token from standard input");
+        return Err(ExitCode::from(2));
+    }
+    Ok(s.trim().to_owned())
+}
+
 /// Percent-encodes a user id for a URL path segment.
 fn segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -83,15 +97,9 @@ pub async fn session(cmd: SessionCommand) -> ExitCode {
             .await
         }
         SessionCommand::Revoke { token, admin } => {
-            let token = if token == "-" {
-                let mut s = String::new();
-                if std::io::stdin().read_to_string(&mut s).is_err() {
-                    eprintln!("gateway: cannot read the token from standard input");
-                    return ExitCode::from(2);
-                }
-                s.trim().to_owned()
-            } else {
-                token
+            let token = match token_arg(token) {
+                Ok(t) => t,
+                Err(code) => return code,
             };
             admin_call(
                 &admin,
@@ -354,16 +362,9 @@ pub struct ExplainArgs {
 
 /// `gateway explain`: asks `POST /v1/explain` and prints the decision for people.
 pub async fn explain(args: ExplainArgs) -> ExitCode {
-    let token = match args.token.as_deref() {
-        Some("-") => {
-            let mut s = String::new();
-            if std::io::stdin().read_to_string(&mut s).is_err() {
-                eprintln!("gateway: cannot read the token from standard input");
-                return ExitCode::from(2);
-            }
-            Some(s.trim().to_owned()).filter(|t| !t.is_empty())
-        }
-        other => other.map(str::to_owned),
+    let token = match args.token.map(token_arg).transpose() {
+        Ok(t) => t.filter(|t| !t.is_empty()),
+        Err(code) => return code,
     };
     let mut headers = serde_json::Map::new();
     if let Some(t) = token {
