@@ -86,11 +86,10 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
-        let mut record = req.extensions().get::<DecisionRecord>().cloned();
-        let pending = match shared.begin(&mut req, &mut record) {
+        let pending = match shared.begin(&mut req) {
             Begin::Reject(response) => return ResponseFuture::rejected(response),
             Begin::Anonymous { clear_cookie } => {
-                if let Some(record) = &record {
+                if let Some(record) = req.extensions().get::<DecisionRecord>() {
                     note(record, CredentialKind::None, &shared.anonymous, None);
                 }
                 shared.admit_anonymous(&mut req);
@@ -142,7 +141,7 @@ fn resolve_owned(
         let result = {
             let request =
                 ResolveRequest::new(&head, pending.credential.as_ref(), pending.requested_role())
-                    .with_dry_run(pending.dry_run());
+                    .with_dry_run(is_dry_run(&head.extensions));
             resolver.resolve(&request).await
         };
         Resolved {
@@ -162,15 +161,9 @@ pub(crate) struct Pending {
     bearer: bool,
     /// The session cookie is present, usable or not.
     cookie: CookieState,
-    /// The request's decision record, if it has one.
-    record: Option<DecisionRecord>,
 }
 
 impl Pending {
-    fn dry_run(&self) -> bool {
-        self.record.as_ref().is_some_and(DecisionRecord::is_dry_run)
-    }
-
     /// How the request presented its identity.
     fn credential_kind(&self) -> CredentialKind {
         match self.credential.as_ref().map(|c| c.source) {
@@ -192,7 +185,7 @@ impl Pending {
     /// What the resolver is asked about `req`.
     fn request<'a, B>(&'a self, req: &'a Request<B>) -> ResolveRequest<'a> {
         ResolveRequest::from_request(req, self.credential.as_ref(), self.requested_role())
-            .with_dry_run(self.dry_run())
+            .with_dry_run(is_dry_run(req.extensions()))
     }
 }
 
@@ -259,11 +252,7 @@ impl Prepared {
 
     /// Steps 1–3 of the module docs: strip, extract, and (for requests that go on as anonymous
     /// without asking the resolver) remove credentials not forwarded.
-    pub(crate) fn begin<B, ReqBody>(
-        &self,
-        req: &mut Request<ReqBody>,
-        record: &mut Option<DecisionRecord>,
-    ) -> Begin<B>
+    pub(crate) fn begin<B, ReqBody>(&self, req: &mut Request<ReqBody>) -> Begin<B>
     where
         B: From<Bytes>,
     {
@@ -291,7 +280,6 @@ impl Prepared {
             requested,
             bearer: found.bearer,
             cookie: found.cookie,
-            record: record.take(),
         })
     }
 
@@ -323,7 +311,8 @@ impl Prepared {
         B: From<Bytes>,
     {
         let malformed_cookie = pending.cookie == CookieState::Malformed;
-        if let Some(record) = &pending.record {
+        let record = req.extensions().get::<DecisionRecord>().cloned();
+        if let Some(record) = &record {
             let kind = pending.credential_kind();
             match &result {
                 Ok(Some(identity)) => {
@@ -341,8 +330,7 @@ impl Prepared {
         match result {
             Ok(Some(identity)) => {
                 let identity = select_role(identity, &pending.requested)?;
-                if let (Some(record), RequestedRole::One(_)) = (&pending.record, &pending.requested)
-                {
+                if let (Some(record), RequestedRole::One(_)) = (&record, &pending.requested) {
                     record.update(|d| d.role = Some(identity.role.clone()));
                 }
                 let headers = req.headers_mut();
@@ -440,6 +428,13 @@ impl Prepared {
         }
         Some(())
     }
+}
+
+/// Whether the request is only explained (a dry-run decision record).
+fn is_dry_run(extensions: &http::Extensions) -> bool {
+    extensions
+        .get::<DecisionRecord>()
+        .is_some_and(DecisionRecord::is_dry_run)
 }
 
 /// Writes who the request is into its decision record. The role is the identity's default;
