@@ -59,6 +59,9 @@ pub enum StartError {
     /// The OTLP span exporter could not be set up.
     #[error("[telemetry]: {0}")]
     Telemetry(String),
+    /// A serving thread could not be started.
+    #[error("cannot start a serving thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// The parts of a running gateway that a reload replaces or reads.
@@ -179,6 +182,7 @@ pub struct Running {
     max_connections: usize,
     grace: Duration,
     tasks: JoinSet<()>,
+    serving: server::ServingThreads,
     otlp: Option<crate::telemetry::otlp::Exporter>,
 }
 
@@ -193,6 +197,7 @@ impl Running {
         );
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
+        self.serving.stop().await;
         // Every request has been answered (or cut off): the spans queued are all there are.
         if let Some(otlp) = self.otlp.take() {
             otlp.shutdown().await;
@@ -235,7 +240,16 @@ pub struct StartOptions {
     pub config_path: Option<PathBuf>,
     /// An admin secret that overrides the configured source (the quickstart's).
     pub admin_secret: Option<Secret>,
+    /// How many threads serve the public listeners: the runtime that calls [`start`] and
+    /// `serving_threads - 1` more, each with a current-thread runtime and an `SO_REUSEPORT`
+    /// socket of its own ([`server::ServingThreads`]). 0 and 1 both mean the calling runtime
+    /// alone.
+    pub serving_threads: usize,
 }
+
+/// What a serving thread runs for one listener: builds its future inside the thread's runtime.
+type ServeJob =
+    Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send>;
 
 /// Binds every listener and starts serving. Returns once the gateway is ready.
 pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartError> {
@@ -307,13 +321,40 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
 
     let bind =
         |addr: SocketAddr| server::bind(addr).map_err(|source| StartError::Bind { addr, source });
+    // The public listeners' sockets share their port with the serving threads' (one job per
+    // listener per extra thread, collected here and started together below).
+    let threads = opts.serving_threads.max(1);
+    let mut extra: Vec<Vec<ServeJob>> = (1..threads).map(|_| Vec::new()).collect();
+    let bind_public = |addr: SocketAddr| {
+        server::bind_std(addr, threads > 1)
+            .and_then(tokio::net::TcpListener::from_std)
+            .map_err(|source| StartError::Bind { addr, source })
+    };
+    let bind_extra = |addr: SocketAddr| {
+        server::bind_std(addr, true).map_err(|source| StartError::Bind { addr, source })
+    };
     let tls = crate::tls::TlsRuntime::start(&config).await?;
     let mut https_addr = None;
     if let (Some(addr), Some(rt)) = (config.listen.https, &tls) {
-        let listener = bind(addr)?;
+        let listener = bind_public(addr)?;
         https_addr = listener.local_addr().ok();
         // Only the HTTPS listener sets Strict-Transport-Security (SECURITY-CASES 44).
         let svc = stack::https_service(service.clone(), config.tls.hsts.clone());
+        for jobs in &mut extra {
+            let listener = bind_extra(https_addr.unwrap_or(addr))?;
+            let (svc, acceptor, settings) = (svc.clone(), rt.acceptor.clone(), settings.clone());
+            jobs.push(Box::new(move || {
+                Box::pin(async move {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => {
+                            let make = move |_: &route_core::ConnectionInfo| svc.clone();
+                            crate::tls::serve_tls(l, acceptor, make, settings).await;
+                        }
+                        Err(e) => tracing::error!(error = %e, "a serving thread cannot use its HTTPS listener"),
+                    }
+                })
+            }));
+        }
         tasks.spawn(crate::tls::serve_tls(
             listener,
             rt.acceptor.clone(),
@@ -324,7 +365,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
     }
     let mut http_addr = None;
     if let Some(addr) = config.listen.http {
-        let listener = bind(addr)?;
+        let listener = bind_public(addr)?;
         http_addr = listener.local_addr().ok();
         let svc = service.clone();
         let responder = tls.as_ref().and_then(|t| t.responder.clone());
@@ -334,12 +375,20 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         if responder.is_some() || redirect.is_some() {
             // The plain listener also answers ACME HTTP-01 and redirects to HTTPS.
             let plain = stack::plain_service(svc, responder, redirect, &config);
+            for jobs in &mut extra {
+                let extra_listener = bind_extra(http_addr.unwrap_or(addr))?;
+                jobs.push(plain_job(extra_listener, plain.clone(), settings.clone()));
+            }
             tasks.spawn(server::serve_plain(
                 listener,
                 move |_: &route_core::ConnectionInfo| plain.clone(),
                 settings.clone(),
             ));
         } else {
+            for jobs in &mut extra {
+                let extra_listener = bind_extra(http_addr.unwrap_or(addr))?;
+                jobs.push(plain_job(extra_listener, svc.clone(), settings.clone()));
+            }
             tasks.spawn(server::serve_plain(
                 listener,
                 move |_: &route_core::ConnectionInfo| svc.clone(),
@@ -347,6 +396,20 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
             ));
         }
         tracing::info!(addr = %http_addr.unwrap_or(addr), "listening for HTTP");
+    }
+    let mut serving = server::ServingThreads::default();
+    for (k, jobs) in extra.into_iter().enumerate() {
+        serving
+            .spawn(format!("serve-{}", k + 1), move || {
+                futures_util::future::join_all(jobs.into_iter().map(|job| job()))
+            })
+            .map_err(StartError::Thread)?;
+    }
+    if !serving.is_empty() {
+        tracing::info!(
+            threads = serving.len() + 1,
+            "serving on one event loop per thread"
+        );
     }
     let shared = GatewayState {
         config: Arc::new(ArcSwap::from_pointee(config.clone())),
@@ -430,7 +493,36 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         max_connections: config.limits.max_connections,
         grace: config.limits.shutdown_grace,
         tasks,
+        serving,
         otlp,
+    })
+}
+
+/// A serving thread's job for a plain listener.
+fn plain_job<S>(listener: std::net::TcpListener, svc: S, settings: ConnSettings) -> ServeJob
+where
+    S: tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<route_core::Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    Box::new(move || {
+        Box::pin(async move {
+            match tokio::net::TcpListener::from_std(listener) {
+                Ok(l) => {
+                    let make = move |_: &route_core::ConnectionInfo| svc.clone();
+                    server::serve_plain(l, make, settings).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "a serving thread cannot use its HTTP listener")
+                }
+            }
+        })
     })
 }
 

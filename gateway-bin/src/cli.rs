@@ -21,10 +21,17 @@ pub enum Command {
         /// The config file.
         #[arg(long, short, default_value = "gateway.toml", env = "GATEWAY_CONFIG")]
         config: PathBuf,
-        /// Worker threads. 1 runs everything on one thread (tokio's current-thread runtime,
-        /// the cheapest per request); the default is one per CPU.
-        #[arg(long, env = "GATEWAY_THREADS")]
-        threads: Option<usize>,
+        /// Threads that serve requests; the default is one per CPU. Each runs its own
+        /// event loop (a tokio current-thread runtime) with its own `SO_REUSEPORT` socket
+        /// per public listener, as nginx runs a worker per core: per request this is the
+        /// cheapest shape, and a connection stays on the thread that accepted it.
+        #[arg(long, env = "GATEWAY_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+        threads: Option<u16>,
+        /// Serve on tokio's work-stealing runtime with `--threads` workers instead: idle
+        /// threads take work from busy ones, at a cost per request (bench/README.md, "The
+        /// runtime's shape"). For loads whose connections differ widely in cost.
+        #[arg(long, env = "GATEWAY_WORK_STEALING")]
+        work_stealing: bool,
     },
     /// Validate a config file: exit 0 when valid, 64 with every problem listed when not.
     Check {

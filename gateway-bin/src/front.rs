@@ -18,6 +18,8 @@ use pin_project_lite::pin_project;
 use route_core::decision::{self, DecisionRecord, Refused};
 use route_core::TraceContext;
 use route_core::{Body, ConnectionInfo};
+
+use crate::telemetry::access;
 use tower::{Layer, Service};
 
 /// Layer for [`Served`]: one per service.
@@ -164,7 +166,7 @@ impl Log {
         let refused = res.extensions().get::<Refused>();
         let status = res.status().as_u16();
         let elapsed = self.start.elapsed();
-        let trace = res.extensions().get::<TraceContext>();
+        let response_trace = res.extensions().get::<TraceContext>().copied();
         self.record.read(|d| {
             // The OTLP span: a no-op unless `[telemetry] otlp_endpoint` is set.
             crate::telemetry::otlp::record(
@@ -175,24 +177,25 @@ impl Log {
                 self.https,
                 elapsed,
             );
-            tracing::info!(
-                target: crate::telemetry::ACCESS_TARGET,
-                method = %self.method,
-                host = self.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-"),
-                service = d.service.as_deref().unwrap_or("-"),
-                status,
-                role = d.role.as_deref().unwrap_or("-"),
-                user_id = d.user_id.as_deref().unwrap_or("-"),
-                latency_ms = elapsed.as_secs_f64() * 1000.0,
-                client = %OrDash(self.client),
-                reason = decision::reason(d, refused),
-                credential = d.credential.as_str(),
-                resolver = d.resolver.unwrap_or("-"),
-                requested_role = d.requested_role.as_deref().unwrap_or("-"),
-                upstream = d.upstream.as_deref().unwrap_or("-"),
-                detail = d.detail.as_deref().unwrap_or("-"),
-                trace_id = %OrDash(trace.map(|t| t.trace_id)),
-            );
+            if access::enabled() {
+                access::write(&access::Line {
+                    method: &self.method,
+                    host: self.host.as_ref().and_then(|h| h.to_str().ok()),
+                    service: d.service.as_deref(),
+                    status,
+                    role: d.role.as_deref(),
+                    user_id: d.user_id.as_deref(),
+                    latency: elapsed,
+                    client: self.client,
+                    reason: decision::reason(d, refused),
+                    credential: d.credential.as_str(),
+                    resolver: d.resolver,
+                    requested_role: d.requested_role.as_deref(),
+                    upstream: d.upstream.as_deref(),
+                    detail: d.detail.as_deref(),
+                    trace_id: d.trace.or(response_trace).map(|t| t.trace_id),
+                });
+            }
             let status_label = status_class(status);
             record_metrics(
                 d.service.as_ref(),
@@ -209,18 +212,6 @@ impl Log {
                 _ => {}
             }
         });
-    }
-}
-
-/// Displays the value, or `-` when there is none, without building a `String` first.
-pub(crate) struct OrDash<T>(pub(crate) Option<T>);
-
-impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Some(v) => v.fmt(f),
-            None => f.write_str("-"),
-        }
     }
 }
 

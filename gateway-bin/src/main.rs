@@ -12,23 +12,36 @@ const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let threads = match &cli.command {
-        Command::Run { threads, .. } => *threads,
-        _ => None,
+    // `gateway run` serves on `threads` event loops: this thread's and, unless work stealing is
+    // asked for, `threads - 1` serving threads the app starts (server::ServingThreads). Every
+    // other command needs one thread.
+    let (threads, work_stealing) = match &cli.command {
+        Command::Run {
+            threads,
+            work_stealing,
+            ..
+        } => (
+            threads.map(usize::from).unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            }),
+            *work_stealing,
+        ),
+        _ => (1, false),
     };
-    let built = match threads {
-        // One thread: no work stealing and no cross-thread wake-ups on the request path.
-        Some(1) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        Some(n) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n.max(1))
-            .enable_all()
-            .build(),
-        None => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build(),
+    let mut builder = if work_stealing {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    } else {
+        tokio::runtime::Builder::new_current_thread()
     };
+    // The access log's lines of one event-loop turn go out in one write when the thread
+    // runs out of work (telemetry::access).
+    let built = builder
+        .enable_all()
+        .on_thread_park(telemetry::access::flush_local)
+        .on_thread_stop(telemetry::access::flush_local)
+        .build();
     let runtime = match built {
         Ok(rt) => rt,
         Err(e) => {
@@ -63,8 +76,11 @@ fn main() -> ExitCode {
             let opts = app::StartOptions {
                 config_path: Some(path),
                 admin_secret: None,
+                serving_threads: if work_stealing { 1 } else { threads },
             };
-            match runtime.block_on(app::run(config, opts)) {
+            let result = runtime.block_on(app::run(config, opts));
+            telemetry::access::flush_all();
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "gateway failed to start");

@@ -33,13 +33,98 @@ use crate::config::Limits;
 
 /// Binds a listener with `SO_REUSEADDR`, so a restarted gateway can bind at once.
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::from_std(bind_std(addr, false)?)
+}
+
+/// Binds a listener, not yet tied to a runtime (a [`ServingThreads`] thread registers it with
+/// its own). With `reuse_port` (`SO_REUSEPORT`), several sockets of this process share the
+/// address and the kernel spreads new connections across them, as nginx's `reuseport` does.
+pub fn bind_std(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
     let domain = socket2::Domain::for_address(addr);
     let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
+}
+
+/// Threads that serve the public listeners beside the runtime that started the gateway, each
+/// on a current-thread runtime of its own with its own `SO_REUSEPORT` socket: nginx's shape,
+/// one event loop per core.
+///
+/// Why not tokio's work-stealing runtime: per request, its cross-thread wake-ups and shared
+/// queues cost more than a current-thread runtime's (`bench/README.md`, "The runtime's shape"),
+/// and a request never needs another core: a connection stays on the thread that accepted it.
+/// What is shared (routes, sessions, metrics) is `Sync` already; per-thread state (the
+/// upstream pools, metric handles, the access log buffer) is per thread by design.
+#[derive(Default)]
+pub struct ServingThreads {
+    release: Option<watch::Sender<bool>>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl ServingThreads {
+    /// Runs `serve()` on a new thread, inside the thread's runtime (so that it can register
+    /// listeners with it: [`TcpListener::from_std`]). `serve`'s future ends when the gateway
+    /// starts draining; the runtime keeps running the connections' tasks until
+    /// [`ServingThreads::stop`].
+    pub fn spawn<F, Fut>(&mut self, name: String, serve: F) -> io::Result<()>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future,
+    {
+        let mut released = self
+            .release
+            .get_or_insert_with(|| watch::channel(false).0)
+            .subscribe();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .on_thread_park(crate::telemetry::access::flush_local)
+            .build()?;
+        let handle = std::thread::Builder::new().name(name).spawn(move || {
+            runtime.block_on(async move {
+                serve().await;
+                // Also ends when the sender is dropped (a `Running` dropped without a drain).
+                let _ = released.wait_for(|r| *r).await;
+            });
+            // Connections still open after the grace period are cut here.
+            drop(runtime);
+            crate::telemetry::access::flush_local();
+        })?;
+        self.handles.push(handle);
+        Ok(())
+    }
+
+    /// How many threads serve besides the starting runtime.
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// True when only the starting runtime serves.
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+
+    /// Stops the threads (call it once the drain is over) and waits for them.
+    pub async fn stop(self) {
+        if let Some(release) = self.release {
+            let _ = release.send(true);
+        }
+        let handles = self.handles;
+        if handles.is_empty() {
+            return;
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            for h in handles {
+                let _ = h.join();
+            }
+        })
+        .await;
+    }
 }
 
 /// What every connection of a listener shares.

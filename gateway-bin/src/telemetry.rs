@@ -7,10 +7,8 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
 
-mod access_text;
+pub mod access;
 pub mod otlp;
-
-pub(crate) use access_text::ACCESS_TARGET;
 
 /// Installs the global tracing subscriber. `RUST_LOG` overrides the configured level. A second
 /// call (tests that start several gateways) keeps the first subscriber.
@@ -26,10 +24,13 @@ pub fn init_tracing(settings: &LogSettings) {
         .with_writer(std::io::stderr);
     let _ = match settings.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Pretty => builder
-            .event_format(access_text::TextFormat::default())
-            .try_init(),
+        LogFormat::Pretty => builder.try_init(),
     };
+    // The access line is not a `tracing` event (see [`access`]), but the filter still decides
+    // whether it is written: `level = "warn"` or `access=off` turn it off.
+    if tracing::enabled!(target: access::ACCESS_TARGET, tracing::Level::INFO) {
+        access::enable(settings.format);
+    }
 }
 
 /// The process-wide Prometheus recorder, installed on first use. `None` if another recorder

@@ -246,3 +246,142 @@ async fn idle_keep_alive_connections_are_closed_at_the_idle_timeout() {
     );
     assert!(waited < Duration::from_secs(5), "closed after {waited:?}");
 }
+
+/// The access lines in the gateway's JSON log; panics on a line that is not JSON (a torn or
+/// interleaved write).
+fn access_lines(g: &Gateway) -> Vec<serde_json::Value> {
+    g.log()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"))
+        })
+        .filter(|v| v["target"] == "access")
+        .collect()
+}
+
+/// The access log is buffered per thread (telemetry::access): a burst of requests, many
+/// batches' worth, still gives one whole line per request, soon after the burst (not only at
+/// exit), and nothing is lost or written twice at exit; on one thread and on several.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_access_lines_are_all_written_promptly_and_whole() {
+    let up = Upstream::start().await;
+    for threads in ["1", "2"] {
+        let base = standard_config(0, 0, &up.url(), "");
+        let mut g = Gateway::start_with(&base, 0, 0, &["--threads", threads]);
+        const N: usize = 600;
+        let c = client();
+        let mut tasks = Vec::new();
+        for t in 0..12 {
+            let (c, url) = (c.clone(), g.url("/burst"));
+            tasks.push(tokio::spawn(async move {
+                for _ in (t..N).step_by(12) {
+                    let r = c
+                        .get(&url)
+                        .header("host", host("data"))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 200);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let started = std::time::Instant::now();
+        loop {
+            let n = access_lines(&g).len();
+            if n == N {
+                break;
+            }
+            assert!(n < N, "{n} access lines for {N} requests");
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "--threads {threads}: {n} of {N} access lines 2 s after the burst"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let bytes = g.log().len();
+        assert!(
+            bytes > 4 * 32 * 1024,
+            "the burst spans several batches ({bytes} bytes)"
+        );
+        assert!(g.terminate().success());
+        let lines = access_lines(&g);
+        assert_eq!(lines.len(), N, "--threads {threads}: lines after exit");
+        assert!(lines
+            .iter()
+            .all(|l| l["status"] == 200 && l["service"] == "data" && l["reason"] == "allowed"));
+    }
+}
+
+/// Each thread's name and the nanoseconds it has run (`/proc/PID/task/TID/schedstat`).
+fn thread_times(pid: u32) -> Vec<(String, u64)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| {
+            let name = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            let ran = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            Some((name.trim().to_owned(), ran.split(' ').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// `--threads 3` serves on three event loops (server::ServingThreads): the starting thread
+/// and two serving threads with sockets of their own on the same port. Connections spread over
+/// them, every one is served, and SIGTERM still drains and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_serve_on_event_loops_of_their_own_that_share_the_port() {
+    let up = Upstream::start().await;
+    let base = standard_config(0, 0, &up.url(), "");
+    let mut g = Gateway::start_with(&base, 0, 0, &["--threads", "3"]);
+    let pid = g.child.as_ref().unwrap().id();
+    let serving = |times: &[(String, u64)]| -> Vec<u64> {
+        let mut v: Vec<(String, u64)> = times
+            .iter()
+            .filter(|(n, _)| n.starts_with("serve-"))
+            .cloned()
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, t)| t).collect()
+    };
+    // A new thread names itself once it runs; until then it carries its parent's name.
+    let started = std::time::Instant::now();
+    let before = loop {
+        let times = thread_times(pid);
+        let before = serving(&times);
+        if before.len() == 2 {
+            break before;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no two serving threads: {times:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // A connection per request: the kernel hashes each new connection to one of the sockets.
+    for i in 0..120 {
+        let c = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let r = c
+            .get(g.url(&format!("/spread/{i}")))
+            .header("host", host("data"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let after = serving(&thread_times(pid));
+    for (k, (b, a)) in before.iter().zip(&after).enumerate() {
+        assert!(a > b, "serve-{} served nothing ({b} → {a} ns)", k + 1);
+    }
+    assert!(g.terminate().success());
+    assert_eq!(
+        g.log().matches("\"target\":\"access\"").count(),
+        120,
+        "one access line per request, from every thread"
+    );
+}

@@ -143,6 +143,10 @@ pub struct Decision {
     /// More about the refusal, for people: the roles a service allows, why a host has no
     /// route. Never a credential.
     pub detail: Option<Cow<'static, str>>,
+    /// The request's trace context, written by
+    /// [`TracePropagation`](crate::trace::TracePropagation) (which then leaves it off the
+    /// response's extensions).
+    pub trace: Option<crate::trace::TraceContext>,
 }
 
 /// A response extension on every rejection: its code and message. Set by

@@ -91,6 +91,7 @@ async fn start(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         app::StartOptions {
             config_path: None,
             admin_secret: Some(secret),
+            ..Default::default()
         },
     )
     .await?;

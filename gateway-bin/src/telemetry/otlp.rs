@@ -96,7 +96,11 @@ pub fn record(
     if !ON.load(Ordering::Relaxed) {
         return;
     }
-    let Some(ctx) = res.extensions().get::<TraceContext>() else {
+    let Some(ctx) = decision
+        .trace
+        .as_ref()
+        .or_else(|| res.extensions().get::<TraceContext>())
+    else {
         return;
     };
     if !ctx.sampled() {

@@ -14,6 +14,7 @@ use tower_service::Service;
 use super::{
     bound_tracestate, parse_traceparent, TraceContext, TraceParent, TRACEPARENT, TRACESTATE,
 };
+use crate::decision::DecisionRecord;
 use crate::{ConnectionInfo, ForwardedHeaders};
 
 /// Settings of [`TracePropagationLayer`].
@@ -184,10 +185,19 @@ where
             .get::<ConnectionInfo>()
             .map(|c| c.remote_addr.ip());
         let ctx = self.config.propagate(req.headers_mut(), peer);
+        // The record is read after the response, like a response extension; writing it there
+        // spares most responses an extension map (two allocations) of their own.
+        let recorded = match req.extensions().get::<DecisionRecord>() {
+            Some(record) => {
+                record.update(|d| d.trace = Some(ctx));
+                true
+            }
+            None => false,
+        };
         req.extensions_mut().insert(ctx);
         ResponseFuture {
             inner: self.inner.call(req),
-            ctx,
+            ctx: (!recorded).then_some(ctx),
         }
     }
 }
@@ -198,7 +208,7 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        ctx: TraceContext,
+        ctx: Option<TraceContext>,
     }
 }
 
@@ -211,7 +221,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut res = ready!(this.inner.poll(cx))?;
-        res.extensions_mut().insert(*this.ctx);
+        if let Some(ctx) = this.ctx.take() {
+            res.extensions_mut().insert(ctx);
+        }
         Poll::Ready(Ok(res))
     }
 }

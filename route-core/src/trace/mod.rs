@@ -18,7 +18,10 @@
 //! `traceparent` that goes upstream (version `00`), and the request carries a
 //! [`TraceContext`] extension with the trace id, the gateway's span id, the caller's span id
 //! and the flags. The same `TraceContext` is put into the response's extensions (never its
-//! headers), so that an access log or a span exporter outside the layer reads it.
+//! headers), so that an access log or a span exporter outside the layer reads it; when the
+//! request carries a [`DecisionRecord`](crate::decision::DecisionRecord), it goes into the
+//! record's [`trace`](crate::decision::Decision::trace) instead, where such a reader already
+//! looks, which saves the response an extension map of its own.
 //!
 //! The parsers are pure functions over bytes ([`parse_traceparent`], [`check_tracestate`],
 //! [`bound_tracestate`]), so a fuzzer or a property test drives them directly.
@@ -159,7 +162,7 @@ hex_id!(TraceId, 16);
 hex_id!(SpanId, 8);
 
 /// The trace a request belongs to and the gateway's span in it: a request extension (and a
-/// response extension) set by [`TracePropagation`].
+/// response extension, or the decision record's `trace`) set by [`TracePropagation`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TraceContext {
     /// The trace: the trusted caller's, or a new one.

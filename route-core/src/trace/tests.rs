@@ -221,3 +221,19 @@ fn the_traceparent_written_is_what_the_context_says() {
     assert_eq!(ctx.traceparent_value().unwrap(), ctx.traceparent().as_str());
     assert_eq!(format!("{:?}", ctx.span_id), "0123456789abcdef");
 }
+
+#[tokio::test]
+async fn with_a_decision_record_the_context_goes_into_the_record_not_the_response() {
+    let svc = TracePropagationLayer::default().layer(service_fn(|req: Request<()>| async move {
+        // The request still carries it for the layers below.
+        assert!(req.extensions().get::<TraceContext>().is_some());
+        Ok::<_, Infallible>(Response::new(()))
+    }));
+    let record = crate::decision::DecisionRecord::new();
+    let mut req = Request::new(());
+    req.extensions_mut().insert(record.clone());
+    let res = svc.oneshot(req).await.unwrap();
+    assert!(res.extensions().get::<TraceContext>().is_none());
+    let ctx = record.snapshot().trace.expect("the record has the trace");
+    assert_ne!(ctx.trace_id.0, [0u8; 16]);
+}
