@@ -1,9 +1,12 @@
 //! Turns the raw samples of a run into the markdown table and the JSON of ratios.
 //!
 //! `bench/run` appends one `METRIC<TAB>SIDE<TAB>PAIR<TAB>VALUE` line per measurement
-//! (SIDE is `gateway`, `nginx` or `direct`), and `METRIC<TAB>note<TAB>-<TAB>TEXT` lines for
-//! rows that could not run. Ratios are taken per pair (the gateway's run against the nginx
-//! run next to it), then summarised by their median, min and max.
+//! (SIDE is `gateway`, `nginx`, `direct`, or a peer such as `haproxy` or `caddy`), and
+//! `METRIC<TAB>note<TAB>-<TAB>TEXT` lines for gateway rows that could not run. Ratios are
+//! taken per pair (PAIR numbers a round: each side's run against the nginx run of the same
+//! round), then summarised by their median, min and max. Every side that is not the gateway,
+//! nginx or `direct` is a peer: it gets a column of its own and a ratio column against nginx,
+//! in the order it first appears in the samples (the order the run measured them).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -133,7 +136,12 @@ struct Samples {
     /// (metric, side) -> pair -> value
     values: BTreeMap<(String, String), BTreeMap<String, f64>>,
     notes: BTreeMap<String, String>,
+    /// The peers, in the order of their first sample.
+    peers: Vec<String>,
 }
+
+/// The sides that are not peers.
+const OWN_SIDES: &[&str] = &["gateway", "nginx", "direct"];
 
 fn load(path: &Path) -> Res<Samples> {
     let mut s = Samples::default();
@@ -146,6 +154,9 @@ fn load(path: &Path) -> Res<Samples> {
         if side == "note" {
             s.notes.insert(metric.to_owned(), value.to_owned());
         } else if let Ok(v) = value.parse::<f64>() {
+            if !OWN_SIDES.contains(&side) && !s.peers.iter().any(|p| p == side) {
+                s.peers.push(side.to_owned());
+            }
             s.values
                 .entry((metric.to_owned(), side.to_owned()))
                 .or_default()
@@ -207,11 +218,19 @@ pub(crate) fn run(samples: &Path, meta: &Path, out_dir: &Path) -> Res<()> {
         .collect();
     let empty = BTreeMap::new();
     let mut md = String::new();
+    let peers = &s.peers;
+    // Without peers the table keeps the shape it had before them.
+    let peer_cols: String = peers.iter().map(|p| format!(" {p} |")).collect();
+    let peer_ratio_cols: String = peers.iter().map(|p| format!(" {p} ÷ nginx |")).collect();
     writeln!(
         md,
-        "| figure | gateway | nginx | gateway ÷ nginx | target | met |"
+        "| figure | gateway | nginx |{peer_cols} gateway ÷ nginx |{peer_ratio_cols} target | met |"
     )?;
-    writeln!(md, "|---|---|---|---|---|---|")?;
+    writeln!(
+        md,
+        "|---|---|---|{}---|---|---|",
+        "---|".repeat(2 * peers.len())
+    )?;
     let mut rows_json = Vec::new();
     for row in ROWS {
         let get = |side: &str| {
@@ -219,30 +238,34 @@ pub(crate) fn run(samples: &Path, meta: &Path, out_dir: &Path) -> Res<()> {
                 .get(&(row.metric.to_owned(), side.to_owned()))
                 .unwrap_or(&empty)
         };
-        let (gw, ng, direct) = (get("gateway"), get("nginx"), get("direct"));
-        let adjust = |pair: &str, v: f64| -> Option<f64> {
-            if row.minus_direct {
-                direct.get(pair).map(|d| v - d)
-            } else {
-                Some(v)
-            }
+        let direct = get("direct");
+        // Per pair, the value the row compares: minus the same pair's direct run if asked.
+        let adjusted = |side: &str| -> BTreeMap<String, f64> {
+            get(side)
+                .iter()
+                .filter_map(|(p, &v)| {
+                    let v = if row.minus_direct {
+                        v - direct.get(p)?
+                    } else {
+                        v
+                    };
+                    Some((p.clone(), v))
+                })
+                .collect()
         };
-        let gw_adj: BTreeMap<&str, f64> = gw
-            .iter()
-            .filter_map(|(p, &v)| adjust(p, v).map(|x| (p.as_str(), x)))
-            .collect();
-        let ng_adj: BTreeMap<&str, f64> = ng
-            .iter()
-            .filter_map(|(p, &v)| adjust(p, v).map(|x| (p.as_str(), x)))
-            .collect();
-        let ratios: Vec<f64> = gw_adj
-            .iter()
-            .filter_map(|(p, &g)| ng_adj.get(p).filter(|&&n| n > 0.0).map(|&n| g / n))
-            .collect();
+        let ng_adj = adjusted("nginx");
+        let ratios_to_nginx = |adj: &BTreeMap<String, f64>| -> Vec<f64> {
+            adj.iter()
+                .filter_map(|(p, &x)| ng_adj.get(p).filter(|&&n| n > 0.0).map(|&n| x / n))
+                .collect()
+        };
+        let pairs_with_nginx =
+            |adj: &BTreeMap<String, f64>| adj.keys().filter(|p| ng_adj.contains_key(*p)).count();
+        let gw_adj = adjusted("gateway");
         let (gs, ns, rs) = (
             summary(gw_adj.values().copied().collect()),
             summary(ng_adj.values().copied().collect()),
-            summary(ratios),
+            summary(ratios_to_nginx(&gw_adj)),
         );
         let (target, met) = match row.target {
             Target::RatioAtLeast(t) => (format!("≥ {t:.2}×"), rs.map(|r| r.0 >= t)),
@@ -260,9 +283,29 @@ pub(crate) fn run(samples: &Path, meta: &Path, out_dir: &Path) -> Res<()> {
             Some(false) => "**no**",
             None => "–",
         };
+        let mut peer_txt = String::new();
+        let mut peer_ratio_txt = String::new();
+        let mut peers_json = serde_json::Map::new();
+        for peer in peers {
+            let adj = adjusted(peer);
+            let (vs, prs) = (
+                summary(adj.values().copied().collect()),
+                summary(ratios_to_nginx(&adj)),
+            );
+            write!(peer_txt, " {} |", fmt_sum(vs))?;
+            write!(peer_ratio_txt, " {} |", fmt_sum(prs))?;
+            peers_json.insert(
+                peer.clone(),
+                json!({
+                    "value": sum_json(vs),
+                    "ratio": sum_json(prs),
+                    "pairs": pairs_with_nginx(&adj),
+                }),
+            );
+        }
         writeln!(
             md,
-            "| {} | {gtxt} | {ntxt} | {rtxt} | {target} | {met_txt} |",
+            "| {} | {gtxt} | {ntxt} |{peer_txt} {rtxt} |{peer_ratio_txt} {target} | {met_txt} |",
             row.label
         )?;
         rows_json.push(json!({
@@ -276,6 +319,7 @@ pub(crate) fn run(samples: &Path, meta: &Path, out_dir: &Path) -> Res<()> {
             "met": met,
             "note": note,
             "pairs": gw_adj.len().min(ng_adj.len()),
+            "peers": peers_json,
         }));
     }
     if !meta.is_empty() {
@@ -291,7 +335,7 @@ pub(crate) fn run(samples: &Path, meta: &Path, out_dir: &Path) -> Res<()> {
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))
         .collect();
-    let doc = json!({ "meta": meta_json, "rows": rows_json });
+    let doc = json!({ "meta": meta_json, "peers": peers, "rows": rows_json });
     std::fs::write(
         out_dir.join("results.json"),
         serde_json::to_string_pretty(&doc)? + "\n",
@@ -352,6 +396,48 @@ mod tests {
         assert_eq!(added["ratio"]["median"], 0.5);
         let md = std::fs::read_to_string(dir.join("results.md")).unwrap();
         assert!(md.contains("n/a (gateway TLS not available)"));
+        // No peer samples: the table keeps its old columns, and the JSON lists no peers.
+        assert!(md.starts_with("| figure | gateway | nginx | gateway ÷ nginx | target | met |\n"));
+        assert_eq!(doc["peers"], json!([]));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn peers_get_columns_and_ratios_against_nginx_of_the_same_pair() {
+        let dir = std::env::temp_dir().join(format!("bench-tools-peers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let samples = dir.join("samples.tsv");
+        std::fs::write(
+            &samples,
+            "rps\tgateway\t1\t200\nrps\tnginx\t1\t100\nrps\thaproxy\t1\t150\nrps\tcaddy\t1\t50\n\
+             rps\tgateway\t2\t90\nrps\tnginx\t2\t200\nrps\thaproxy\t2\t100\nrps\tcaddy\t2\t40\n\
+             p99_50\tdirect\t1\t100\np99_50\tnginx\t1\t200\np99_50\thaproxy\t1\t150\n",
+        )
+        .unwrap();
+        run(&samples, &dir.join("none"), &dir).unwrap();
+        let doc: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap())
+                .unwrap();
+        // In the order the run measured them, not alphabetical.
+        assert_eq!(doc["peers"], json!(["haproxy", "caddy"]));
+        let rows = doc["rows"].as_array().unwrap();
+        // The existing fields are still there.
+        assert_eq!(rows[0]["ratio"]["median"], 1.225);
+        // haproxy: 150/100 and 100/200, per pair (not the ratio of the medians).
+        assert_eq!(rows[0]["peers"]["haproxy"]["ratio"]["min"], 0.5);
+        assert_eq!(rows[0]["peers"]["haproxy"]["ratio"]["max"], 1.5);
+        assert_eq!(rows[0]["peers"]["caddy"]["value"]["median"], 45.0);
+        assert_eq!(rows[0]["peers"]["caddy"]["pairs"], 2);
+        let added = rows.iter().find(|r| r["minus_direct"] == true).unwrap();
+        assert_eq!(added["peers"]["haproxy"]["value"]["median"], 50.0);
+        assert_eq!(added["peers"]["haproxy"]["ratio"]["median"], 0.5);
+        assert_eq!(added["peers"]["caddy"]["value"], Value::Null);
+        let md = std::fs::read_to_string(dir.join("results.md")).unwrap();
+        assert!(md.starts_with(
+            "| figure | gateway | nginx | haproxy | caddy | gateway ÷ nginx | haproxy ÷ nginx | \
+             caddy ÷ nginx | target | met |\n|---|---|---|---|---|---|---|---|---|---|\n"
+        ));
+        assert!(md.contains("| throughput at saturation (req/s, wrk) | 145 [90.0–200] | 150 [100–200] | 125 [100–150] | 45.0 [40.0–50.0] | 1.23 [0.45–2.00] | 1.00 [0.50–1.50] | 0.35 [0.20–0.50] |"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
