@@ -98,7 +98,13 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         for value in headers.get_all(CONNECTION) {
             for token in value.as_bytes().split(|&b| b == b',') {
                 let token = token.trim_ascii();
-                if token.is_empty() {
+                // `keep-alive` (what nearly every upstream response lists) and the other fixed
+                // names are removed below anyway: no lookup for them here.
+                if token.is_empty()
+                    || FIXED_HOPS
+                        .iter()
+                        .any(|f| token.eq_ignore_ascii_case(f.as_bytes()))
+                {
                     continue;
                 }
                 // Only a listed header that is present needs removing: `keep-alive` and
