@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
+use futures_util::FutureExt;
 use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -237,20 +238,33 @@ where
             sni: None,
         };
         let svc = make.make(&info);
-        let settings = conn_settings.clone();
-        async move {
-            metrics::gauge!(settings.active_gauge()).increment(1.0);
-            serve_connection(stream, info, svc, &settings).await;
-            metrics::gauge!(settings.active_gauge()).decrement(1.0);
+        let gauge = conn_settings.active_gauge();
+        metrics::gauge!(gauge).increment(1.0);
+        // The task's future is the connection's future itself, set up here: not the socket,
+        // service and settings it was made from, and not a second copy of it either (an
+        // `async` block that awaited it would keep both).
+        serve_connection(stream, info, svc, &conn_settings).map(move |()| {
+            metrics::gauge!(gauge).decrement(1.0);
             drop(permit);
-        }
+        })
     })
     .await;
 }
 
 /// Serves one connection (plain or TLS) until it ends, idles out, or the gateway drains; an
 /// upgraded connection until its tunnel ends too (see the module docs).
-pub async fn serve_connection<I, S>(io: I, info: ConnectionInfo, svc: S, settings: &ConnSettings)
+///
+/// Not an `async fn`: the connection is set up here and the returned future holds only what
+/// the wait needs. An `async fn` keeps its arguments in its future for as long as it lives,
+/// moved out or not, so `io` (a TLS stream is 1.2 KB), `svc` and `info` would sit beside
+/// hyper's own copies in every idle connection's task (`bench/README.md`, "Idle memory per
+/// connection").
+pub fn serve_connection<I, S>(
+    io: I,
+    info: ConnectionInfo,
+    svc: S,
+    settings: &ConnSettings,
+) -> impl Future<Output = ()> + Send + 'static
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: Service<
@@ -318,81 +332,105 @@ where
         }
     });
     // Boxed so that it can be dropped before the tunnel wait below: a finished connection
-    // still holds the socket unless hyper handed it to an upgrade.
-    let mut conn = Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
+    // still holds the socket unless hyper handed it to an upgrade. Owned: it keeps a copy of
+    // the builder until the protocol is known, instead of borrowing one from the future.
+    let mut conn = Box::pin(
+        builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned(),
+    );
     let mut shutdown = settings.shutdown.clone();
     let idle = limits.idle_timeout;
+    let (tunnel_idle, grace) = (limits.tunnel_idle_timeout, limits.shutdown_grace);
     let mut draining = *shutdown.borrow();
     if draining {
         conn.as_mut().graceful_shutdown();
     }
-    // One timer per connection, moved forward only when it fires: an idle connection wakes
-    // about once per idle timeout, a busy one never pays for its traffic with timer resets.
-    let idle_timer = tokio::time::sleep(idle);
-    tokio::pin!(idle_timer);
-    // After an idle GOAWAY, how long an HTTP/2 client gets to close: hyper's graceful shutdown
-    // waits for the client to acknowledge a PING, which a hostile one never does.
-    let mut idle_goaway = false;
-    let goaway_grace = idle.min(Duration::from_secs(5));
-    loop {
-        tokio::select! {
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-                break;
-            }
-            _ = shutdown.wait_for(|s| *s), if !draining => {
-                draining = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = &mut idle_timer, if !draining || idle_goaway => {
-                if idle_goaway {
-                    // A stream opened before the final GOAWAY gets to finish.
-                    if !watch.has_open_streams() {
+    async move {
+        // In a block of its own: the idle timer is gone before the tunnel wait, whose future
+        // then takes the timer's place in this one instead of sitting beside it.
+        {
+            // One timer per connection, moved forward only when it fires: an idle connection
+            // wakes about once per idle timeout, a busy one never pays for its traffic with
+            // timer resets.
+            let idle_timer = tokio::time::sleep(idle);
+            tokio::pin!(idle_timer);
+            // After an idle GOAWAY, how long an HTTP/2 client gets to close: hyper's graceful
+            // shutdown waits for the client to acknowledge a PING, which a hostile one never
+            // does.
+            let mut idle_goaway = false;
+            let goaway_grace = idle.min(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    res = conn.as_mut() => {
+                        if let Err(e) = res {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
                         break;
                     }
-                    idle_timer.as_mut().reset(Instant::now() + goaway_grace);
-                    continue;
-                }
-                let last = Duration::from_millis(activity.load(Ordering::Relaxed));
-                let mut quiet = epoch.elapsed().saturating_sub(last);
-                // HTTP/2: PINGs move bytes, so idle means no open stream (SECURITY-CASES 36).
-                if let Some(h2_quiet) = watch.h2_quiet() {
-                    quiet = quiet.max(h2_quiet);
-                }
-                if quiet >= idle {
-                    draining = true;
-                    conn.as_mut().graceful_shutdown();
-                    if watch.h2_quiet().is_some() {
-                        idle_goaway = true;
-                        idle_timer.as_mut().reset(Instant::now() + goaway_grace);
+                    _ = shutdown.wait_for(|s| *s), if !draining => {
+                        draining = true;
+                        conn.as_mut().graceful_shutdown();
                     }
-                } else {
-                    idle_timer.as_mut().reset(Instant::now() + (idle - quiet));
+                    _ = &mut idle_timer, if !draining || idle_goaway => {
+                        if idle_goaway {
+                            // A stream opened before the final GOAWAY gets to finish.
+                            if !watch.has_open_streams() {
+                                break;
+                            }
+                            idle_timer.as_mut().reset(Instant::now() + goaway_grace);
+                            continue;
+                        }
+                        let last = Duration::from_millis(activity.load(Ordering::Relaxed));
+                        let mut quiet = epoch.elapsed().saturating_sub(last);
+                        // HTTP/2: PINGs move bytes, so idle means no open stream
+                        // (SECURITY-CASES 36).
+                        if let Some(h2_quiet) = watch.h2_quiet() {
+                            quiet = quiet.max(h2_quiet);
+                        }
+                        if quiet >= idle {
+                            draining = true;
+                            conn.as_mut().graceful_shutdown();
+                            if watch.h2_quiet().is_some() {
+                                idle_goaway = true;
+                                idle_timer.as_mut().reset(Instant::now() + goaway_grace);
+                            }
+                        } else {
+                            idle_timer.as_mut().reset(Instant::now() + (idle - quiet));
+                        }
+                    }
                 }
             }
         }
+        drop(conn);
+        outlive_tunnel(
+            dropped,
+            &cut,
+            &activity,
+            epoch,
+            tunnel_idle,
+            grace,
+            shutdown,
+        )
+        .await;
     }
-    drop(conn);
-    outlive_tunnel(dropped, &cut, &activity, epoch, limits, shutdown).await;
 }
 
 /// Returns at once unless the socket lives on in a tunnel (hyper handed it to an upgrade);
-/// then waits until the tunnel drops it, cutting it after `tunnel_idle_timeout` without a
-/// byte either way, or when the shutdown grace period ends.
+/// then waits until the tunnel drops it, cutting it after `idle` (`tunnel_idle_timeout`)
+/// without a byte either way, or when the shutdown grace period `grace` ends.
 async fn outlive_tunnel(
     mut dropped: oneshot::Receiver<()>,
     cut: &Cut,
     activity: &AtomicU64,
     epoch: Instant,
-    limits: &Limits,
+    idle: Duration,
+    grace: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     if let Err(oneshot::error::TryRecvError::Closed) = dropped.try_recv() {
         return;
     }
-    let idle = limits.tunnel_idle_timeout;
     let mut watching_shutdown = true;
     let mut grace_end: Option<Instant> = None;
     loop {
@@ -406,7 +444,7 @@ async fn outlive_tunnel(
                 // The gateway drains from now: the tunnel gets the grace period, as in-flight
                 // requests do. (A dropped sender means no drain will ever be announced.)
                 if started {
-                    grace_end = Some(later(Instant::now(), limits.shutdown_grace));
+                    grace_end = Some(later(Instant::now(), grace));
                 }
             }
             () = tokio::time::sleep_until(wake) => {
