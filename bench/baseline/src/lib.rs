@@ -12,7 +12,7 @@
 //! - hyper-util's `auto` server builder, as the gateway's plain listener uses, with the same
 //!   HTTP/1 timer, header read timeout (10 s), header count (100) and buffer (16 KiB) limits;
 //! - HTTP/1.1 upstream connections kept idle per thread in a `Vec` of hyper's connection-level
-//!   [`SendRequest`](hyper::client::conn::http1::SendRequest)s, handed back when the response
+//!   [`SendRequest`]s, handed back when the response
 //!   body ends: what `route-core`'s `proxy/h1pool.rs` does, without its per-upstream map and
 //!   idle timeout (there is one upstream);
 //! - routing by `Host` over `a.bench.test`, `b.bench.test` and `c.bench.test`, all to the one

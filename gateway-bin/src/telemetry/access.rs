@@ -14,7 +14,7 @@
 //!   idle gateway's log is as prompt as before;
 //! - when it holds [`FLUSH_AT`] bytes, so a busy thread that never parks writes a 32 KiB batch
 //!   instead of a line at a time;
-//! - every [`TICK`] from a thread of its own ([`enable`] starts it), for threads of a runtime
+//! - every [`TICK`] from a thread of its own (started with the log), for threads of a runtime
 //!   without the hook (an embedder's) and anything else left behind;
 //! - when its thread stops, and for every thread at [`flush_all`] (shutdown).
 //!
