@@ -241,8 +241,8 @@ pub struct StartOptions {
     /// An admin secret that overrides the configured source (the quickstart's).
     pub admin_secret: Option<Secret>,
     /// How many threads serve the public listeners: the runtime that calls [`start`] and
-    /// `serving_threads - 1` more, each with a current-thread runtime and an `SO_REUSEPORT`
-    /// socket of its own ([`server::ServingThreads`]). 0 and 1 both mean the calling runtime
+    /// `serving_threads - 1` more, each with a current-thread runtime accepting on the same
+    /// listening sockets ([`server::ServingThreads`]). 0 and 1 both mean the calling runtime
     /// alone.
     pub serving_threads: usize,
 }
@@ -325,23 +325,28 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
     // listener per extra thread, collected here and started together below).
     let threads = opts.serving_threads.max(1);
     let mut extra: Vec<Vec<ServeJob>> = (1..threads).map(|_| Vec::new()).collect();
-    let bind_public = |addr: SocketAddr| {
-        server::bind_std(addr, threads > 1)
-            .and_then(tokio::net::TcpListener::from_std)
-            .map_err(|source| StartError::Bind { addr, source })
-    };
-    let bind_extra = |addr: SocketAddr| {
-        server::bind_std(addr, true).map_err(|source| StartError::Bind { addr, source })
+    // One listening socket per listener, shared by every serving thread (see
+    // `server::bind_std` for why not `SO_REUSEPORT`): the clones for the other threads first,
+    // then the socket is registered with this runtime.
+    let bind_public = |addr: SocketAddr, extra: usize| {
+        let bound = server::bind_std(addr)
+            .and_then(|l| {
+                let clones = (0..extra)
+                    .map(|_| l.try_clone())
+                    .collect::<std::io::Result<Vec<_>>>()?;
+                Ok((tokio::net::TcpListener::from_std(l)?, clones))
+            })
+            .map_err(|source| StartError::Bind { addr, source })?;
+        Ok::<_, StartError>(bound)
     };
     let tls = crate::tls::TlsRuntime::start(&config).await?;
     let mut https_addr = None;
     if let (Some(addr), Some(rt)) = (config.listen.https, &tls) {
-        let listener = bind_public(addr)?;
+        let (listener, clones) = bind_public(addr, extra.len())?;
         https_addr = listener.local_addr().ok();
         // Only the HTTPS listener sets Strict-Transport-Security (SECURITY-CASES 44).
         let svc = stack::https_service(service.clone(), config.tls.hsts.clone());
-        for jobs in &mut extra {
-            let listener = bind_extra(https_addr.unwrap_or(addr))?;
+        for (jobs, listener) in extra.iter_mut().zip(clones) {
             let (svc, acceptor, settings) = (svc.clone(), rt.acceptor.clone(), settings.clone());
             jobs.push(Box::new(move || {
                 Box::pin(async move {
@@ -365,7 +370,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
     }
     let mut http_addr = None;
     if let Some(addr) = config.listen.http {
-        let listener = bind_public(addr)?;
+        let (listener, clones) = bind_public(addr, extra.len())?;
         http_addr = listener.local_addr().ok();
         let svc = service.clone();
         let responder = tls.as_ref().and_then(|t| t.responder.clone());
@@ -375,8 +380,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         if responder.is_some() || redirect.is_some() {
             // The plain listener also answers ACME HTTP-01 and redirects to HTTPS.
             let plain = stack::plain_service(svc, responder, redirect, &config);
-            for jobs in &mut extra {
-                let extra_listener = bind_extra(http_addr.unwrap_or(addr))?;
+            for (jobs, extra_listener) in extra.iter_mut().zip(clones) {
                 jobs.push(plain_job(extra_listener, plain.clone(), settings.clone()));
             }
             tasks.spawn(server::serve_plain(
@@ -385,8 +389,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
                 settings.clone(),
             ));
         } else {
-            for jobs in &mut extra {
-                let extra_listener = bind_extra(http_addr.unwrap_or(addr))?;
+            for (jobs, extra_listener) in extra.iter_mut().zip(clones) {
                 jobs.push(plain_job(extra_listener, svc.clone(), settings.clone()));
             }
             tasks.spawn(server::serve_plain(

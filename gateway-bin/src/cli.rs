@@ -22,9 +22,9 @@ pub enum Command {
         #[arg(long, short, default_value = "gateway.toml", env = "GATEWAY_CONFIG")]
         config: PathBuf,
         /// Threads that serve requests; the default is one per CPU. Each runs its own
-        /// event loop (a tokio current-thread runtime) with its own `SO_REUSEPORT` socket
-        /// per public listener, as nginx runs a worker per core: per request this is the
-        /// cheapest shape, and a connection stays on the thread that accepted it.
+        /// event loop (a tokio current-thread runtime) accepting on the same listening
+        /// sockets, as nginx runs a worker per core: per request this is the cheapest
+        /// shape, and a connection stays on the thread that accepted it.
         #[arg(long, env = "GATEWAY_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
         threads: Option<u16>,
         /// Serve on tokio's work-stealing runtime with `--threads` workers instead: idle

@@ -34,19 +34,21 @@ use crate::config::Limits;
 
 /// Binds a listener with `SO_REUSEADDR`, so a restarted gateway can bind at once.
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    TcpListener::from_std(bind_std(addr, false)?)
+    TcpListener::from_std(bind_std(addr)?)
 }
 
-/// Binds a listener, not yet tied to a runtime (a [`ServingThreads`] thread registers it with
-/// its own). With `reuse_port` (`SO_REUSEPORT`), several sockets of this process share the
-/// address and the kernel spreads new connections across them, as nginx's `reuseport` does.
-pub fn bind_std(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
+/// Binds a listener, not yet tied to a runtime: [`ServingThreads`] threads each register a
+/// clone of it (`try_clone`, the same socket) with their own.
+///
+/// Why one socket and not `SO_REUSEPORT`: with it, a second gateway started by mistake as the
+/// same user (an old instance, another config) would bind the same port without an error and
+/// silently take a share of the connections, under its own routes and roles. One socket keeps
+/// that an `EADDRINUSE` at start; its cost is that every thread wakes for a new connection and
+/// one wins the `accept` (per connection, not per request).
+pub fn bind_std(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let domain = socket2::Domain::for_address(addr);
     let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     socket.set_reuse_address(true)?;
-    if reuse_port {
-        socket.set_reuse_port(true)?;
-    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
@@ -54,7 +56,7 @@ pub fn bind_std(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpL
 }
 
 /// Threads that serve the public listeners beside the runtime that started the gateway, each
-/// on a current-thread runtime of its own with its own `SO_REUSEPORT` socket: nginx's shape,
+/// on a current-thread runtime of its own, accepting on the same listening sockets: nginx's shape,
 /// one event loop per core.
 ///
 /// Why not tokio's work-stealing runtime: per request, its cross-thread wake-ups and shared

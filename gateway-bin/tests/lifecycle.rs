@@ -329,8 +329,9 @@ fn thread_times(pid: u32) -> Vec<(String, u64)> {
 }
 
 /// `--threads 3` serves on three event loops (server::ServingThreads): the starting thread
-/// and two serving threads with sockets of their own on the same port. Connections spread over
-/// them, every one is served, and SIGTERM still drains and exits 0.
+/// and two serving threads accepting on the same socket. Every connection is served, every
+/// thread runs, a second gateway on the same port still fails to start (the socket is not
+/// `SO_REUSEPORT`), and SIGTERM still drains and exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn threads_serve_on_event_loops_of_their_own_that_share_the_port() {
     let up = Upstream::start().await;
@@ -376,8 +377,31 @@ async fn threads_serve_on_event_loops_of_their_own_that_share_the_port() {
     }
     let after = serving(&thread_times(pid));
     for (k, (b, a)) in before.iter().zip(&after).enumerate() {
-        assert!(a > b, "serve-{} served nothing ({b} → {a} ns)", k + 1);
+        assert!(a > b, "serve-{} never ran ({b} → {a} ns)", k + 1);
     }
+    // A second gateway on the same HTTP port: refused at start, not handed half the traffic.
+    let second = standard_config(g.http, 0, &up.url(), "");
+    let mut other = Gateway::spawn(&second, g.http, 0, &["--threads", "3"], &[]);
+    let status = {
+        let mut child = other.child.take().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("a second gateway on port {} kept running", g.http);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    assert!(!status.success());
+    assert!(
+        other.log().contains("cannot listen"),
+        "the second gateway's log: {}",
+        other.log()
+    );
     assert!(g.terminate().success());
     assert_eq!(
         g.log().matches("\"target\":\"access\"").count(),
