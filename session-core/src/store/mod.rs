@@ -23,6 +23,10 @@ mod redis_cluster_ops;
 #[cfg(feature = "redis")]
 mod redis_conn;
 #[cfg(feature = "redis")]
+mod redis_exec;
+#[cfg(feature = "redis")]
+mod redis_record;
+#[cfg(feature = "redis")]
 mod redis_scripts;
 #[cfg(feature = "redis")]
 mod redis_target;

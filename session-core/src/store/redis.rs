@@ -88,23 +88,23 @@
 //!   Cluster mode: a set index is read and trimmed as it is.
 //!
 //! A URL may carry a password: it is never logged or put into an error message.
+//!
+//! This file holds the store's operations. Beside it: the Lua scripts (`redis_scripts`), how a
+//! command runs (`redis_exec`: the script cache, `WAIT`, timeouts), the session hash as read and
+//! written (`redis_record`) and the Cluster's steps (`redis_cluster_ops`).
 
-use std::future::Future;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use redis::{Cmd, FromRedisValue, RedisResult, Script, Value};
+use std::time::{Duration, UNIX_EPOCH};
 
 use super::redis_conn::RedisConn;
-use super::redis_scripts as lua;
+use super::redis_exec::{evalsha, Scripts};
+use super::redis_record::{duration_ms, Fields, Found, NewRecord, FIELDS};
 use super::redis_target::RedisTarget;
 use super::revocations::{Revocation, Revocations};
 use super::{SessionStore, StoreError, DEFAULT_MAX_PER_USER};
-use crate::identity::{Identity, RoleHeaders};
-use crate::session::{
-    validate_role, validate_user_id, variable_headers, variables_of, NewSession, Session, Variables,
-};
+use crate::identity::Identity;
+use crate::session::{NewSession, Session};
 use crate::token::{Token, TokenHash};
 use crate::BoxFuture;
 
@@ -164,88 +164,6 @@ struct StoreConnection {
     scripts: Scripts,
 }
 
-/// Every script, created once (each holds its SHA-1 for `EVALSHA`).
-pub(super) struct Scripts {
-    pub(super) create: Script,
-    pub(super) resolve_slide: Script,
-    pub(super) touch: Script,
-    pub(super) revoke: Script,
-    pub(super) revoke_user: Script,
-    pub(super) list_user: Script,
-    pub(super) cluster_session_create: Script,
-    pub(super) cluster_index_add: Script,
-    pub(super) cluster_extend_user: Script,
-    pub(super) cluster_session_revoke: Script,
-    pub(super) cluster_index_members: Script,
-    pub(super) cluster_index_remove: Script,
-    pub(super) cluster_publish: Script,
-}
-
-impl Scripts {
-    fn new() -> Scripts {
-        Scripts {
-            create: Script::new(lua::CREATE),
-            resolve_slide: Script::new(lua::RESOLVE_SLIDE),
-            touch: Script::new(lua::TOUCH),
-            revoke: Script::new(lua::REVOKE),
-            revoke_user: Script::new(lua::REVOKE_USER),
-            list_user: Script::new(lua::LIST_USER),
-            cluster_session_create: Script::new(lua::CLUSTER_SESSION_CREATE),
-            cluster_index_add: Script::new(lua::CLUSTER_INDEX_ADD),
-            cluster_extend_user: Script::new(lua::CLUSTER_EXTEND_USER),
-            cluster_session_revoke: Script::new(lua::CLUSTER_SESSION_REVOKE),
-            cluster_index_members: Script::new(lua::CLUSTER_INDEX_MEMBERS),
-            cluster_index_remove: Script::new(lua::CLUSTER_INDEX_REMOVE),
-            cluster_publish: Script::new(lua::CLUSTER_PUBLISH),
-        }
-    }
-
-    /// The scripts one deployment runs, with their sources: the atomic ones on one server or
-    /// Sentinel, the one-key ones in a Cluster (sliding and touching already touch one key and
-    /// serve both).
-    fn used(&self, cluster: bool) -> Vec<(&Script, &'static str)> {
-        let mut used = vec![
-            (&self.resolve_slide, lua::RESOLVE_SLIDE),
-            (&self.touch, lua::TOUCH),
-        ];
-        if cluster {
-            used.extend([
-                (&self.cluster_session_create, lua::CLUSTER_SESSION_CREATE),
-                (&self.cluster_index_add, lua::CLUSTER_INDEX_ADD),
-                (&self.cluster_extend_user, lua::CLUSTER_EXTEND_USER),
-                (&self.cluster_session_revoke, lua::CLUSTER_SESSION_REVOKE),
-                (&self.cluster_index_members, lua::CLUSTER_INDEX_MEMBERS),
-                (&self.cluster_index_remove, lua::CLUSTER_INDEX_REMOVE),
-                (&self.cluster_publish, lua::CLUSTER_PUBLISH),
-            ]);
-        } else {
-            used.extend([
-                (&self.create, lua::CREATE),
-                (&self.revoke, lua::REVOKE),
-                (&self.revoke_user, lua::REVOKE_USER),
-                (&self.list_user, lua::LIST_USER),
-            ]);
-        }
-        used
-    }
-
-    /// The source of the script with this hash, to load it after a `NOSCRIPT`.
-    fn source_of(&self, script: &Script) -> Option<&'static str> {
-        self.used(false)
-            .into_iter()
-            .chain(self.used(true))
-            .find(|(s, _)| s.get_hash() == script.get_hash())
-            .map(|(_, src)| src)
-    }
-}
-
-/// `EVALSHA` of `script` over `keys`; the caller adds the arguments.
-pub(super) fn evalsha(script: &Script, keys: &[&str]) -> Cmd {
-    let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(script.get_hash()).arg(keys.len()).arg(keys);
-    cmd
-}
-
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The client holds the URL (maybe a password): it is left out.
@@ -254,13 +172,6 @@ impl std::fmt::Debug for RedisStore {
             .field("timeout", &self.inner.timeout)
             .finish_non_exhaustive()
     }
-}
-
-/// One session as read for the request path: its identity and when it expires.
-#[derive(Clone, Debug)]
-pub(crate) struct Found {
-    pub(crate) identity: Identity,
-    pub(crate) expires_ms: u64,
 }
 
 impl RedisStore {
@@ -314,25 +225,6 @@ impl RedisStore {
         .map(|_| ())
     }
 
-    /// Loads the store's Lua scripts into Redis's script cache (on every primary of a
-    /// Cluster) and returns how many it loaded.
-    ///
-    /// Every command runs its script by hash (`EVALSHA`). A Redis that has not seen the script
-    /// (a fresh or restarted server, a failover) answers `NOSCRIPT`, and that command pays two
-    /// more round trips to load and retry, inside its command timeout. The caching resolver
-    /// calls this each time its connection comes up, before it reports ready, so no request
-    /// pays for that.
-    pub async fn load_scripts(&self) -> Result<usize, StoreError> {
-        let scripts = self.inner.scripts.used(self.inner.conn.is_cluster());
-        // One command per script: in a Cluster, redis-rs sends SCRIPT LOAD to every primary,
-        // which it cannot do inside a pipeline.
-        let loads = scripts
-            .iter()
-            .map(|(script, source)| self.load(script, source));
-        futures_util::future::try_join_all(loads).await?;
-        Ok(scripts.len())
-    }
-
     /// The listeners told about every revocation this process makes or hears of.
     pub fn revocations(&self) -> &Revocations {
         &self.inner.revocations
@@ -374,187 +266,9 @@ impl RedisStore {
         self.inner.max_per_user
     }
 
-    /// Runs `cmd` (an [`evalsha`] of `script`), loading the script after a `NOSCRIPT` and
-    /// trying once more.
-    pub(super) async fn eval<T: FromRedisValue>(
-        &self,
-        what: &'static str,
-        script: &Script,
-        cmd: Cmd,
-    ) -> Result<T, StoreError> {
-        let mut conn = self.inner.conn.clone();
-        let first = self
-            .run(what, async {
-                match cmd.query_async::<T>(&mut conn).await {
-                    Err(e)
-                        if e.kind()
-                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                    {
-                        Ok(None)
-                    }
-                    other => other.map(Some),
-                }
-            })
-            .await?;
-        match first {
-            Some(v) => Ok(v),
-            None => {
-                self.load_one(script).await?;
-                let mut conn = self.inner.conn.clone();
-                self.run(what, async move { cmd.query_async(&mut conn).await })
-                    .await
-            }
-        }
-    }
-
-    /// Runs `cmd` (an [`evalsha`] of `script`) and, when this store waits for replicas, `WAIT`
-    /// right after it in one pipeline: on the same connection, so that `WAIT` counts this
-    /// write (on another connection it would count that connection's writes, possibly none).
-    /// Returns the answer and, with `WAIT`, whether enough replicas confirmed.
-    /// `script` is `None` for a plain command (no `NOSCRIPT` to handle).
-    pub(super) async fn eval_confirmed<T: FromRedisValue>(
-        &self,
-        what: &'static str,
-        script: Option<&Script>,
-        cmd: &Cmd,
-    ) -> Result<(T, Confirmed), StoreError> {
-        let Some((replicas, wait)) = self.inner.wait else {
-            let answer = match script {
-                Some(script) => self.eval(what, script, cmd.clone()).await?,
-                None => self.query(what, cmd.clone()).await?,
-            };
-            return Ok((answer, Confirmed::NotAsked));
-        };
-        let mut pipe = redis::pipe();
-        pipe.add_command(cmd.clone())
-            .cmd("WAIT")
-            .arg(replicas)
-            .arg(duration_ms(wait).max(1))
-            .ignore_errors();
-        for attempt in 0..2 {
-            let mut conn = self.inner.conn.clone();
-            let pipe = &pipe;
-            // The command timeout plus the WAIT's own: WAIT may legitimately take that long.
-            let values: Vec<Value> = self
-                .run_for(what, self.inner.timeout + wait, async move {
-                    pipe.query_async(&mut conn).await
-                })
-                .await?;
-            let mut it = values.into_iter();
-            let (Some(answer), Some(acked)) = (it.next(), it.next()) else {
-                return Err(StoreError::Unavailable(format!(
-                    "redis {what}: a short pipeline answer"
-                )));
-            };
-            if let Value::ServerError(e) = &answer {
-                if let (0, Some(script), Some(redis::ServerErrorKind::NoScript)) =
-                    (attempt, script, e.kind())
-                {
-                    self.load_one(script).await?;
-                    continue;
-                }
-                return Err(StoreError::Unavailable(format!(
-                    "redis {what}: {}",
-                    redis::RedisError::from(e.clone())
-                )));
-            }
-            let answer = T::from_redis_value(answer)
-                .map_err(|e| StoreError::Unavailable(format!("redis {what}: {e}")))?;
-            let confirmed = match acked {
-                Value::Int(n) => usize::try_from(n).unwrap_or(0),
-                // An error here (a server without replication, say) confirms nothing.
-                _ => 0,
-            };
-            let confirmed = if confirmed >= replicas {
-                Confirmed::Yes
-            } else {
-                Confirmed::Short {
-                    confirmed,
-                    wanted: replicas,
-                    wait,
-                }
-            };
-            return Ok((answer, confirmed));
-        }
-        Err(StoreError::Unavailable(format!(
-            "redis {what}: the script is still unknown to the server after loading it"
-        )))
-    }
-
-    /// Loads `script` after a `NOSCRIPT`.
-    async fn load_one(&self, script: &Script) -> Result<(), StoreError> {
-        match self.inner.scripts.source_of(script) {
-            Some(source) => self.load(script, source).await,
-            None => Err(StoreError::Unavailable("redis: an unknown script".into())),
-        }
-    }
-
-    /// `SCRIPT LOAD` of `source`, checking that the server's SHA-1 is the one `EVALSHA` sends.
-    async fn load(&self, script: &Script, source: &'static str) -> Result<(), StoreError> {
-        let mut conn = self.inner.conn.clone();
-        let hash: String = self
-            .run("SCRIPT LOAD", async move {
-                redis::cmd("SCRIPT")
-                    .arg("LOAD")
-                    .arg(source)
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
-        if script.get_hash() != hash {
-            return Err(StoreError::Unavailable(format!(
-                "redis SCRIPT LOAD: the server hashed a script as {hash}, not {}",
-                script.get_hash()
-            )));
-        }
-        Ok(())
-    }
-
-    /// Runs a plain command under the command timeout.
-    pub(super) async fn query<T: FromRedisValue>(
-        &self,
-        what: &'static str,
-        cmd: Cmd,
-    ) -> Result<T, StoreError> {
-        let mut conn = self.inner.conn.clone();
-        self.run(what, async move { cmd.query_async(&mut conn).await })
-            .await
-    }
-
-    /// Publishes `r`, stamped with the server's time, on the revocation channel.
-    pub(super) async fn publish(&self, r: &Revocation) -> Result<(), StoreError> {
-        let Some(payload) = r.payload() else {
-            return Ok(());
-        };
-        let script = &self.inner.scripts.cluster_publish;
-        let mut cmd = evalsha(script, &[]);
-        cmd.arg(&self.inner.channel).arg(payload);
-        self.eval::<i64>("publish", script, cmd).await.map(|_| ())
-    }
-
-    /// Runs one Redis call under the command timeout; every failure is `Unavailable`.
-    pub(super) async fn run<T>(
-        &self,
-        what: &'static str,
-        call: impl Future<Output = RedisResult<T>>,
-    ) -> Result<T, StoreError> {
-        self.run_for(what, self.inner.timeout, call).await
-    }
-
-    async fn run_for<T>(
-        &self,
-        what: &'static str,
-        limit: Duration,
-        call: impl Future<Output = RedisResult<T>>,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(limit, call).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(StoreError::Unavailable(format!("redis {what}: {e}"))),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "redis {what}: no answer within {} ms",
-                limit.as_millis()
-            ))),
-        }
+    /// Replicas that must confirm a revocation, and for how long to wait; `None`: no `WAIT`.
+    pub(super) fn wait(&self) -> Option<(usize, Duration)> {
+        self.inner.wait
     }
 
     /// The live session `id` as the request path needs it, sliding its expiry when asked:
@@ -625,166 +339,6 @@ impl RedisStore {
     pub(super) fn tell_local(&self, r: &Revocation) {
         self.inner.revocations.notify(r);
     }
-}
-
-/// Whether enough replicas confirmed a write ([`RedisStore::eval_confirmed`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Confirmed {
-    /// This store does not wait for replicas.
-    NotAsked,
-    /// `WAIT` counted enough replicas.
-    Yes,
-    /// Fewer replicas than wanted confirmed within the wait.
-    Short {
-        confirmed: usize,
-        wanted: usize,
-        wait: Duration,
-    },
-}
-
-impl Confirmed {
-    /// A new session the replicas did not confirm is not an error (losing it in a failover
-    /// only logs its user out again, fail closed), but worth a warning.
-    pub(super) fn warn_for_new_session(self) {
-        if let Confirmed::Short { .. } = self {
-            tracing::warn!(
-                "a new session was not confirmed by the Redis replicas in time; a failover now would log this user out"
-            );
-        }
-    }
-
-    /// `Err` for a revocation that the replicas did not confirm: the master applied it, but a
-    /// failover now could lose it, so it is not acknowledged. Repeating it is safe.
-    pub(super) fn require(self, what: &str) -> Result<(), StoreError> {
-        match self {
-            Confirmed::NotAsked | Confirmed::Yes => Ok(()),
-            Confirmed::Short {
-                confirmed,
-                wanted,
-                wait,
-            } => Err(StoreError::Unavailable(format!(
-                "redis: the {what} was applied on the master, but {confirmed} of {wanted} replicas confirmed it within {} ms (WAIT), so a failover could undo it; repeat it",
-                wait.as_millis()
-            ))),
-        }
-    }
-}
-
-/// The hash fields, in the order every script and `HMGET` returns them.
-pub(super) const FIELDS: [&str; 6] = [
-    "user_id",
-    "roles",
-    "default_role",
-    "created_at",
-    "expires_at",
-    "variables",
-];
-
-/// A session hash as read from Redis, not yet checked.
-struct Fields {
-    user_id: String,
-    roles: String,
-    default_role: String,
-    created_ms: u64,
-    expires_ms: u64,
-    /// The JSON object; `None` for a session without variables (and every hash written before
-    /// they existed).
-    variables: Option<String>,
-}
-
-impl Fields {
-    fn from_raw(raw: Vec<Option<String>>) -> Option<Fields> {
-        let mut it = raw.into_iter();
-        let user_id = it.next()??;
-        let roles = it.next()??;
-        let default_role = it.next()??;
-        let created_ms = it
-            .next()
-            .flatten()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let expires_ms = it.next()??.parse().ok()?;
-        let variables = it.next().flatten().filter(|v| !v.is_empty());
-        Some(Fields {
-            user_id,
-            roles,
-            default_role,
-            created_ms,
-            expires_ms,
-            variables,
-        })
-    }
-
-    /// The identity and the session record, if the fields pass the session rules and the
-    /// session has not expired.
-    fn found(self, id: &TokenHash) -> Option<(Found, Session)> {
-        if self.expires_ms <= now_ms() {
-            return None;
-        }
-        let valid = validate_user_id(&self.user_id).is_ok()
-            && !self.roles.is_empty()
-            && self.roles.split(',').all(|r| validate_role(r).is_ok());
-        let variables = match self.variables.as_deref() {
-            None => Some(None),
-            Some(json) => serde_json::from_str::<Variables>(json)
-                .ok()
-                .and_then(|v| variable_headers(&v).ok()),
-        };
-        let role_list: Arc<[Arc<str>]> = self.roles.split(',').map(Arc::from).collect();
-        let default = role_list
-            .iter()
-            .find(|r| ***r == *self.default_role)
-            .cloned();
-        let (Some(role), true, Some(variables)) = (default, valid, variables) else {
-            tracing::warn!(
-                session = %id.to_hex(),
-                "a Redis session record breaks the session rules; refusing it"
-            );
-            return None;
-        };
-        let headers = Arc::new(RoleHeaders::build(role_list)?);
-        let identity =
-            Identity::with_role_headers(Arc::from(self.user_id.as_str()), role, &headers)
-                .with_variable_headers(variables.clone());
-        let session = Session {
-            id: *id,
-            user_id: self.user_id,
-            roles: self.roles.split(',').map(str::to_owned).collect(),
-            default_role: self.default_role,
-            created_at: UNIX_EPOCH + Duration::from_millis(self.created_ms),
-            expires_at: UNIX_EPOCH + Duration::from_millis(self.expires_ms),
-            variables: variables_of(variables.as_ref()),
-        };
-        Some((
-            Found {
-                identity,
-                expires_ms: self.expires_ms,
-            },
-            session,
-        ))
-    }
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, duration_ms)
-}
-
-fn duration_ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// The session to write, as the scripts take it.
-pub(super) struct NewRecord {
-    pub(super) hex: String,
-    pub(super) user_id: String,
-    pub(super) roles: String,
-    pub(super) default_role: String,
-    pub(super) ttl_ms: u64,
-    /// A JSON object, or empty for none (then the hash gets no `variables` field, exactly as
-    /// before variables existed).
-    pub(super) variables: String,
 }
 
 impl SessionStore for RedisStore {

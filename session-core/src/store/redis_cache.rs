@@ -37,8 +37,9 @@ use dashmap::DashMap;
 use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 
-use super::redis::{now_ms, Found, RedisStore};
+use super::redis::RedisStore;
 use super::redis_conn::RedisConn;
+use super::redis_record::{now_ms, Found};
 use super::revocations::Revocation;
 use crate::identity::Identity;
 use crate::resolver::{ResolveError, ResolveRequest, Resolver};

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use futures_util::future::join_all;
 
-use super::redis::{evalsha, Confirmed, NewRecord, RedisStore};
+use super::redis::RedisStore;
+use super::redis_exec::{evalsha, Confirmed};
+use super::redis_record::NewRecord;
 use super::revocations::Revocation;
 use super::StoreError;
 use crate::token::TokenHash;
@@ -180,7 +182,7 @@ impl RedisStore {
         let reads = members.iter().map(|hex| {
             let mut cmd = redis::cmd("HMGET");
             cmd.arg(self.session_key_hex(hex))
-                .arg(&super::redis::FIELDS);
+                .arg(&super::redis_record::FIELDS);
             async move { self.query::<Vec<Option<String>>>("list_user", cmd).await }
         });
         let mut out = Vec::new();
