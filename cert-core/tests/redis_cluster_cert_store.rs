@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-#[path = "../../session-core/tests/support/redis_topology.rs"]
+#[path = "../../session-core/tests/support/redis_topology/mod.rs"]
 mod redis_topology;
 
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! The `gateway` binary on Redis Sentinel and on a Redis Cluster (issue 16), end to end: the
 //! topologies are real processes on free 127.0.0.1 ports (session-core's
-//! tests/support/redis_topology.rs), the gateways real replicas started with `[sessions]
+//! tests/support/redis_topology/), the gateways real replicas started with `[sessions]
 //! store = "redis"` and the `redis+sentinel://` or `redis+cluster://` URL in their environment.
 //!
 //! - Sentinel: the master is killed while clients send requests continuously. Requests with a
@@ -17,7 +17,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
-#[path = "../../session-core/tests/support/redis_topology.rs"]
+#[path = "../../session-core/tests/support/redis_topology/mod.rs"]
 mod redis_topology;
 
 use std::collections::BTreeMap;

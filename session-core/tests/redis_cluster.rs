@@ -1,6 +1,6 @@
 //! `RedisStore` and `CachingResolver` over a Redis Cluster (issue 16): three masters started by
 //! each test on free 127.0.0.1 ports and joined with `redis-cli --cluster create`
-//! (support/redis_topology.rs). Every store operation, with session keys shown to sit on
+//! (support/redis_topology/). Every store operation, with session keys shown to sit on
 //! different nodes; the per-user bound, sequential and under 50 concurrent logins (measured);
 //! revocations reaching two caching "replicas"; readiness; a shard failure failing closed.
 //!
@@ -9,7 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-#[path = "support/redis_topology.rs"]
+#[path = "support/redis_topology/mod.rs"]
 mod redis_topology;
 
 use std::collections::BTreeSet;

@@ -1,6 +1,6 @@
 //! `RedisStore` and `CachingResolver` over Redis Sentinel (issue 16): a master, one replica and
 //! three `redis-sentinel` processes started by each test on free 127.0.0.1 ports
-//! (support/redis_topology.rs). The master is killed mid-traffic, with requests going through
+//! (support/redis_topology/). The master is killed mid-traffic, with requests going through
 //! a real `SessionLayer`: the tests measure how long credentialed requests get 503 and check
 //! that no request ever reaches the upstream with an identity its session did not have, that
 //! sessions created before the kill survive it, that revocations acknowledged before the kill
@@ -12,7 +12,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-#[path = "support/redis_topology.rs"]
+#[path = "support/redis_topology/mod.rs"]
 mod redis_topology;
 
 use std::convert::Infallible;
