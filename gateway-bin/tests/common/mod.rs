@@ -7,6 +7,7 @@ pub mod cors_csrf;
 pub mod driver;
 pub mod h2env;
 pub mod h2raw;
+pub mod identity;
 
 use std::collections::HashMap;
 use std::convert::Infallible;

@@ -1,6 +1,7 @@
 //! A test HTTPS server: a fresh private CA whose leaf names `127.0.0.1` and `localhost`, and a
 //! loop serving an axum router over it (HTTP/1.1 and h2). Shared by session-core's JWKS and
-//! webhook tests and by gateway-bin's identity-provider test (`#[path]` include).
+//! webhook tests and by gateway-bin's identity-provider tests (`#[path]` include in
+//! tests/common/identity.rs).
 
 use std::sync::Arc;
 
