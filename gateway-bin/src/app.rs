@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use route_core::SharedRouteTable;
+use route_core::ConnectionInfo;
 use session_core::tunnels::Tunnels;
 use session_core::{MemoryStore, Resolver, Revocations, SessionStore, StoreResolver};
 use tokio::sync::{watch, Semaphore};
@@ -16,7 +16,8 @@ use tokio::task::JoinSet;
 use crate::admin::{self, AdminState, Secret};
 use crate::config::{AdminSecretSource, Config, StoreKind};
 use crate::server::{self, ConnSettings};
-use crate::stack::{self, RouteParts, RouteService};
+use crate::stack::{self, RouteParts};
+use crate::state::GatewayState;
 
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -62,104 +63,6 @@ pub enum StartError {
     /// A serving thread could not be started.
     #[error("cannot start a serving thread: {0}")]
     Thread(std::io::Error),
-}
-
-/// The parts of a running gateway that a reload replaces or reads.
-#[derive(Clone)]
-pub struct GatewayState {
-    /// The config in force: the file's, plus the services added through the admin API.
-    pub config: Arc<ArcSwap<Config>>,
-    /// The config file as last loaded.
-    pub file_config: Arc<ArcSwap<Config>>,
-    /// Services added through the admin API (they survive reloads of the file).
-    pub api_services: Arc<ArcSwap<Vec<crate::config::Service>>>,
-    /// Serialises rebuilds, so that a file reload and an API change never lose each other.
-    pub rebuild_lock: Arc<parking_lot::Mutex<()>>,
-    /// TLS, when on: told about new names on every change.
-    pub tls: Option<Arc<crate::tls::TlsRuntime>>,
-    /// The route table in force.
-    pub table: SharedRouteTable<RouteService>,
-    /// What the routes are rebuilt from.
-    pub parts: RouteParts,
-    /// The session store.
-    pub store: Arc<dyn SessionStore>,
-}
-
-impl GatewayState {
-    /// The config in force for a file config and the API's services: file services first; an
-    /// API service whose name the file also uses is left out (the file wins).
-    pub fn effective(file: &Config, api: &[crate::config::Service]) -> Config {
-        let mut config = file.clone();
-        for s in api {
-            if !config.services.iter().any(|f| f.name == s.name) {
-                config.services.push(s.clone());
-            }
-        }
-        config
-    }
-
-    /// Validates and applies a new config file: routes, roles and upstreams are swapped
-    /// atomically. Settings that need new sockets or a new store (listeners, sessions) keep
-    /// their old values until a restart, and a log line says so.
-    pub fn apply(&self, new_file: Config) -> Result<(), stack::BuildError> {
-        let _guard = self.rebuild_lock.lock();
-        let api = self.api_services.load_full();
-        self.swap(Self::effective(&new_file, &api))?;
-        self.file_config.store(Arc::new(new_file));
-        Ok(())
-    }
-
-    /// Replaces the API's services and applies the result atomically. `update` gets the current
-    /// list and returns the new one, or an error that is passed back unchanged.
-    pub fn update_api_services<E>(
-        &self,
-        update: impl FnOnce(&[crate::config::Service]) -> Result<Vec<crate::config::Service>, E>,
-    ) -> Result<Result<(), stack::BuildError>, E> {
-        let _guard = self.rebuild_lock.lock();
-        let current = self.api_services.load_full();
-        let next = update(&current)?;
-        let file = self.file_config.load_full();
-        let applied = self.swap(Self::effective(&file, &next));
-        if applied.is_ok() {
-            self.api_services.store(Arc::new(next));
-        }
-        Ok(applied)
-    }
-
-    fn swap(&self, new: Config) -> Result<(), stack::BuildError> {
-        let table = stack::route_table(&new, &self.parts)?;
-        let old = self.config.load();
-        if old.listen.http != new.listen.http
-            || old.listen.https != new.listen.https
-            || old.listen.admin != new.listen.admin
-            || old.listen.admin_hosts != new.listen.admin_hosts
-            || old.metrics_require_secret != new.metrics_require_secret
-        {
-            tracing::warn!("listener changes need a restart; the old listeners keep serving");
-        }
-        if old.auth != new.auth {
-            tracing::warn!("[auth] changes need a restart; the old resolvers stay in force");
-        }
-        if old.telemetry != new.telemetry {
-            tracing::warn!("[telemetry] changes need a restart; the old settings stay in force");
-        }
-        if old.tls.hsts != new.tls.hsts {
-            tracing::warn!("tls.hsts changes need a restart; the old value stays in force");
-        }
-        if old.sessions.cookie_name != new.sessions.cookie_name
-            || old.sessions.identity_prefix != new.sessions.identity_prefix
-            || old.sessions.max_per_user != new.sessions.max_per_user
-        {
-            tracing::warn!("session settings need a restart; the old ones stay in force");
-        }
-        self.table.store(Arc::new(table));
-        if let Some(tls) = &self.tls {
-            tls.on_config(&new);
-        }
-        self.config.store(Arc::new(new));
-        metrics::counter!("gateway_config_reloads_total", "result" => "ok").increment(1);
-        Ok(())
-    }
 }
 
 /// A running gateway.
@@ -247,10 +150,6 @@ pub struct StartOptions {
     pub serving_threads: usize,
 }
 
-/// What a serving thread runs for one listener: builds its future inside the thread's runtime.
-type ServeJob =
-    Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send>;
-
 /// Binds every listener and starts serving. Returns once the gateway is ready.
 pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartError> {
     // The recorder goes in before anything that counts. A metric recorded while no recorder
@@ -264,38 +163,12 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
     if admin_secret.is_none() && config.listen.admin.is_some() {
         tracing::warn!("no admin secret is configured: the admin /v1 API refuses every request");
     }
-    let mut redis = None;
-    let (store, revocations): (Arc<dyn SessionStore>, Revocations) = match &config.sessions.store {
-        StoreKind::Redis(settings) => {
-            let slide = Some(config.sessions.ttl).filter(|_| config.sessions.sliding_expiry);
-            let sessions =
-                crate::redis::RedisSessions::start(settings, slide, config.sessions.max_per_user)?;
-            let parts = (sessions.store(), sessions.revocations().clone());
-            redis = Some(sessions);
-            parts
-        }
-        StoreKind::Memory => {
-            let memory = MemoryStore::with_max_per_user(config.sessions.max_per_user);
-            // Expired sessions are also refused on read; the sweeper only returns their memory.
-            memory.spawn_sweeper(Duration::from_secs(1));
-            let revocations = memory.revocations().clone();
-            (Arc::new(memory), revocations)
-        }
-    };
-    let mut resolver = StoreResolver::new(store.clone());
-    if config.sessions.sliding_expiry {
-        resolver = resolver.with_sliding_expiry(config.sessions.ttl);
-    }
-    let resolver: Arc<dyn Resolver> = match &redis {
-        Some(r) => r.resolver(),
-        None => Arc::new(resolver),
-    };
-    let resolver = crate::auth::resolver(&config.auth, resolver)?;
-    let parts = RouteParts::new(&config, store.clone(), resolver);
+    let sessions = Sessions::start(&config)?;
+    let parts = RouteParts::new(&config, sessions.store.clone(), sessions.resolver.clone());
     let table = Arc::new(ArcSwap::from_pointee(stack::route_table(&config, &parts)?));
     // WebSockets opened with a session are closed when it is revoked (with Redis, on any
     // replica).
-    let tunnels = Tunnels::new(store.clone(), &revocations);
+    let tunnels = Tunnels::new(sessions.store.clone(), &sessions.revocations);
     let service = stack::gateway_service(table.clone(), &tunnels, &config);
     let otlp = match &config.telemetry.otlp {
         Some(settings) => Some(
@@ -313,107 +186,56 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         shutdown: shutdown_rx.clone(),
         admin: false,
     };
-    // The admin listener has the same limits and a cap of its own: a flood of public
-    // connections cannot lock operators out, nor the reverse.
-    let admin_permits = Arc::new(Semaphore::new(config.limits.max_connections));
     let mut tasks = JoinSet::new();
     let ready = Arc::new(AtomicBool::new(false));
+    let bound = |addr: SocketAddr| move |source| StartError::Bind { addr, source };
 
-    let bind =
-        |addr: SocketAddr| server::bind(addr).map_err(|source| StartError::Bind { addr, source });
-    // The public listeners' sockets share their port with the serving threads' (one job per
-    // listener per extra thread, collected here and started together below).
-    let threads = opts.serving_threads.max(1);
-    let mut extra: Vec<Vec<ServeJob>> = (1..threads).map(|_| Vec::new()).collect();
-    // One listening socket per listener, shared by every serving thread (see
-    // `server::bind_std` for why not `SO_REUSEPORT`): the clones for the other threads first,
-    // then the socket is registered with this runtime.
-    let bind_public = |addr: SocketAddr, extra: usize| {
-        let bound = server::bind_std(addr)
-            .and_then(|l| {
-                let clones = (0..extra)
-                    .map(|_| l.try_clone())
-                    .collect::<std::io::Result<Vec<_>>>()?;
-                Ok((tokio::net::TcpListener::from_std(l)?, clones))
-            })
-            .map_err(|source| StartError::Bind { addr, source })?;
-        Ok::<_, StartError>(bound)
-    };
+    // The public listeners: each is served by this runtime and by every serving thread.
+    let mut public = server::PublicListeners::new(opts.serving_threads);
     let tls = crate::tls::TlsRuntime::start(&config).await?;
     let mut https_addr = None;
     if let (Some(addr), Some(rt)) = (config.listen.https, &tls) {
-        let (listener, clones) = bind_public(addr, extra.len())?;
-        https_addr = listener.local_addr().ok();
         // Only the HTTPS listener sets Strict-Transport-Security (SECURITY-CASES 44).
         let svc = stack::https_service(service.clone(), config.tls.hsts.clone());
-        for (jobs, listener) in extra.iter_mut().zip(clones) {
-            let (svc, acceptor, settings) = (svc.clone(), rt.acceptor.clone(), settings.clone());
-            jobs.push(Box::new(move || {
-                Box::pin(async move {
-                    match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => {
-                            let make = move |_: &route_core::ConnectionInfo| svc.clone();
-                            crate::tls::serve_tls(l, acceptor, make, settings).await;
-                        }
-                        Err(e) => tracing::error!(error = %e, "a serving thread cannot use its HTTPS listener"),
-                    }
-                })
-            }));
-        }
-        tasks.spawn(crate::tls::serve_tls(
-            listener,
-            rt.acceptor.clone(),
-            move |_: &route_core::ConnectionInfo| svc.clone(),
-            settings.clone(),
-        ));
+        let make = move |_: &ConnectionInfo| svc.clone();
+        let (acceptor, settings) = (rt.acceptor.clone(), settings.clone());
+        let serve =
+            move |l| crate::tls::serve_tls(l, acceptor.clone(), make.clone(), settings.clone());
+        https_addr = Some(public.serve(addr, &mut tasks, serve).map_err(bound(addr))?);
         tracing::info!(addr = %https_addr.unwrap_or(addr), "listening for HTTPS");
     }
     let mut http_addr = None;
     if let Some(addr) = config.listen.http {
-        let (listener, clones) = bind_public(addr, extra.len())?;
-        http_addr = listener.local_addr().ok();
-        let svc = service.clone();
         let responder = tls.as_ref().and_then(|t| t.responder.clone());
         let redirect = https_addr
             .filter(|_| config.listen.redirect_http_to_https)
             .map(|a| a.port());
-        if responder.is_some() || redirect.is_some() {
-            // The plain listener also answers ACME HTTP-01 and redirects to HTTPS.
-            let plain = stack::plain_service(svc, responder, redirect, &config);
-            for (jobs, extra_listener) in extra.iter_mut().zip(clones) {
-                jobs.push(plain_job(extra_listener, plain.clone(), settings.clone()));
+        let settings = settings.clone();
+        http_addr = Some(
+            if responder.is_some() || redirect.is_some() {
+                // The plain listener also answers ACME HTTP-01 and redirects to HTTPS.
+                let svc = stack::plain_service(service.clone(), responder, redirect, &config);
+                let make = move |_: &ConnectionInfo| svc.clone();
+                let serve = move |l| server::serve_plain(l, make.clone(), settings.clone());
+                public.serve(addr, &mut tasks, serve)
+            } else {
+                let svc = service.clone();
+                let make = move |_: &ConnectionInfo| svc.clone();
+                let serve = move |l| server::serve_plain(l, make.clone(), settings.clone());
+                public.serve(addr, &mut tasks, serve)
             }
-            tasks.spawn(server::serve_plain(
-                listener,
-                move |_: &route_core::ConnectionInfo| plain.clone(),
-                settings.clone(),
-            ));
-        } else {
-            for (jobs, extra_listener) in extra.iter_mut().zip(clones) {
-                jobs.push(plain_job(extra_listener, svc.clone(), settings.clone()));
-            }
-            tasks.spawn(server::serve_plain(
-                listener,
-                move |_: &route_core::ConnectionInfo| svc.clone(),
-                settings.clone(),
-            ));
-        }
+            .map_err(bound(addr))?,
+        );
         tracing::info!(addr = %http_addr.unwrap_or(addr), "listening for HTTP");
     }
-    let mut serving = server::ServingThreads::default();
-    for (k, jobs) in extra.into_iter().enumerate() {
-        serving
-            .spawn(format!("serve-{}", k + 1), move || {
-                futures_util::future::join_all(jobs.into_iter().map(|job| job()))
-            })
-            .map_err(StartError::Thread)?;
-    }
+    let serving = public.start().map_err(StartError::Thread)?;
     if !serving.is_empty() {
         tracing::info!(
             threads = serving.len() + 1,
             "serving on one event loop per thread"
         );
     }
+
     let shared = GatewayState {
         config: Arc::new(ArcSwap::from_pointee(config.clone())),
         file_config: Arc::new(ArcSwap::from_pointee(config.clone())),
@@ -422,7 +244,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         tls: tls.clone(),
         table,
         parts,
-        store: store.clone(),
+        store: sessions.store.clone(),
     };
     // The API's services are in force before the admin listener (and readiness) comes up.
     let services = crate::services::ServicesApi::open(
@@ -433,12 +255,15 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
                 .map(crate::services::state_path_for)
         }),
     )?;
+    // The admin listener has the same limits and a cap of its own: a flood of public
+    // connections cannot lock operators out, nor the reverse.
+    let admin_permits = Arc::new(Semaphore::new(config.limits.max_connections));
     let mut admin_addr = None;
     if let Some(addr) = config.listen.admin {
-        let listener = bind(addr)?;
+        let listener = server::bind(addr).map_err(bound(addr))?;
         admin_addr = listener.local_addr().ok();
         let state = AdminState {
-            store,
+            store: sessions.store.clone(),
             secret: admin_secret.clone(),
             default_ttl: config.sessions.ttl,
             session: stack::session_config(&config),
@@ -447,7 +272,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
             extra: Some(services.router(admin_secret.clone())),
             acme: tls.as_ref().and_then(|t| t.acme.clone()),
             readiness: Some(crate::auth::readiness(
-                redis.as_ref().map(|r| r.readiness()),
+                sessions.redis.as_ref().map(|r| r.readiness()),
                 shared.parts.resolver.clone(),
             )),
             metrics_require_secret: config.metrics_require_secret,
@@ -465,7 +290,7 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         };
         tasks.spawn(server::serve_plain(
             listener,
-            move |_: &route_core::ConnectionInfo| {
+            move |_: &ConnectionInfo| {
                 tower::ServiceExt::<http::Request<hyper::body::Incoming>>::map_response(
                     app.clone(),
                     |res: axum::response::Response| res.map(route_core::Body::new),
@@ -501,32 +326,61 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
     })
 }
 
-/// A serving thread's job for a plain listener.
-fn plain_job<S>(listener: std::net::TcpListener, svc: S, settings: ConnSettings) -> ServeJob
-where
-    S: tower::Service<
-            http::Request<hyper::body::Incoming>,
-            Response = http::Response<route_core::Body>,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
-    Box::new(move || {
-        Box::pin(async move {
-            match tokio::net::TcpListener::from_std(listener) {
-                Ok(l) => {
-                    let make = move |_: &route_core::ConnectionInfo| svc.clone();
-                    server::serve_plain(l, make, settings).await;
+/// The session store and what reads it: the configured store (memory or Redis), its
+/// revocation notices, and the resolver chain (sessions, then `[auth]`'s JWT and webhook
+/// resolvers).
+struct Sessions {
+    store: Arc<dyn SessionStore>,
+    revocations: Revocations,
+    resolver: Arc<dyn Resolver>,
+    /// Kept for the readiness check of the Redis connections.
+    redis: Option<crate::redis::RedisSessions>,
+}
+
+impl Sessions {
+    fn start(config: &Config) -> Result<Self, StartError> {
+        let mut redis = None;
+        let (store, revocations): (Arc<dyn SessionStore>, Revocations) =
+            match &config.sessions.store {
+                StoreKind::Redis(settings) => {
+                    let slide =
+                        Some(config.sessions.ttl).filter(|_| config.sessions.sliding_expiry);
+                    let sessions = crate::redis::RedisSessions::start(
+                        settings,
+                        slide,
+                        config.sessions.max_per_user,
+                    )?;
+                    let parts = (sessions.store(), sessions.revocations().clone());
+                    redis = Some(sessions);
+                    parts
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "a serving thread cannot use its HTTP listener")
+                StoreKind::Memory => {
+                    let memory = MemoryStore::with_max_per_user(config.sessions.max_per_user);
+                    // Expired sessions are also refused on read; the sweeper only returns
+                    // their memory.
+                    memory.spawn_sweeper(Duration::from_secs(1));
+                    let revocations = memory.revocations().clone();
+                    (Arc::new(memory), revocations)
                 }
+            };
+        let resolver: Arc<dyn Resolver> = match &redis {
+            Some(r) => r.resolver(),
+            None => {
+                let mut resolver = StoreResolver::new(store.clone());
+                if config.sessions.sliding_expiry {
+                    resolver = resolver.with_sliding_expiry(config.sessions.ttl);
+                }
+                Arc::new(resolver)
             }
+        };
+        let resolver = crate::auth::resolver(&config.auth, resolver)?;
+        Ok(Sessions {
+            store,
+            revocations,
+            resolver,
+            redis,
         })
-    })
+    }
 }
 
 /// Runs until SIGTERM or SIGINT, then drains.
@@ -543,9 +397,4 @@ pub async fn run(config: Config, opts: StartOptions) -> Result<(), StartError> {
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// When a file was last modified, if it can be read.
-pub(crate) fn modified(path: &std::path::Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }

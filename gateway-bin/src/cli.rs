@@ -240,6 +240,27 @@ pub enum ServiceCommand {
     },
 }
 
+impl Command {
+    /// The runtime this command runs on: `gateway run` serves on `--threads` event loops (one
+    /// per CPU by default), or on tokio's work-stealing runtime; every other command needs one
+    /// thread.
+    pub fn runtime_shape(&self) -> crate::server::RuntimeShape {
+        match self {
+            Command::Run {
+                threads,
+                work_stealing,
+                ..
+            } => crate::server::RuntimeShape {
+                threads: threads.map(usize::from).unwrap_or_else(|| {
+                    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+                }),
+                work_stealing: *work_stealing,
+            },
+            _ => crate::server::RuntimeShape::default(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

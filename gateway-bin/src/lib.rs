@@ -29,5 +29,6 @@ pub mod reload;
 pub mod server;
 pub mod services;
 pub mod stack;
+pub mod state;
 pub mod telemetry;
 pub mod tls;

@@ -5,44 +5,15 @@ use std::process::ExitCode;
 use clap::Parser;
 use gateway_bin::cli::{Cli, Command};
 use gateway_bin::config::Config;
-use gateway_bin::{app, commands, telemetry};
+use gateway_bin::{app, commands, server, telemetry};
 
 /// Exit status for an unusable config (BSD `EX_USAGE`), as `gateway check` documents.
 const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // `gateway run` serves on `threads` event loops: this thread's and, unless work stealing is
-    // asked for, `threads - 1` serving threads the app starts (server::ServingThreads). Every
-    // other command needs one thread.
-    let (threads, work_stealing) = match &cli.command {
-        Command::Run {
-            threads,
-            work_stealing,
-            ..
-        } => (
-            threads.map(usize::from).unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-            }),
-            *work_stealing,
-        ),
-        _ => (1, false),
-    };
-    let mut builder = if work_stealing {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(threads);
-        b
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-    };
-    // The access log's lines of one event-loop turn go out in one write when the thread
-    // runs out of work (telemetry::access).
-    let built = builder
-        .enable_all()
-        .on_thread_park(telemetry::access::flush_local)
-        .on_thread_stop(telemetry::access::flush_local)
-        .build();
-    let runtime = match built {
+    let shape = cli.command.runtime_shape();
+    let runtime = match server::runtime(shape) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("gateway: cannot start the runtime: {e}");
@@ -76,7 +47,7 @@ fn main() -> ExitCode {
             let opts = app::StartOptions {
                 config_path: Some(path),
                 admin_secret: None,
-                serving_threads: if work_stealing { 1 } else { threads },
+                serving_threads: shape.serving_threads(),
             };
             let result = runtime.block_on(app::run(config, opts));
             telemetry::access::flush_all();

@@ -5,12 +5,12 @@
 //! serving.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
-use crate::app::{modified, GatewayState};
 use crate::config::Config;
+use crate::state::GatewayState;
 
 /// Watches `path` until shutdown.
 pub async fn watch(path: PathBuf, shared: GatewayState, mut shutdown: watch::Receiver<bool>) {
@@ -62,4 +62,9 @@ pub fn reload(path: &std::path::Path, shared: &GatewayState, why: &str) {
             tracing::error!(why, error = %e, "new config rejected; the old one keeps serving");
         }
     }
+}
+
+/// When a file was last modified, if it can be read.
+fn modified(path: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }

@@ -8,7 +8,7 @@
 //! Front (decision record → access log, metrics)                  gateway-bin  front.rs
 //!  → Tunnels (WebSocket upgrades get the revocation hook)        session-core tunnels
 //!  → HopByHop (strip hop-by-hop headers first)                   route-core   hop
-//!  → TracePropagation (traceparent kept or started; TraceContext) route-core   trace
+//!  → TracePropagation (traceparent kept or started → record)    route-core   trace
 //!  → Router (host normalised once, SNI = Host, one lookup)       route-core   router
 //!  → per route:
 //!      Served (the service's name into the decision record)      gateway-bin  front.rs
@@ -27,8 +27,8 @@
 //! so a browser app can read the session layer's and the CSRF check's refusals.
 //!
 //! Trace propagation sits outside the router, so that every request has a trace id, the ones
-//! the router refuses (404, 421) included, and inside Front, which reads the `TraceContext`
-//! the layer puts on the response for the access log and the span export. It comes after the
+//! the router refuses (404, 421) included, and inside Front, which reads the trace context the
+//! layer writes into the decision record for the access log and the span export. It comes after the
 //! hop-by-hop strip, so that `Connection: traceparent` cannot remove the header it writes. It
 //! trusts the front proxies of `[proxy] trusted_proxies`, as the forwarded headers do.
 

@@ -171,13 +171,13 @@ impl Tokens {
 
 /// What every connection shares.
 #[derive(Debug)]
-pub struct Shared {
+pub struct BaselineState {
     tokens: Tokens,
     upstream: SocketAddr,
     builder: auto::Builder<TokioExecutor>,
 }
 
-impl Shared {
+impl BaselineState {
     /// The proxy's state: the token map, the upstream, and the server settings (those of the
     /// gateway's plain listener with its default limits).
     pub fn new(tokens: Tokens, upstream: SocketAddr) -> Self {
@@ -188,7 +188,7 @@ impl Shared {
             .header_read_timeout(Duration::from_secs(10))
             .max_headers(100)
             .max_buf_size(16 * 1024);
-        Shared {
+        BaselineState {
             tokens,
             upstream,
             builder,
@@ -198,7 +198,7 @@ impl Shared {
 
 /// Accepts connections on `listener` and serves each on its own task, forever. An accept error
 /// (file limit reached) waits 50 ms rather than spinning.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+pub async fn serve(listener: TcpListener, shared: Arc<BaselineState>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -237,7 +237,7 @@ impl Forwarded {
     }
 }
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<BaselineState>) {
     let fwd = Forwarded::new(peer.ip());
     let upstream = shared.upstream;
     let state = shared.clone();

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use bench_baseline::{parse_args, serve, Shared, Tokens};
+use bench_baseline::{parse_args, serve, BaselineState, Tokens};
 
 fn main() -> ExitCode {
     match run() {
@@ -37,7 +37,11 @@ fn run() -> Result<(), String> {
             args.upstream,
             tokens.len()
         );
-        serve(listener, Arc::new(Shared::new(tokens, args.upstream))).await;
+        serve(
+            listener,
+            Arc::new(BaselineState::new(tokens, args.upstream)),
+        )
+        .await;
         Ok(())
     })
 }

@@ -86,9 +86,9 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::admin::{check_admin, Secret};
-use crate::app::GatewayState;
 use crate::config::{Config, Service};
 use crate::reject;
+use crate::state::GatewayState;
 
 pub use state::{StateError, FILE_NAME};
 

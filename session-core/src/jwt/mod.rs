@@ -99,10 +99,10 @@ use crate::{BoxFuture, Identity, ResolveError, ResolveRequest, Resolver};
 /// Resolves JWTs to identities with one or more [`JwtConfig`]s. Cheap to clone (an `Arc`).
 #[derive(Clone)]
 pub struct JwtResolver {
-    inner: Arc<Inner>,
+    verifiers: Arc<JwtVerifiers>,
 }
 
-struct Inner {
+struct JwtVerifiers {
     configs: Vec<Verifier>,
     /// Whether tokens must be routed by their unverified `iss` (several configs, one with an
     /// issuer).
@@ -248,7 +248,7 @@ impl JwtResolver {
         }
         let route_by_issuer = many && verifiers.iter().any(|v| v.issuer.is_some());
         Ok(JwtResolver {
-            inner: Arc::new(Inner {
+            verifiers: Arc::new(JwtVerifiers {
                 configs: verifiers,
                 route_by_issuer,
                 cookies,
@@ -260,7 +260,7 @@ impl JwtResolver {
     /// key set (the resolver then answers 503 for JWTs those configs would read, and keeps
     /// retrying). Immediate for static keys.
     pub async fn ready(&self) -> Result<(), String> {
-        for v in &self.inner.configs {
+        for v in &self.verifiers.configs {
             if let Keys::Jwks(j) = &v.keys {
                 j.settled().await;
             }
@@ -273,7 +273,7 @@ impl JwtResolver {
 
     fn not_ready_reason(&self) -> Option<String> {
         let reasons: Vec<String> = self
-            .inner
+            .verifiers
             .configs
             .iter()
             .filter_map(|v| match &v.keys {
@@ -291,7 +291,7 @@ impl JwtResolver {
         let mut refetch = Vec::new();
         let mut issuer_of: Option<(&str, Option<String>)> = None;
         let mut digest_of: Option<(&str, [u8; 32])> = None;
-        for v in &self.inner.configs {
+        for v in &self.verifiers.configs {
             let token = match &v.header {
                 config::JwtHeader::Authorization => bearer,
                 config::JwtHeader::Cookie { name } if bearer.is_none() => {
@@ -319,7 +319,7 @@ impl JwtResolver {
             if let Some(identity) = v.cached(&digest) {
                 return Attempt::Done(Ok(Some(identity)));
             }
-            if self.inner.route_by_issuer {
+            if self.verifiers.route_by_issuer {
                 if let Some(want) = &v.issuer {
                     if issuer_of.as_ref().is_none_or(|(t, _)| *t != token) {
                         issuer_of = Some((token, unverified_issuer(token)));
@@ -363,8 +363,8 @@ enum Attempt {
 impl std::fmt::Debug for JwtResolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtResolver")
-            .field("configs", &self.inner.configs.len())
-            .field("cookies", &self.inner.cookies)
+            .field("configs", &self.verifiers.configs.len())
+            .field("cookies", &self.verifiers.cookies)
             .finish_non_exhaustive()
     }
 }
@@ -381,7 +381,7 @@ impl Resolver for JwtResolver {
                 Attempt::Done(r) => r,
                 Attempt::Refetch(list) => {
                     for (index, seen) in list {
-                        if let Keys::Jwks(j) = &self.inner.configs[index].keys {
+                        if let Keys::Jwks(j) = &self.verifiers.configs[index].keys {
                             j.refetch(seen).await;
                         }
                     }
@@ -406,11 +406,11 @@ impl Resolver for JwtResolver {
     }
 
     fn resolves_without_credential(&self) -> bool {
-        !self.inner.cookies.is_empty()
+        !self.verifiers.cookies.is_empty()
     }
 
     fn credential_cookies(&self) -> Vec<String> {
-        self.inner.cookies.clone()
+        self.verifiers.cookies.clone()
     }
 
     fn not_ready(&self) -> Option<String> {

@@ -73,10 +73,10 @@ const MAX_ANSWER: usize = 64 * 1024;
 /// share the client and the cache.
 #[derive(Clone)]
 pub struct WebhookResolver {
-    inner: Arc<Inner>,
+    hook: Arc<Webhook>,
 }
 
-struct Inner {
+struct Webhook {
     url: Uri,
     mode: WebhookMode,
     client: HttpClient,
@@ -92,9 +92,9 @@ impl std::fmt::Debug for WebhookResolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The URL may carry a secret in its query: only its host is shown.
         f.debug_struct("WebhookResolver")
-            .field("host", &self.inner.url.host())
-            .field("mode", &self.inner.mode)
-            .field("cached", &self.inner.cache.len())
+            .field("host", &self.hook.url.host())
+            .field("mode", &self.hook.mode)
+            .field("cached", &self.hook.cache.len())
             .finish_non_exhaustive()
     }
 }
@@ -118,7 +118,7 @@ impl WebhookResolver {
     pub fn with_client(config: &WebhookConfig, client: HttpClient) -> Result<Self, WebhookError> {
         let (url, key_headers) = config.checked()?;
         Ok(WebhookResolver {
-            inner: Arc::new(Inner {
+            hook: Arc::new(Webhook {
                 url,
                 mode: config.mode,
                 client,
@@ -132,23 +132,23 @@ impl WebhookResolver {
 
     /// How many answers the cache holds now (expired ones included until they are dropped).
     pub fn cached(&self) -> usize {
-        self.inner.cache.len()
+        self.hook.cache.len()
     }
 
     /// Forgets every cached answer (the webhook's rules changed).
     pub fn clear_cache(&self) {
-        self.inner.cache.clear();
+        self.hook.cache.clear();
     }
 
     fn key(&self, request: &ResolveRequest<'_>) -> [u8; 32] {
-        let post = match self.inner.mode {
+        let post = match self.hook.mode {
             WebhookMode::Post => Some((request.method(), request.uri())),
             WebhookMode::Get => None,
         };
         request::cache_key(
             request.headers(),
             request.requested_role(),
-            &self.inner.key_headers,
+            &self.hook.key_headers,
             post,
         )
     }
@@ -156,18 +156,18 @@ impl WebhookResolver {
     /// The outgoing call for `request`.
     fn call(&self, request: &ResolveRequest<'_>) -> Result<http::Request<Bytes>, ResolveError> {
         let headers = request::forwarded_headers(request.headers(), request.requested_role());
-        let inner = &self.inner;
-        let built = match inner.mode {
+        let hook = &self.hook;
+        let built = match hook.mode {
             WebhookMode::Get => {
                 let mut req = http::Request::new(Bytes::new());
                 *req.method_mut() = Method::GET;
-                *req.uri_mut() = inner.url.clone();
+                *req.uri_mut() = hook.url.clone();
                 *req.headers_mut() = headers;
                 Ok(req)
             }
             WebhookMode::Post => http::Request::builder()
                 .method(Method::POST)
-                .uri(inner.url.clone())
+                .uri(hook.url.clone())
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                 .header(ACCEPT, HeaderValue::from_static("application/json"))
                 .body(Bytes::from(request::post_body(
@@ -182,12 +182,12 @@ impl WebhookResolver {
     /// Calls the webhook and reads its answer.
     async fn ask(&self, request: &ResolveRequest<'_>) -> Result<Option<Identity>, ResolveError> {
         let key = self.key(request);
-        if let Some(hit) = self.inner.cache.get(&key) {
+        if let Some(hit) = self.hook.cache.get(&key) {
             return Ok(Some(hit));
         }
         let call = self.call(request)?;
-        let host = self.inner.url.host().unwrap_or_default();
-        let sent = tokio::time::timeout(self.inner.timeout, self.inner.client.send(call)).await;
+        let host = self.hook.url.host().unwrap_or_default();
+        let sent = tokio::time::timeout(self.hook.timeout, self.hook.client.send(call)).await;
         let answer = match sent.unwrap_or(Err(HttpClientError::Timeout)) {
             Ok(answer) => answer,
             Err(e) => {
@@ -240,8 +240,8 @@ impl WebhookResolver {
             answer::lifetime(&body, answer.headers(), now),
             request.is_dry_run(),
         ) {
-            let ttl = ttl.min(self.inner.cache_max_ttl);
-            self.inner
+            let ttl = ttl.min(self.hook.cache_max_ttl);
+            self.hook
                 .cache
                 .insert(key, identity.clone(), Instant::now() + ttl);
         }
@@ -270,14 +270,11 @@ impl Resolver for WebhookResolver {
         &self,
         request: &ResolveRequest<'_>,
     ) -> Option<Result<Option<Identity>, ResolveError>> {
-        if self.inner.cache.is_empty() {
+        if self.hook.cache.is_empty() {
             // Nothing cached (or no cache): skip hashing the credentials twice.
             return None;
         }
-        self.inner
-            .cache
-            .get(&self.key(request))
-            .map(|i| Ok(Some(i)))
+        self.hook.cache.get(&self.key(request)).map(|i| Ok(Some(i)))
     }
 
     /// The webhook decides for requests without a credential too (it may read any header).
