@@ -1,6 +1,26 @@
 //! Certificates for the gateway: SNI resolution, TLS server configuration, and certificates
 //! from PEM files, a local development CA, or ACME (HTTP-01 and TLS-ALPN-01).
 //!
+//! # In the request path, in order
+//!
+//! Before any HTTP: the HTTPS listener's [`Acceptor`] (the certificate for the SNI name, and
+//! TLS-ALPN-01 validations closed after their handshake). First in the plain listener's stack:
+//! [`Http01Layer`] (ACME HTTP-01 answers), then the routes or route-core's redirect to HTTPS.
+//! The rest of the stack (sessions, routes, proxy) is session-core's and route-core's.
+//!
+//! ```text
+//! TLS listener:   acceptor = manager.acceptor(Arc::new(server_config(resolver, &tls)?))
+//!                 (Acceptor::new(config) without ACME)
+//!                 tls = timeout(handshake_timeout, acceptor.accept(tcp))
+//!                 after the handshake: if is_acme_tls_alpn(tls.get_ref().1) { close }
+//!                 else serve HTTP (h2 or http/1.1 by negotiated ALPN)
+//! plain listener: Http01Layer::new(responder).layer(service): GET/HEAD
+//!                   /.well-known/acme-challenge/{token} answered from the responder (200
+//!                   text/plain, or 404 unknown-challenge); anything else → service (the routes,
+//!                   or route-core's HttpsRedirectLayer)
+//! ACME:           AcmeManager::builder(acme_cfg, store, resolver, names).build()?.spawn()
+//! ```
+//!
 //! # Pieces
 //!
 //! - [`CertResolver`]: rustls `ResolvesServerCert`; SNI → prebuilt `Arc<CertifiedKey>`,
@@ -17,21 +37,6 @@
 //! - [`CertStore`] ([`DirStore`], [`MemoryStore`], `RedisCertStore` with the `redis`
 //!   feature): certificates, keys, ACME accounts, pending challenges and order leases.
 //! - [`FileCert`] and [`DevCa`]: the `files` and `dev-ca` sources.
-//!
-//! # Wiring it into listeners
-//!
-//! ```text
-//! TLS listener:   acceptor = manager.acceptor(Arc::new(server_config(resolver, &tls)?))
-//!                 (Acceptor::new(config) without ACME)
-//!                 tls = timeout(handshake_timeout, acceptor.accept(tcp))
-//!                 after the handshake: if is_acme_tls_alpn(tls.get_ref().1) { close }
-//!                 else serve HTTP (h2 or http/1.1 by negotiated ALPN)
-//! plain listener: Http01Layer::new(responder).layer(service): GET/HEAD
-//!                   /.well-known/acme-challenge/{token} answered from the responder (200
-//!                   text/plain, or 404 unknown-challenge); anything else → service (the routes,
-//!                   or route-core's HttpsRedirectLayer)
-//! ACME:           AcmeManager::builder(acme_cfg, store, resolver, names).build()?.spawn()
-//! ```
 //!
 //! # Several replicas
 //!
