@@ -210,22 +210,17 @@ pub async fn start(config: Config, opts: StartOptions) -> Result<Running, StartE
         let redirect = https_addr
             .filter(|_| config.listen.redirect_http_to_https)
             .map(|a| a.port());
-        let settings = settings.clone();
-        http_addr = Some(
-            if responder.is_some() || redirect.is_some() {
-                // The plain listener also answers ACME HTTP-01 and redirects to HTTPS.
-                let svc = stack::plain_service(service.clone(), responder, redirect, &config);
-                let make = move |_: &ConnectionInfo| svc.clone();
-                let serve = move |l| server::serve_plain(l, make.clone(), settings.clone());
-                public.serve(addr, &mut tasks, serve)
-            } else {
-                let svc = service.clone();
-                let make = move |_: &ConnectionInfo| svc.clone();
-                let serve = move |l| server::serve_plain(l, make.clone(), settings.clone());
-                public.serve(addr, &mut tasks, serve)
-            }
-            .map_err(bound(addr))?,
-        );
+        let bound_addr = if responder.is_some() || redirect.is_some() {
+            // The plain listener also answers ACME HTTP-01 and redirects to HTTPS.
+            let svc = stack::plain_service(service.clone(), responder, redirect, &config);
+            let make = move |_: &ConnectionInfo| svc.clone();
+            public.serve_plain(addr, &mut tasks, make, settings.clone())
+        } else {
+            let svc = service.clone();
+            let make = move |_: &ConnectionInfo| svc.clone();
+            public.serve_plain(addr, &mut tasks, make, settings.clone())
+        };
+        http_addr = Some(bound_addr.map_err(bound(addr))?);
         tracing::info!(addr = %http_addr.unwrap_or(addr), "listening for HTTP");
     }
     let serving = public.start().map_err(StartError::Thread)?;

@@ -64,10 +64,9 @@ impl ServingThreads {
             .release
             .get_or_insert_with(|| watch::channel(false).0)
             .subscribe();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .on_thread_park(crate::telemetry::access::flush_local)
-            .build()?;
+        // The same event loop as the starting thread's: one thread, the access log flushed
+        // when it parks.
+        let runtime = runtime(RuntimeShape::default())?;
         let handle = std::thread::Builder::new().name(name).spawn(move || {
             runtime.block_on(async move {
                 serve().await;
@@ -222,6 +221,25 @@ impl PublicListeners {
         }
         tasks.spawn(serve(listener));
         Ok(bound)
+    }
+
+    /// [`PublicListeners::serve`] with [`super::serve_plain`]: plain HTTP on `addr`, each
+    /// connection served by `make`'s service.
+    pub fn serve_plain<M>(
+        &mut self,
+        addr: SocketAddr,
+        tasks: &mut JoinSet<()>,
+        make: M,
+        settings: super::ConnSettings,
+    ) -> io::Result<SocketAddr>
+    where
+        M: super::MakeService,
+        <M::Service as tower::Service<http::Request<hyper::body::Incoming>>>::Future:
+            Send + 'static,
+    {
+        self.serve(addr, tasks, move |listener| {
+            super::serve_plain(listener, make.clone(), settings.clone())
+        })
     }
 
     /// Starts the serving threads ("serve-1", "serve-2", …), each running the accept loops of
